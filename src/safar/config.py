@@ -1,0 +1,127 @@
+"""Configuration: one ``safar.toml`` plus ``SAFAR_<SECTION>_<KEY>`` environment variables.
+
+Precedence, highest first: command-line flags, environment, ``safar.toml``, defaults. The file is
+``--config FILE``, else ``$SAFAR_CONFIG``, else ``./safar.toml`` when it exists. The data directory is
+``--data-dir DIR``, else ``$SAFAR_DATA_DIR``, else ``./.safar``. Every key is documented in
+``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from safar.errors import ConfigError
+
+
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8088
+
+
+class StorageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: SQLite ``synchronous`` pragma: "full" survives power loss, "normal" survives process crashes.
+    synchronous: str = "full"
+
+
+class IngestSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: How long a messageId is remembered for deduplication. At least 24 hours.
+    dedupe_window_hours: float = 24.0
+    #: Sustained events per second allowed per write key; bursts up to ``rate_limit_burst``.
+    rate_limit: float = 250_000.0
+    rate_limit_burst: float = 500_000.0
+    max_event_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+    max_batch_events: int = 2500
+
+
+class IdentitySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: Identifier types read from ``context.externalIds`` and traits, besides the built-in ones.
+    external_ids: list[str] = msgspec.field(default_factory=lambda: ["crm_id"])
+    #: Highest priority first. Types not listed rank after those listed.
+    priority: list[str] = msgspec.field(
+        default_factory=lambda: ["user_id", "crm_id", "email", "phone", "anonymous_id"]
+    )
+    #: Most values of a type one profile may hold; a merge that would exceed it is refused.
+    #: Types not listed are unlimited.
+    limits: dict[str, int] = msgspec.field(
+        default_factory=lambda: {"user_id": 1, "crm_id": 1, "email": 5, "phone": 5}
+    )
+    #: Values that never identify anyone (compared case-insensitively after trimming).
+    blocked_values: list[str] = msgspec.field(
+        default_factory=lambda: ["", "null", "undefined", "none", "nil", "0", "-1", "n/a", "unknown"]
+    )
+    #: Country calling code assumed for phone numbers written without one.
+    default_country_code: str = "1"
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    data_dir: Path = Path(".safar")
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
+    ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
+    identity: IdentitySettings = msgspec.field(default_factory=IdentitySettings)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "safar.db"
+
+
+_SECTIONS = ("server", "storage", "ingest", "identity")
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` from defaults, the TOML file, the environment and explicit values."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    path = Path(config_file or env.get("SAFAR_CONFIG") or "safar.toml")
+    explicit = bool(config_file or env.get("SAFAR_CONFIG"))
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist")
+    for section in _SECTIONS:
+        prefix = f"SAFAR_{section.upper()}_"
+        for name, value in env.items():
+            if name.startswith(prefix):
+                key = name[len(prefix) :].lower()
+                raw.setdefault(section, {})[key] = _env_value(value)
+    if data_dir is not None:
+        raw["data_dir"] = str(data_dir)
+    elif "SAFAR_DATA_DIR" in env:
+        raw["data_dir"] = env["SAFAR_DATA_DIR"]
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"configuration ({path.name} or SAFAR_* environment): {exc}") from exc
+    if settings.ingest.dedupe_window_hours < 24:
+        raise ConfigError("ingest.dedupe_window_hours must be at least 24")
+    if settings.storage.synchronous.lower() not in ("full", "normal", "extra"):
+        raise ConfigError("storage.synchronous must be one of full, normal, extra")
+    return settings
+
+
+def _env_value(value: str) -> Any:
+    """Environment values are strings; lists are comma-separated, tables are JSON."""
+    text = value.strip()
+    if text.startswith(("{", "[")):
+        try:
+            return msgspec.json.decode(text)
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"environment value {text!r} is not valid JSON") from exc
+    if "," in text:
+        return [part.strip() for part in text.split(",")]
+    return text

@@ -1,0 +1,1 @@
+"""Pure logic: no I/O, no clock, no randomness. State + input + now -> new state + commands."""

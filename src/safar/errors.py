@@ -1,0 +1,86 @@
+"""Every error Safar raises on purpose derives from :class:`SafarError`.
+
+The tree::
+
+    SafarError                 root; ``retryable`` says whether trying again may succeed
+    ├── ConfigError            bad safar.toml / environment / command-line value
+    ├── ValidationError        input that breaks a rule; ``location`` names where (field, index, line)
+    │   └── PayloadTooLarge    an event, batch or body over its size limit
+    ├── AuthError              missing or unknown write key / API key (HTTP 401)
+    │   └── ForbiddenError     a known key without the scope the call needs (HTTP 403)
+    ├── RateLimited            too many events for one write key (HTTP 429); ``retry_after`` seconds
+    ├── NotFound               a profile, source or resource that does not exist (HTTP 404)
+    └── StoreError             a storage backend failed; adapters raise it ``from`` the driver error
+
+Adapters translate driver exceptions at their boundary (``raise StoreError(...) from exc``) so
+nothing above ``stores/`` needs to know which backend is in use.
+"""
+
+from __future__ import annotations
+
+
+class SafarError(Exception):
+    """Root of Safar's errors."""
+
+    retryable: bool = False
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(SafarError):
+    """A configuration value is missing or invalid."""
+
+    status = 500
+
+
+class ValidationError(SafarError):
+    """Input breaks a rule. ``location`` names where, e.g. ``batch[3].userId`` or ``line 12``."""
+
+    status = 400
+
+    def __init__(self, message: str, location: str | None = None) -> None:
+        super().__init__(f"{location}: {message}" if location else message)
+        self.reason = message
+        self.location = location
+
+
+class PayloadTooLarge(ValidationError):
+    """An event, a batch or a request body is over its size limit."""
+
+
+class AuthError(SafarError):
+    """No credentials, or credentials Safar does not know."""
+
+    status = 401
+
+
+class ForbiddenError(AuthError):
+    """Known credentials without the scope the call needs."""
+
+    status = 403
+
+
+class RateLimited(SafarError):
+    """Too many events for one write key; try again after ``retry_after`` seconds."""
+
+    status = 429
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotFound(SafarError):
+    """The thing asked for does not exist."""
+
+    status = 404
+
+
+class StoreError(SafarError):
+    """A storage backend failed. Raised ``from`` the driver's own exception."""
+
+    retryable = True

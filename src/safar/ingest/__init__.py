@@ -1,0 +1,1 @@
+"""Ingestion: the Segment-compatible HTTP tracking API, validation, import."""

@@ -1,0 +1,1 @@
+"""Value types shared by every layer. Plain data, no I/O."""

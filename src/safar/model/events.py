@@ -1,0 +1,71 @@
+"""Events as the log stores them.
+
+Times are integers: milliseconds since the Unix epoch, UTC. ``body`` holds the event's JSON object
+exactly as the client sent it (Segment spec fields and any others); the normalized columns beside it
+(``message_id``, ``timestamp``, ``received_at`` …) are what Safar decided, and win over the body.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+EVENT_TYPES: Final = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One validated event. ``seq`` is 0 until the log assigns it on append."""
+
+    source_id: str
+    message_id: str
+    type: str
+    name: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    timestamp: int
+    received_at: int
+    body: bytes
+    seq: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        """The event as a Segment-shaped JSON object, with Safar's normalized fields applied."""
+        data: dict[str, Any] = msgspec.json.decode(self.body)
+        data.pop("writeKey", None)
+        data["type"] = self.type
+        data["messageId"] = self.message_id
+        data["timestamp"] = iso(self.timestamp)
+        data["receivedAt"] = iso(self.received_at)
+        if self.user_id is not None:
+            data["userId"] = self.user_id
+        if self.anonymous_id is not None:
+            data["anonymousId"] = self.anonymous_id
+        return data
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """What :meth:`safar.ports.EventLog.append` did: how many events it stored and skipped."""
+
+    appended: int
+    duplicates: int
+    last_seq: int
+
+
+def iso(ms: int) -> str:
+    """Render milliseconds since the epoch as an ISO 8601 UTC string, e.g. 2026-11-23T15:20:50.123Z."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def parse_time(value: str) -> int:
+    """Parse an ISO 8601 timestamp into milliseconds since the epoch. Naive times count as UTC.
+
+    Raises :class:`ValueError` for anything that is not an ISO 8601 date-time.
+    """
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)

@@ -1,0 +1,113 @@
+"""Every port Safar's core and runtime talk through, with its contract. Adapters live in
+``safar.stores`` (memory, SQLite; PostgreSQL later) and must not restate these contracts.
+
+All times are milliseconds since the Unix epoch, UTC, taken from a :class:`Clock` passed in.
+Adapters raise :class:`safar.errors.StoreError` (``from`` the driver error) when the backend fails.
+The contract test suites in ``tests/contract/`` run against every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from safar.model.events import AppendResult, Event
+from safar.model.keys import ApiKey, Source
+from safar.model.profiles import Identifier, MergeRecord, Profile, TraitChange
+
+
+class Clock(Protocol):
+    """Where time comes from. The core never reads the OS clock; tests pass a fake one."""
+
+    def now_ms(self) -> int:
+        """Milliseconds since the epoch, UTC. Never goes backwards within one clock."""
+        ...
+
+
+class EventLog(Protocol):
+    """The append-only, durable log of every event, ordered by ``seq``.
+
+    - ``append`` is atomic: all the given events are stored, or none (it raises). It returns only
+      after the events are durably committed: once it returns, a process crash loses none of them.
+    - Deduplication: an event whose ``(source_id, message_id)`` was appended before, within the
+      dedupe window (``dedupe_window_ms``, at least 24 h, surviving restarts), or earlier in the
+      same call, is skipped and counted in ``AppendResult.duplicates``. It is never an error.
+    - ``seq`` is assigned by the log: strictly increasing, gap-free within one append.
+    - Readers see only committed events, in ``seq`` order.
+    """
+
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        """Store ``events`` (their ``seq`` is ignored), skipping duplicates. See the class contract."""
+        ...
+
+    def read(self, after_seq: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events with ``seq > after_seq``, ascending by ``seq``."""
+        ...
+
+    def get(self, seqs: Collection[int]) -> list[Event]:
+        """The events with these ``seq`` numbers, ascending; unknown numbers are left out."""
+        ...
+
+    def last_seq(self) -> int:
+        """The highest committed ``seq``, or 0 when the log is empty."""
+        ...
+
+    def count(self) -> int:
+        """How many events the log holds."""
+        ...
+
+
+class KeyStore(Protocol):
+    """Sources with their write keys, and management API keys.
+
+    Secrets are returned only when created; API keys are stored as hashes. Lookups of unknown
+    keys return ``None``, never raise.
+    """
+
+    def create_source(self, name: str) -> Source:
+        """Create a source with a new random write key."""
+        ...
+
+    def source_by_write_key(self, write_key: str) -> Source | None:
+        """The source owning ``write_key``, or None."""
+        ...
+
+    def list_sources(self) -> list[Source]:
+        """Every source, oldest first."""
+        ...
+
+    def create_api_key(self, name: str, scope: str) -> tuple[ApiKey, str]:
+        """Create an API key with ``scope`` (read, write or admin); returns it and its secret."""
+        ...
+
+    def api_key_by_secret(self, secret: str) -> ApiKey | None:
+        """The API key whose secret this is, or None."""
+        ...
+
+
+class ProfileReader(Protocol):
+    """The read side of the profile store, as the management API sees it.
+
+    What it returns reflects events up to ``processed_seq()``; processing may lag the event log.
+    A profile is found by any identifier it holds, including identifiers of profiles merged into it.
+    """
+
+    def processed_seq(self) -> int:
+        """The ``seq`` of the last event the profile processor has applied (0 before any)."""
+        ...
+
+    def find(self, identifier: Identifier) -> Profile | None:
+        """The profile holding ``identifier`` (normalized), or None."""
+        ...
+
+    def timeline(self, profile_id: str, limit: int, before_seq: int | None = None) -> list[int]:
+        """Seqs of the profile's events across merged identities, newest first, below ``before_seq``."""
+        ...
+
+    def trait_history(self, profile_id: str, limit: int) -> list[TraitChange]:
+        """The profile's trait changes, newest first."""
+        ...
+
+    def merges(self, profile_id: str) -> list[MergeRecord]:
+        """Merges done into, and refused for, this profile, oldest first."""
+        ...

@@ -1,0 +1,1 @@
+"""Workers: the profile processor and the process runner."""

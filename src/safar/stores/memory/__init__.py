@@ -1,0 +1,1 @@
+"""In-memory adapters: fast, not durable. For tests and simulations."""
