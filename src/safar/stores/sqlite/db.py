@@ -1,0 +1,136 @@
+"""One SQLite database file shared by every SQLite store: connections, pragmas, migrations.
+
+Each thread gets its own connection (sqlite3 connections must not be shared across threads while
+in use). Writes go through :meth:`Database.write`, which takes SQLite's write lock up front
+(``BEGIN IMMEDIATE``) so a transaction never fails half-way on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from safar.errors import StoreError
+
+#: A migration is SQL (one or more statements) or a function given the connection.
+Migration = str | Callable[[sqlite3.Connection], None]
+
+_BUSY_TIMEOUT_MS = 30_000
+
+
+class Database:
+    """A SQLite database in WAL mode, with a connection per thread."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "full", cache_mb: int = 64) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        self.cache_mb = cache_mb
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._init_schema_table()
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA cache_size=-{self.cache_mb * 1024}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA temp_store=MEMORY")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back if the body raises."""
+        conn = self.connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"commit failed on {self.path}: {exc}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read snapshot (a deferred transaction), translating driver errors."""
+        conn = self.connection()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"read failed on {self.path}: {exc}") from exc
+
+    def _init_schema_table(self) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_versions("
+                " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> None:
+        """Bring ``component``'s tables up to ``len(migrations)``, applying each step once, in order.
+
+        Each store module owns its component and appends steps; it never edits a released step.
+        """
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT version FROM schema_versions WHERE component = ?", (component,)
+            ).fetchone()
+            current = row[0] if row else 0
+            if current > len(migrations):
+                raise StoreError(
+                    f"database {self.path} has {component} schema version {current}, newer than "
+                    f"this Safar knows ({len(migrations)}); upgrade Safar"
+                )
+            for step in migrations[current:]:
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_versions(component, version) VALUES (?, ?)"
+                " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                (component, len(migrations)),
+            )
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
