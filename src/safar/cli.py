@@ -1,0 +1,240 @@
+"""The ``safar`` command. Every subcommand takes ``--data-dir`` and ``--config``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from safar.clock import SystemClock
+from safar.config import Settings, load_settings
+from safar.errors import SafarError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(config_file=args.config, data_dir=args.data_dir)
+        code: int = args.run(args, settings)
+        return code
+    except SafarError as exc:
+        print(f"safar: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data directory (default: $SAFAR_DATA_DIR or ./.safar)")
+    common.add_argument("--config", help="safar.toml to read (default: $SAFAR_CONFIG or ./safar.toml)")
+
+    parser = argparse.ArgumentParser(prog="safar", description="Customer journey orchestration.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the API and workers")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8088; 0 picks a free one)")
+    serve.set_defaults(run=_serve)
+
+    demo = sub.add_parser("demo", parents=[common], help="seed a synthetic shop, then serve it")
+    demo.add_argument("--host")
+    demo.add_argument("--port", type=int)
+    demo.add_argument("--customers", type=int, default=10_000)
+    demo.add_argument("--no-serve", action="store_true", help="seed only")
+    demo.set_defaults(run=_demo)
+
+    sources = sub.add_parser("sources", help="event sources and their write keys")
+    sources_sub = sources.add_subparsers(dest="action", required=True)
+    create = sources_sub.add_parser("create", parents=[common], help="create a source")
+    create.add_argument("name")
+    create.set_defaults(run=_sources_create)
+    listing = sources_sub.add_parser("list", parents=[common], help="list sources")
+    listing.set_defaults(run=_sources_list)
+
+    keys = sub.add_parser("keys", help="management API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    key_create = keys_sub.add_parser("create", parents=[common], help="create an API key")
+    key_create.add_argument("--scope", choices=["admin", "read", "write"], required=True)
+    key_create.add_argument("--name", default="cli")
+    key_create.set_defaults(run=_keys_create)
+
+    imp = sub.add_parser("import", parents=[common], help="import a JSONL or CSV file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--source", default="import", help="source name (created if missing)")
+    imp.set_defaults(run=_import)
+
+    profiles = sub.add_parser("profiles", help="unified customer profiles")
+    profiles_sub = profiles.add_subparsers(dest="action", required=True)
+    show = profiles_sub.add_parser("show", parents=[common], help="show a profile by TYPE:VALUE")
+    show.add_argument("ref", help="e.g. user_id:42 or email:sara@example.com")
+    show.add_argument("--events", type=int, default=10, help="how many recent events to show")
+    show.set_defaults(run=_profiles_show)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="action", required=True)
+    ingest = bench_sub.add_parser("ingest", parents=[common], help="HTTP ingestion benchmark")
+    ingest.add_argument("--events", type=int, default=1_000_000)
+    ingest.add_argument("--batch", type=int, default=100)
+    ingest.add_argument("--connections", type=int, default=8)
+    ingest.add_argument("--users", type=int, default=100_000)
+    ingest.add_argument("--json", action="store_true", help="print the result as JSON")
+    ingest.set_defaults(run=_bench_ingest)
+    return parser
+
+
+def _with_server(args: argparse.Namespace, settings: Settings) -> Settings:
+    server = settings.server
+    if args.host is not None:
+        server.host = args.host
+    if args.port is not None:
+        server.port = args.port
+    return settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.runtime.serve import serve
+
+    serve(_with_server(args, settings))
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.demo.seed import seed_demo
+    from safar.runtime.serve import serve
+
+    settings = _with_server(args, settings)
+    info = seed_demo(settings, customers=args.customers)
+    if args.no_serve:
+        return 0
+
+    def announce(url: str) -> None:
+        print(info.banner(url), flush=True)
+
+    serve(settings, announce=announce)
+    return 0
+
+
+def _sources_create(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.stores.bundle import open_stores
+
+    stores = open_stores(settings, SystemClock())
+    try:
+        source = stores.keys.create_source(args.name)
+    finally:
+        stores.close()
+    print(f"Created source {source.name} ({source.id}). Its write key:")
+    print(source.write_key)
+    return 0
+
+
+def _sources_list(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.stores.bundle import open_stores
+
+    stores = open_stores(settings, SystemClock())
+    try:
+        for source in stores.keys.list_sources():
+            print(f"{source.id}\t{source.name}\t{source.write_key}")
+    finally:
+        stores.close()
+    return 0
+
+
+def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.stores.bundle import open_stores
+
+    stores = open_stores(settings, SystemClock())
+    try:
+        key, secret = stores.keys.create_api_key(args.name, args.scope)
+    finally:
+        stores.close()
+    print(f"Created API key {key.id} with scope {key.scope}. Its secret (shown once):")
+    print(secret)
+    return 0
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.ingest.importer import ImportReport, import_file
+    from safar.stores.bundle import open_stores
+
+    if not args.file.exists():
+        print(f"safar: {args.file} does not exist", file=sys.stderr)
+        return 2
+    clock = SystemClock()
+    stores = open_stores(settings, clock)
+
+    def progress(done: int, total: int, report: ImportReport) -> None:
+        share = done / total if total else 1.0
+        bar = "#" * int(share * 30)
+        print(
+            f"\r[{bar:<30}] {done:,}/{total:,} lines, {report.accepted:,} stored, "
+            f"{len(report.rejected):,} rejected",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        source = next((s for s in stores.keys.list_sources() if s.name == args.source), None)
+        source = source or stores.keys.create_source(args.source)
+        report = import_file(
+            args.file,
+            events=stores.events,
+            source_id=source.id,
+            clock=clock,
+            limits=settings.ingest,
+            identity=settings.identity,
+            progress=progress,
+        )
+    finally:
+        stores.close()
+    print(file=sys.stderr)
+    for line_no, reason in report.rejected:
+        print(f"rejected line {line_no}: {reason}", file=sys.stderr)
+    print(
+        f"{report.accepted:,} events stored, {report.duplicates:,} duplicates skipped, "
+        f"{len(report.rejected):,} lines rejected, from {report.lines:,} lines"
+    )
+    return 1 if report.rejected else 0
+
+
+def _profiles_show(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.api.profiles import profile_document
+    from safar.core.identity import normalize_ref
+    from safar.stores.bundle import open_stores
+
+    stores = open_stores(settings, SystemClock())
+    try:
+        identifier = normalize_ref(args.ref, settings.identity)
+        profile = stores.profiles.find(identifier)
+        if profile is None:
+            print(f"safar: no profile holds {args.ref}", file=sys.stderr)
+            return 1
+        document = profile_document(profile, stores.profiles.processed_seq())
+        seqs = stores.profiles.timeline(profile.id, args.events)
+        document["recent_events"] = [event.payload() for event in stores.events.get(seqs)][::-1]
+    finally:
+        stores.close()
+    print(msgspec.json.format(msgspec.json.encode(document), indent=2).decode())
+    return 0
+
+
+def _bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.bench.ingest import run_ingest_bench
+
+    return run_ingest_bench(
+        settings,
+        events=args.events,
+        batch=args.batch,
+        connections=args.connections,
+        users=args.users,
+        as_json=args.json,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

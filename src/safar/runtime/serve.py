@@ -1,0 +1,118 @@
+"""``safar serve``: the HTTP API in this process, the profile processor in a child process.
+
+Two processes, because one Python process runs on one core: the API (parsing, validation, durable
+append) and profile processing each get a core of their own on a small machine. The child watches
+its parent and stops when the parent is gone, so a killed server leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.synchronize import Event as ProcessEvent
+
+import msgspec
+
+from safar.clock import SystemClock
+from safar.config import Settings
+from safar.ports import Clock
+from safar.stores.bundle import open_stores
+
+
+def serve(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    announce: Callable[[str], None] | None = None,
+    process_profiles: bool = True,
+) -> None:
+    """Serve until interrupted. ``announce`` receives the base URL once the socket is bound."""
+    import uvicorn
+
+    from safar.app import create_app
+
+    clock = clock or SystemClock()
+    stores = open_stores(settings, clock)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.server.host, settings.server.port))
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
+    worker = ProcessorProcess(settings) if process_profiles else None
+    try:
+        if worker:
+            worker.start()
+        app = create_app(stores=stores, settings=settings, clock=clock)
+        config = uvicorn.Config(
+            app,
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+            lifespan="on",
+            timeout_keep_alive=30,
+        )
+        server = uvicorn.Server(config)
+        (announce or _print)(url)
+        server.run(sockets=[sock])
+    finally:
+        if worker:
+            worker.stop()
+        stores.close()
+        sock.close()
+
+
+def _print(url: str) -> None:
+    print(f"Safar is listening on {url}", flush=True)
+
+
+class ProcessorProcess:
+    """The profile processor in a child process (spawned, so it shares no state with the API)."""
+
+    def __init__(self, settings: Settings) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._process = ctx.Process(
+            target=run_processor,
+            args=(msgspec.json.encode(settings), self._stop, os.getpid()),
+            name="safar-profiles",
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self._process.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout)
+
+
+def run_processor(encoded_settings: bytes, stop: ProcessEvent, parent_pid: int) -> None:
+    """Child-process entry point: fold the event log into profiles until told to stop."""
+    from safar.runtime.profiler import ProfileProcessor
+
+    settings = msgspec.json.decode(encoded_settings, type=Settings)
+    clock = SystemClock()
+    stores = open_stores(settings, clock)
+    halt = threading.Event()
+
+    def watch() -> None:
+        # Stop when asked, or when the parent died (e.g. kill -9) and we were re-parented.
+        while not halt.is_set():
+            if stop.wait(0.5) or os.getppid() != parent_pid:
+                halt.set()
+
+    watcher = threading.Thread(target=watch, name="safar-parent-watch", daemon=True)
+    watcher.start()
+    try:
+        ProfileProcessor(stores.events, stores.profiles, settings.identity, clock).run(halt)
+    finally:
+        halt.set()
+        stores.close()
