@@ -203,13 +203,13 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _profiles_show(args: argparse.Namespace, settings: Settings) -> int:
-    from safar.api.profiles import profile_document
-    from safar.core.identity import normalize_ref
+    from safar.api.profiles import identifier_from_ref, profile_document
+    from safar.core.identity import IdentityRules
     from safar.stores.bundle import open_stores
 
     stores = open_stores(settings, SystemClock())
     try:
-        identifier = normalize_ref(args.ref, settings.identity)
+        identifier = identifier_from_ref(args.ref, IdentityRules(settings.identity))
         profile = stores.profiles.find(identifier)
         if profile is None:
             print(f"safar: no profile holds {args.ref}", file=sys.stderr)
