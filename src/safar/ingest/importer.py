@@ -169,7 +169,9 @@ def _csv_rows(path: Path, external_ids: list[str]) -> Iterator[Row]:
             elif key in _TIME_COLUMNS:
                 event["timestamp"] = value
             elif key in externals:
-                external.append({"id": value, "type": key, "collection": "users", "encoding": "none"})
+                external.append(
+                    {"id": value, "type": key, "collection": "users", "encoding": "none"}
+                )
             else:
                 event["traits"][name] = value
         if external:

@@ -7,10 +7,12 @@ exactly as the client sent it (Segment spec fields and any others); the normaliz
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 EVENT_TYPES: Final = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 
@@ -68,4 +70,5 @@ def parse_time(value: str) -> int:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    # Integer arithmetic: float seconds * 1000 is off by one millisecond for some times.
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)

@@ -1,0 +1,41 @@
+"""The full HTTP application: the tracking API and the management API over one set of stores."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from safar.api.errors import EXCEPTION_HANDLERS
+from safar.api.routes import management_routes
+from safar.config import Settings
+from safar.ingest.http import ingest_routes
+from safar.ingest.writer import IngestWriter
+from safar.ports import Clock
+from safar.stores.bundle import Stores
+
+
+def create_app(*, stores: Stores, settings: Settings, clock: Clock) -> Starlette:
+    """The app ``safar serve`` runs. Its lifespan starts and drains the ingestion writer thread."""
+    writer = IngestWriter(stores.events)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.close()
+
+    routes = [
+        *ingest_routes(keys=stores.keys, writer=writer, clock=clock, settings=settings.ingest),
+        *management_routes(
+            keys=stores.keys,
+            events=stores.events,
+            profiles=stores.profiles,
+            clock=clock,
+            identity=settings.identity,
+        ),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))
