@@ -154,9 +154,7 @@ def _health(host: str, port: int) -> dict[str, Any]:
 
 def _start_server(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     cmd = [sys.executable, "-m", "safar.cli", "serve", "--port", "0", "--data-dir", str(data_dir)]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening on" not in line:
@@ -218,13 +216,25 @@ def run_ingest_bench(
         rows = [
             [
                 (
-                    e.source_id, e.message_id, e.type, e.name, e.user_id, e.anonymous_id,
-                    e.timestamp, e.received_at, e.body,
+                    e.source_id,
+                    e.message_id,
+                    e.type,
+                    e.name,
+                    e.user_id,
+                    e.anonymous_id,
+                    e.timestamp,
+                    e.received_at,
+                    e.body,
                 )
                 for e in (
                     event_from_json(
-                        msgspec.json.encode(m), source_id="src", received_at=received,
-                        sent_at=None, default_type=None, location="bench", limits=settings.ingest,
+                        msgspec.json.encode(m),
+                        source_id="src",
+                        received_at=received,
+                        sent_at=None,
+                        default_type=None,
+                        location="bench",
+                        limits=settings.ingest,
                     )
                     for m in b
                 )

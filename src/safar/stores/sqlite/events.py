@@ -1,0 +1,462 @@
+"""SQLite :class:`safar.ports.EventLog`: the hot path of ingestion.
+
+Why it looks like this: appending to a table keyed by ``INTEGER PRIMARY KEY`` is sequential and
+fast (~220k rows/s in 100-row WAL transactions on a 2-core machine); adding any unique index on a
+random key (the ``messageId``, or a hash of it) drops that to ~31-38k rows/s whatever the cache
+size, because each random insert dirties about one B-tree page per row per commit. So the events
+table has no secondary index, and deduplication is split into a cheap hot part and a batched cold
+part:
+
+- ``events(seq INTEGER PRIMARY KEY, source_id, message_id, type, name, user_id, anonymous_id,
+  timestamp, received_at, body BLOB)``; nothing else is written per append.
+- Two generation tables ``event_dedupe_0`` / ``event_dedupe_1``, ``(key TEXT PRIMARY KEY) WITHOUT
+  ROWID``, with ``key = source_id + "\\x1f" + message_id`` (exact, so no hash collisions; source
+  ids never contain ``\\x1f``), and the one-row ``event_dedupe_meta``: the current generation, when
+  it started, ``flushed_seq`` (every event up to it has its key in a generation table) and how
+  many keys each table holds.
+- In process, the set ``recent`` holds the keys of the events with ``seq > flushed_seq``; it is
+  loaded on first use by scanning only that tail of ``events``. Beside it, a Bloom filter over
+  the keys in the tables, built on first use by scanning them.
+- ``append`` runs in one ``BEGIN IMMEDIATE`` transaction: read the events other processes committed
+  since this one last looked (``safar import`` next to ``safar serve``) into ``recent``; a key is a
+  duplicate if it is in ``recent``, earlier in the same call, or - when the filter says it may be
+  there - found by ``SELECT … WHERE key IN (…)`` in a non-empty generation table; insert the rest
+  with one ``executemany`` and explicit gap-free seqs; commit.
+- Once ``recent`` holds ``flush_threshold`` keys (and on :meth:`SqliteEventLog.close`), the keys of
+  the events past ``flushed_seq`` are inserted, sorted, into the current generation by one
+  ``INSERT … SELECT … ORDER BY`` (each leaf page is written once, and no key passes through
+  Python), added to the filter, and ``flushed_seq`` moves up.
+- Generations are ``dedupe_window_ms`` long and aligned: the first write after the current one has
+  run a full window flushes into it, empties the older table and makes that current. A key
+  therefore lives between one and two windows. After two idle windows both tables are emptied.
+
+Processes coordinate only through the database: each re-reads the meta row in every write
+transaction, adds the keys another process flushed to its filter and reloads ``recent``, and
+rebuilds the filter when the generation changed. Any failed transaction marks the in-process state
+stale, so it is rebuilt from the database on the next write. Threads share one instance; a lock
+serializes writes (SQLite serializes them anyway).
+
+Costs, measured on 2 cores against ~7 µs per event for the insert and commit alone: a key looked up
+in a table costs ~1.5 µs per table while the tables fit in the page cache and ~3-6 µs once they
+hold millions of keys, hence the filter (~0.4 µs per key, ~0.5 µs to add one, 2-4 bytes per key,
+~1 s per million keys to build at start). A flushed key costs ~2 µs plus its share of the pages
+rewritten: a flush touches every leaf page of the table it lands in, so the bigger the flush
+relative to the table the cheaper each key. ``recent`` costs ~150 bytes per key; the default
+threshold (200k) keeps it near 30 MB.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import NamedTuple
+
+from safar.errors import StoreError
+from safar.model.events import AppendResult, Event
+from safar.ports import Clock
+from safar.stores.sqlite.db import Database
+
+DEFAULT_DEDUPE_WINDOW_MS = 24 * 3600 * 1000
+DEFAULT_FLUSH_THRESHOLD = 200_000
+
+_SEP = "\x1f"
+#: Values bound per ``IN (…)``; far below SQLite's limit, big enough to keep round trips few.
+_CHUNK = 500
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE events(
+        seq INTEGER PRIMARY KEY,
+        source_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT,
+        user_id TEXT,
+        anonymous_id TEXT,
+        timestamp INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE event_dedupe_0(key TEXT PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE event_dedupe_1(key TEXT PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE event_dedupe_meta(
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL,
+        started_at INTEGER,
+        flushed_seq INTEGER NOT NULL,
+        keys_0 INTEGER NOT NULL,
+        keys_1 INTEGER NOT NULL
+    );
+    INSERT INTO event_dedupe_meta VALUES (1, 0, NULL, 0, 0, 0)
+    """,
+]
+
+_COLUMNS = (
+    "seq, source_id, message_id, type, name, user_id, anonymous_id, timestamp, received_at, body"
+)
+_INSERT = f"INSERT INTO events({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_GET_META = "SELECT generation, started_at, flushed_seq, keys_0, keys_1 FROM event_dedupe_meta"
+_SET_META = (
+    "UPDATE event_dedupe_meta"
+    " SET generation = ?, started_at = ?, flushed_seq = ?, keys_0 = ?, keys_1 = ?"
+)
+_KEY = "source_id || char(31) || message_id"
+_TAIL = f"SELECT seq, {_KEY} FROM events WHERE seq > ? ORDER BY seq"
+_KEYS_UP_TO = f"SELECT {_KEY} FROM events WHERE seq > ? AND seq <= ?"
+
+Row = tuple[int, str, str, str, str | None, str | None, str | None, int, int, bytes]
+
+
+class _Meta(NamedTuple):
+    """The ``event_dedupe_meta`` row."""
+
+    generation: int
+    started: int | None  # None until the first write
+    flushed_seq: int
+    keys_0: int
+    keys_1: int
+
+    def counts(self) -> tuple[int, int]:
+        """How many keys each generation table holds, by table number."""
+        return self.keys_0, self.keys_1
+
+    def with_count(self, table: int, count: int) -> _Meta:
+        return self._replace(keys_0=count) if table == 0 else self._replace(keys_1=count)
+
+
+class SqliteEventLog:
+    """The event log in the shared SQLite database; see the module docstring for the design.
+
+    ``flush_threshold`` is how many keys are kept in memory (and re-read from the tail of the log
+    on start) before they are written to the dedupe tables.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        dedupe_window_ms: int = DEFAULT_DEDUPE_WINDOW_MS,
+        flush_threshold: int = DEFAULT_FLUSH_THRESHOLD,
+    ) -> None:
+        if dedupe_window_ms <= 0:
+            raise ValueError("dedupe_window_ms must be positive")
+        if flush_threshold <= 0:
+            raise ValueError("flush_threshold must be positive")
+        self._db = db
+        self._clock = clock
+        self._window = dedupe_window_ms
+        self._flush_threshold = flush_threshold
+        self._lock = threading.Lock()
+        self._recent: set[str] = set()
+        self._seen_seq = 0
+        self._flushed_seq = 0
+        self._stale = True
+        self._filter = _KeyFilter(0)
+        self._filter_generation: int | None = None  # None: the filter must be rebuilt
+        db.migrate("events", _MIGRATIONS)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        if not events:
+            return AppendResult(0, 0, self.last_seq())
+        keys = [e.source_id + _SEP + e.message_id for e in events]
+        with self._lock:
+            with self._transaction() as conn:
+                meta = self._prepare(conn)
+                fresh = self._fresh(conn, keys, meta)
+                base = self._seen_seq
+                if fresh is None:
+                    # _row inlined: a call per event costs several % of the whole append.
+                    rows = [
+                        (
+                            seq,
+                            e.source_id,
+                            e.message_id,
+                            e.type,
+                            e.name,
+                            e.user_id,
+                            e.anonymous_id,
+                            e.timestamp,
+                            e.received_at,
+                            e.body,
+                        )
+                        for seq, e in enumerate(events, base + 1)
+                    ]
+                    self._recent.update(keys)
+                else:
+                    rows = [_row(seq, events[i]) for seq, i in enumerate(fresh, base + 1)]
+                    self._recent.update([keys[i] for i in fresh])
+                if rows:
+                    conn.executemany(_INSERT, rows)
+                self._seen_seq = base + len(rows)
+            last = self._seen_seq
+            if len(self._recent) >= self._flush_threshold:
+                self._flush()
+        return AppendResult(len(rows), len(events) - len(rows), last)
+
+    def close(self) -> None:
+        """Write the in-memory dedupe keys to the database. Does not close ``db``.
+
+        Not needed for correctness (they are rebuilt from the log on the next start), only so the
+        next start has less to read.
+        """
+        with self._lock:
+            if self._recent:
+                self._flush()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``db.write()``, translating driver errors; a failure marks in-process state stale.
+
+        ``recent`` and the seqs are changed inside the transaction; if it rolls back they may no
+        longer match the database, so they are rebuilt from it on the next write.
+        """
+        try:
+            with self._db.write() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            self._stale = True
+            raise StoreError(f"event log write failed on {self._db.path}: {exc}") from exc
+        except BaseException:
+            self._stale = True
+            raise
+
+    def _prepare(self, conn: sqlite3.Connection) -> _Meta:
+        """Bring ``recent`` and the filter up to date, rotating generations when due."""
+        now = self._clock.now_ms()
+        stored = _Meta(*conn.execute(_GET_META).fetchone())
+        if self._stale:
+            self._filter_generation = None
+            self._reload(conn, stored.flushed_seq)
+        elif stored.flushed_seq != self._flushed_seq:
+            # Another process flushed: those keys are in the tables now, so the filter must know.
+            span = (self._flushed_seq, stored.flushed_seq)
+            self._filter.add([key for (key,) in conn.execute(_KEYS_UP_TO, span)])
+            self._reload(conn, stored.flushed_seq)
+        else:
+            rows = conn.execute(_TAIL, (self._seen_seq,)).fetchall()
+            if rows:
+                self._recent.update([key for _, key in rows])
+                self._seen_seq = rows[-1][0]
+        meta, started = stored, stored.started
+        if started is None:
+            meta = stored._replace(started=now)
+        elif now >= started + 2 * self._window:
+            # Every key in both tables and in `recent` was appended over a window ago: any later
+            # write would have rotated already. +2: the same table stays current, and the new
+            # number tells other processes to rebuild their filters.
+            conn.execute("DELETE FROM event_dedupe_0")
+            conn.execute("DELETE FROM event_dedupe_1")
+            meta = self._flushed(
+                stored._replace(generation=stored.generation + 2, started=now, keys_0=0, keys_1=0)
+            )
+        elif now >= started + self._window:
+            meta = self._flush_tail(conn, stored)
+            emptied = meta.generation + 1
+            conn.execute(f"DELETE FROM {_table(emptied)}")
+            meta = meta._replace(generation=emptied, started=started + self._window)
+            meta = meta.with_count(emptied % 2, 0)
+        if meta != stored:
+            conn.execute(_SET_META, meta)
+        if self._filter_generation != meta.generation or self._filter.full():
+            self._rebuild_filter(conn, meta)
+        return meta
+
+    def _rebuild_filter(self, conn: sqlite3.Connection, meta: _Meta) -> None:
+        """A filter of exactly the keys in the tables: after a start, a rotation or when full."""
+        counts = meta.counts()
+        self._filter = _KeyFilter(max(2 * sum(counts), 4 * self._flush_threshold))
+        for table, count in enumerate(counts):
+            if count:
+                self._filter.add(
+                    [key for (key,) in conn.execute(f"SELECT key FROM {_table(table)}")]
+                )
+        self._filter_generation = meta.generation
+
+    def _reload(self, conn: sqlite3.Connection, flushed: int) -> None:
+        rows = conn.execute(_TAIL, (flushed,)).fetchall()
+        self._recent = {key for _, key in rows}
+        self._seen_seq = rows[-1][0] if rows else flushed
+        self._flushed_seq = flushed
+        self._stale = False
+
+    def _fresh(self, conn: sqlite3.Connection, keys: list[str], meta: _Meta) -> list[int] | None:
+        """Indexes of the events to store, or None when all of them are new (the common case)."""
+        recent = self._recent
+        unique = set(keys)
+        if len(unique) == len(keys) and recent.isdisjoint(unique):
+            stored = self._stored(conn, keys, meta)
+            if not stored:
+                return None
+        else:
+            stored = self._stored(conn, [key for key in unique if key not in recent], meta)
+        fresh: list[int] = []
+        for index, key in enumerate(keys):
+            if key in stored or key in recent:
+                continue
+            stored.add(key)
+            fresh.append(index)
+        return fresh
+
+    def _stored(self, conn: sqlite3.Connection, keys: list[str], meta: _Meta) -> set[str]:
+        """Which of ``keys`` are in a generation table; asks only for those the filter may hold."""
+        tables = tuple(t for t, count in enumerate(meta.counts()) if count)
+        found: set[str] = set()
+        if tables:
+            keys = self._filter.maybe(keys)
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                found.update(
+                    [row[0] for row in conn.execute(_probe_sql(len(chunk), tables), chunk)]
+                )
+        return found
+
+    def _flush(self) -> None:
+        with self._transaction() as conn:
+            meta = self._prepare(conn)
+            if self._recent:
+                conn.execute(_SET_META, self._flush_tail(conn, meta))
+
+    def _flush_tail(self, conn: sqlite3.Connection, meta: _Meta) -> _Meta:
+        """Insert the keys past ``flushed_seq`` into the current generation; the new meta row."""
+        table = meta.generation % 2
+        # Sorted, so the B-tree is filled in order and each leaf page is written once.
+        added = conn.execute(
+            f"INSERT OR IGNORE INTO {_table(table)}(key)"
+            f" SELECT {_KEY} FROM events WHERE seq > ? ORDER BY 1",
+            (meta.flushed_seq,),
+        ).rowcount
+        self._filter.add(self._recent)
+        return self._flushed(meta.with_count(table, meta.counts()[table] + added))
+
+    def _flushed(self, meta: _Meta) -> _Meta:
+        """``meta`` once every event up to ``_seen_seq`` is in a generation table, or expired."""
+        self._recent = set()
+        self._flushed_seq = self._seen_seq
+        return meta._replace(flushed_seq=self._seen_seq)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, after_seq: int, limit: int) -> list[Event]:
+        if limit <= 0:  # SQLite reads LIMIT -1 as "no limit"
+            return []
+        with self._db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [_event(row) for row in rows]
+
+    def get(self, seqs: Collection[int]) -> list[Event]:
+        wanted = sorted(set(seqs))
+        rows: list[Row] = []
+        with self._db.read() as conn:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows += conn.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE seq IN ({marks}) ORDER BY seq", chunk
+                ).fetchall()
+        return [_event(row) for row in rows]
+
+    def last_seq(self) -> int:
+        with self._db.read() as conn:
+            value: int | None = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+        return value or 0
+
+    def count(self) -> int:
+        with self._db.read() as conn:
+            value: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        return value
+
+
+class _KeyFilter:
+    """A Bloom filter over the keys in the generation tables: "no" is certain, "maybe" is not.
+
+    Looking a key up in a table costs ~1.5 µs while the tables fit in the page cache and several
+    times that once they do not (two windows of keys); this answers "no" for nearly every new
+    key at ~0.3 µs. Positions come from Python's string hash: cached on the string, randomized
+    per process, which is fine for a filter that never leaves the process. Two positions and 16
+    bits per key give ~1.4% false positives.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        size = 1 << max(16, (16 * capacity - 1).bit_length())  # bits, a power of two
+        self._capacity = size // 16
+        self._mask = size - 1
+        self._bits = bytearray(size // 8)
+        self._count = 0
+
+    def full(self) -> bool:
+        return self._count > self._capacity
+
+    def add(self, keys: Collection[str]) -> None:
+        bits, mask = self._bits, self._mask
+        for key in keys:
+            h = hash(key)
+            a, b = h & mask, (h >> 32) & mask
+            bits[a >> 3] |= 1 << (a & 7)
+            bits[b >> 3] |= 1 << (b & 7)
+        self._count += len(keys)
+
+    def maybe(self, keys: list[str]) -> list[str]:
+        """The keys that may have been added."""
+        bits, mask = self._bits, self._mask
+        found = []
+        for key in keys:
+            h = hash(key)
+            a, b = h & mask, (h >> 32) & mask
+            if bits[a >> 3] & (1 << (a & 7)) and bits[b >> 3] & (1 << (b & 7)):
+                found.append(key)
+        return found
+
+
+def _table(generation: int) -> str:
+    return f"event_dedupe_{generation % 2}"
+
+
+@lru_cache(maxsize=256)
+def _probe_sql(n: int, tables: tuple[int, ...]) -> str:
+    # ?1…?n, so both tables are asked with one binding of the keys.
+    marks = ", ".join(f"?{i}" for i in range(1, n + 1))
+    return " UNION ALL ".join(
+        f"SELECT key FROM event_dedupe_{t} WHERE key IN ({marks})" for t in tables
+    )
+
+
+def _row(seq: int, e: Event) -> Row:
+    return (
+        seq,
+        e.source_id,
+        e.message_id,
+        e.type,
+        e.name,
+        e.user_id,
+        e.anonymous_id,
+        e.timestamp,
+        e.received_at,
+        e.body,
+    )
+
+
+def _event(row: Row) -> Event:
+    seq, source_id, message_id, type_, name, user_id, anonymous_id, timestamp, received_at, body = (
+        row
+    )
+    return Event(
+        seq=seq,
+        source_id=source_id,
+        message_id=message_id,
+        type=type_,
+        name=name,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        received_at=received_at,
+        body=body,
+    )

@@ -1,0 +1,186 @@
+"""Backends for the contract suites: each suite runs once per adapter, written against the port.
+
+A :class:`Backend` opens adapters of one kind on one storage and can stop them the way a process
+does. To run the suites against another adapter (PostgreSQL, …), subclass it and add a
+``pytest.param`` to :data:`EVENT_LOG_BACKENDS` / :data:`KEY_STORE_BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from safar.ports import EventLog, KeyStore
+from safar.stores.memory.events import MemoryEventLog
+from safar.stores.memory.keys import MemoryKeyStore
+from safar.stores.sqlite.db import Database
+from safar.stores.sqlite.events import SqliteEventLog
+from safar.stores.sqlite.keys import SqliteKeyStore
+from safar.testing import FakeClock
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class Backend:
+    """Opens adapters of one kind on one storage (a directory for file-backed ones)."""
+
+    #: Whether an adapter opened later sees what earlier ones stored (a restart, another process).
+    #: In-memory adapters cannot be reopened: they hand back the one instance.
+    shares_storage = True
+
+    def __init__(self, directory: Path, clock: FakeClock) -> None:
+        self.directory = directory
+        self.clock = clock
+
+    def event_log(self, *, dedupe_window_ms: int = DAY_MS) -> EventLog:
+        """An event log on this storage, opened as a new process (or a restarted one) would."""
+        raise NotImplementedError
+
+    def key_store(self) -> KeyStore:
+        """A key store on this storage, opened as a new process would."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Stop every adapter opened so far cleanly, as a process does when it exits."""
+
+    def stored_bytes(self) -> bytes:
+        """Everything this backend has stored, to check that a secret never reaches storage."""
+        raise NotImplementedError
+
+    def fail_appends_of(self, message_id: str) -> bool:
+        """Make the storage reject any append holding ``message_id``; False if not supported."""
+        return False
+
+
+class MemoryBackend(Backend):
+    shares_storage = False
+
+    def __init__(self, directory: Path, clock: FakeClock) -> None:
+        super().__init__(directory, clock)
+        self._events: MemoryEventLog | None = None
+        self._keys: MemoryKeyStore | None = None
+
+    def event_log(self, *, dedupe_window_ms: int = DAY_MS) -> EventLog:
+        if self._events is None:
+            self._events = MemoryEventLog(self.clock, dedupe_window_ms=dedupe_window_ms)
+        return self._events
+
+    def key_store(self) -> KeyStore:
+        if self._keys is None:
+            self._keys = MemoryKeyStore(self.clock)
+        return self._keys
+
+    def stored_bytes(self) -> bytes:
+        return repr([vars(store) for store in (self._events, self._keys) if store]).encode()
+
+
+class SqliteBackend(Backend):
+    """Each adapter gets its own :class:`Database`, i.e. its own connections, like a process."""
+
+    def __init__(self, directory: Path, clock: FakeClock, *, flush_threshold: int = 50_000) -> None:
+        super().__init__(directory, clock)
+        self.path = directory / "safar.db"
+        self._flush_threshold = flush_threshold
+        self._databases: list[Database] = []
+        self._event_logs: list[SqliteEventLog] = []
+
+    def _database(self) -> Database:
+        db = Database(self.path)
+        self._databases.append(db)
+        return db
+
+    def event_log(self, *, dedupe_window_ms: int = DAY_MS) -> EventLog:
+        log = SqliteEventLog(
+            self._database(),
+            self.clock,
+            dedupe_window_ms=dedupe_window_ms,
+            flush_threshold=self._flush_threshold,
+        )
+        self._event_logs.append(log)
+        return log
+
+    def key_store(self) -> KeyStore:
+        return SqliteKeyStore(self._database(), self.clock)
+
+    def shutdown(self) -> None:
+        for log in self._event_logs:
+            log.close()
+        for db in self._databases:
+            db.close()
+        self._event_logs.clear()
+        self._databases.clear()
+
+    def stored_bytes(self) -> bytes:
+        return b"".join(path.read_bytes() for path in sorted(self.directory.glob("safar.db*")))
+
+    def fail_appends_of(self, message_id: str) -> bool:
+        db = self._database()
+        with db.write() as conn:
+            conn.execute(
+                "CREATE TRIGGER fail_append BEFORE INSERT ON events"
+                f" WHEN NEW.message_id = '{message_id}'"
+                " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        return True
+
+
+EVENT_LOG_BACKENDS = [
+    pytest.param(MemoryBackend, id="memory"),
+    pytest.param(SqliteBackend, id="sqlite"),
+    # Flushes dedupe keys to the generation tables after nearly every append, so the suites
+    # exercise the on-disk half of deduplication, not only the in-process one.
+    pytest.param(functools.partial(SqliteBackend, flush_threshold=3), id="sqlite-flush3"),
+]
+KEY_STORE_BACKENDS = [
+    pytest.param(MemoryBackend, id="memory"),
+    pytest.param(SqliteBackend, id="sqlite"),
+]
+
+BackendFactory = Callable[[], Backend]
+
+
+@pytest.fixture(params=EVENT_LOG_BACKENDS)
+def make_event_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[BackendFactory]:
+    """Makes fresh, empty backends, for tests (hypothesis) that need a new one per example."""
+    kind: Callable[[Path, FakeClock], Backend] = request.param
+    made: list[Backend] = []
+
+    def make() -> Backend:
+        directory = tmp_path / f"backend-{len(made)}"
+        directory.mkdir()
+        backend = kind(directory, clock)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.shutdown()
+
+
+@pytest.fixture
+def event_backend(make_event_backend: BackendFactory) -> Backend:
+    return make_event_backend()
+
+
+@pytest.fixture
+def event_log(event_backend: Backend) -> EventLog:
+    return event_backend.event_log()
+
+
+@pytest.fixture(params=KEY_STORE_BACKENDS)
+def key_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[Backend]:
+    backend: Backend = request.param(tmp_path, clock)
+    yield backend
+    backend.shutdown()
+
+
+@pytest.fixture
+def key_store(key_backend: Backend) -> KeyStore:
+    return key_backend.key_store()
