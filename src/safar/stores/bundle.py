@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from safar.config import Settings
 from safar.ports import Clock, EventLog, KeyStore, ProfileStore
 
-if TYPE_CHECKING:
-    from safar.stores.sqlite.db import Database
-
 
 @dataclass
 class Stores:
-    """The stores of one installation. ``close()`` releases their connections."""
+    """The stores of one installation. ``close()`` releases what they hold, in order."""
 
     events: EventLog
     keys: KeyStore
     profiles: ProfileStore
-    _db: Database | None = field(default=None, repr=False)
+    closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
+        for close in self.closers:
+            close()
+        self.closers.clear()
 
 
 def open_stores(settings: Settings, clock: Clock) -> Stores:
@@ -35,11 +33,13 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
 
     db = Database(settings.database_path, synchronous=settings.storage.synchronous)
     window_ms = int(settings.ingest.dedupe_window_hours * 3600 * 1000)
+    events = SqliteEventLog(db, clock, dedupe_window_ms=window_ms)
     return Stores(
-        events=SqliteEventLog(db, clock, dedupe_window_ms=window_ms),
+        events=events,
         keys=SqliteKeyStore(db, clock),
         profiles=SqliteProfileStore(db),
-        _db=db,
+        # Flushing the dedupe keys first spares the next start re-reading the log's tail.
+        closers=[events.close, db.close],
     )
 
 

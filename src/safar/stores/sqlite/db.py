@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from safar.errors import StoreError
@@ -71,13 +71,20 @@ class Database:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise StoreError(f"commit failed on {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        # SQLite may already have rolled back (e.g. after SQLITE_FULL); the original error matters.
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -100,7 +107,7 @@ class Database:
             )
 
     def migrate(self, component: str, migrations: Sequence[Migration]) -> None:
-        """Bring ``component``'s tables up to ``len(migrations)``, applying each step once, in order.
+        """Bring ``component``'s tables up to ``len(migrations)``, each step once, in order.
 
         Each store module owns its component and appends steps; it never edits a released step.
         """
@@ -111,8 +118,8 @@ class Database:
             current = row[0] if row else 0
             if current > len(migrations):
                 raise StoreError(
-                    f"database {self.path} has {component} schema version {current}, newer than "
-                    f"this Safar knows ({len(migrations)}); upgrade Safar"
+                    f"database {self.path} has {component} schema version {current}, newer"
+                    f" than this Safar knows ({len(migrations)}); upgrade Safar"
                 )
             for step in migrations[current:]:
                 if callable(step):

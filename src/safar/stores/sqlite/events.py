@@ -50,7 +50,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -196,7 +196,10 @@ class SqliteEventLog:
                 self._seen_seq = base + len(rows)
             last = self._seen_seq
             if len(self._recent) >= self._flush_threshold:
-                self._flush()
+                # The events are committed: a failed flush must not report them as not stored.
+                # Its keys stay in the log's tail and the next append (or start) flushes them.
+                with suppress(StoreError):
+                    self._flush()
         return AppendResult(len(rows), len(events) - len(rows), last)
 
     def close(self) -> None:
