@@ -61,7 +61,7 @@ class IdentitySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    data_dir: Path = Path(".safar")
+    data_dir: str = ".safar"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
@@ -69,7 +69,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "safar.db"
+        return Path(self.data_dir) / "safar.db"
 
 
 _SECTIONS = ("server", "storage", "ingest", "identity")

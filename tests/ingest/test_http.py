@@ -565,7 +565,12 @@ def test_over_the_rate_limit_is_429_with_retry_after(
     assert_ok(limited.post("/v1/batch", content=batch_of(item(0), item(1), item(2)), headers=auth))
     response = limited.post("/v1/batch", content=batch_of(item(3), item(4), item(5)), headers=auth)
     assert response.status_code == 429
-    assert response.json() == {"success": False, "error": "rate limit exceeded; retry in 1 s"}
+    assert response.json() == {
+        "success": False,
+        "error": "rate limit exceeded; retry in 1 s",
+        "code": "rate_limited",
+        "message": "rate limit exceeded; retry in 1 s",
+    }
     assert response.headers["retry-after"] == "1"
     assert event_log.count() == 3
     clock.advance(seconds=1)
@@ -617,7 +622,12 @@ def test_a_storage_failure_is_a_5xx_so_clients_retry(
         with TestClient(app) as client:
             response = client.post("/v1/batch", content=batch_of(item(0)), headers=auth)
     assert response.status_code == 500
-    assert response.json() == {"success": False, "error": "disk full"}
+    assert response.json() == {
+        "success": False,
+        "error": "disk full",
+        "code": "server_error",
+        "message": "disk full",
+    }
     assert log.count() == 0
 
 

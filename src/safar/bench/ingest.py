@@ -187,7 +187,7 @@ def run_ingest_bench(
         bodies = [msgspec.json.encode({"batch": b, "sentAt": sent_at}) for b in batches]
 
         data_dir = work / "data"
-        bench_settings = msgspec.structs.replace(settings, data_dir=data_dir)
+        bench_settings = msgspec.structs.replace(settings, data_dir=str(data_dir))
         stores = open_stores(bench_settings, SystemClock())
         write_key = stores.keys.create_source("bench").write_key
         stores.close()

@@ -244,8 +244,26 @@ def _failure(exc: SafarError, cors: dict[str, str]) -> Response:
         headers["Retry-After"] = seconds
         # Older analytics.js builds read this one (as seconds to wait) instead of Retry-After.
         headers["X-RateLimit-Reset"] = seconds
-    body = msgspec.json.encode({"success": False, "error": exc.message})
+    # "code" and "message" are what Segment's own API answers and what its SDKs read to report
+    # the error; "error" is Safar's name for the message everywhere else.
+    body = msgspec.json.encode(
+        {
+            "success": False,
+            "error": exc.message,
+            "code": _ERROR_CODES.get(exc.status, "error"),
+            "message": exc.message,
+        }
+    )
     return Response(body, status_code=exc.status, media_type=_JSON, headers=headers)
+
+
+_ERROR_CODES: Final = {
+    400: "invalid_request",
+    401: "unauthorized",
+    413: "payload_too_large",
+    429: "rate_limited",
+    500: "server_error",
+}
 
 
 def _cors_headers(request: Request) -> dict[str, str]:

@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from multiprocessing.synchronize import Event as ProcessEvent
+from multiprocessing.connection import Connection
 
 import msgspec
 
@@ -40,6 +40,8 @@ def serve(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.server.host, settings.server.port))
+    # Listen before announcing: connections made before uvicorn is up wait in the backlog.
+    sock.listen(2048)
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
     worker = ProcessorProcess(settings) if process_profiles else None
@@ -75,10 +77,12 @@ class ProcessorProcess:
 
     def __init__(self, settings: Settings) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self._stop = ctx.Event()
+        # A pipe, not a multiprocessing.Event: it needs no semaphore, and the child also sees it
+        # close when this process dies.
+        self._reader, self._writer = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
             target=run_processor,
-            args=(msgspec.json.encode(settings), self._stop, os.getpid()),
+            args=(msgspec.json.encode(settings), self._reader, os.getpid()),
             name="safar-profiles",
             daemon=True,
         )
@@ -87,14 +91,16 @@ class ProcessorProcess:
         self._process.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+        self._writer.send_bytes(b"stop")
         self._process.join(timeout)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(timeout)
+        self._writer.close()
+        self._reader.close()
 
 
-def run_processor(encoded_settings: bytes, stop: ProcessEvent, parent_pid: int) -> None:
+def run_processor(encoded_settings: bytes, stop: Connection, parent_pid: int) -> None:
     """Child-process entry point: fold the event log into profiles until told to stop."""
     from safar.runtime.profiler import ProfileProcessor
 
@@ -106,7 +112,11 @@ def run_processor(encoded_settings: bytes, stop: ProcessEvent, parent_pid: int) 
     def watch() -> None:
         # Stop when asked, or when the parent died (e.g. kill -9) and we were re-parented.
         while not halt.is_set():
-            if stop.wait(0.5) or os.getppid() != parent_pid:
+            try:
+                asked = stop.poll(0.5)
+            except (EOFError, OSError):
+                asked = True
+            if asked or os.getppid() != parent_pid:
                 halt.set()
 
     watcher = threading.Thread(target=watch, name="safar-parent-watch", daemon=True)
