@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the API and workers")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8088; 0 picks a free one)")
+    serve.add_argument(
+        "--no-profiles", action="store_true", help="do not run the profile processor (API only)"
+    )
     serve.set_defaults(run=_serve)
 
     demo = sub.add_parser("demo", parents=[common], help="seed a synthetic shop, then serve it")
@@ -82,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch", type=int, default=100)
     ingest.add_argument("--connections", type=int, default=8)
     ingest.add_argument("--users", type=int, default=100_000)
+    ingest.add_argument(
+        "--no-profiles", action="store_true", help="measure ingestion alone, no profile processor"
+    )
     ingest.add_argument("--json", action="store_true", help="print the result as JSON")
     ingest.set_defaults(run=_bench_ingest)
     return parser
@@ -99,7 +105,7 @@ def _with_server(args: argparse.Namespace, settings: Settings) -> Settings:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from safar.runtime.serve import serve
 
-    serve(_with_server(args, settings))
+    serve(_with_server(args, settings), process_profiles=not args.no_profiles)
     return 0
 
 
@@ -232,6 +238,7 @@ def _bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
         batch=args.batch,
         connections=args.connections,
         users=args.users,
+        profiles=not args.no_profiles,
         as_json=args.json,
     )
 

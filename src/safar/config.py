@@ -69,7 +69,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def database_path(self) -> Path:
+        """The SQLite file holding state: profiles, keys (and later journeys)."""
         return Path(self.data_dir) / "safar.db"
+
+    @property
+    def events_database_path(self) -> Path:
+        """The SQLite file holding the event log and its dedupe window."""
+        return Path(self.data_dir) / "events.db"
 
 
 _SECTIONS = ("server", "storage", "ingest", "identity")

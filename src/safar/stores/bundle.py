@@ -25,21 +25,27 @@ class Stores:
 
 
 def open_stores(settings: Settings, clock: Clock) -> Stores:
-    """The embedded SQLite stores under ``settings.data_dir``."""
+    """The embedded SQLite stores under ``settings.data_dir``.
+
+    Two database files: the event log (written by ingestion) and the state (written by the
+    processors), so neither ever waits for the other's write lock (ADR 5).
+    """
     from safar.stores.sqlite.db import Database
     from safar.stores.sqlite.events import SqliteEventLog
     from safar.stores.sqlite.keys import SqliteKeyStore
     from safar.stores.sqlite.profiles import SqliteProfileStore
 
-    db = Database(settings.database_path, synchronous=settings.storage.synchronous)
+    synchronous = settings.storage.synchronous
+    log_db = Database(settings.events_database_path, synchronous=synchronous)
+    state_db = Database(settings.database_path, synchronous=synchronous)
     window_ms = int(settings.ingest.dedupe_window_hours * 3600 * 1000)
-    events = SqliteEventLog(db, clock, dedupe_window_ms=window_ms)
+    events = SqliteEventLog(log_db, clock, dedupe_window_ms=window_ms)
     return Stores(
         events=events,
-        keys=SqliteKeyStore(db, clock),
-        profiles=SqliteProfileStore(db),
+        keys=SqliteKeyStore(state_db, clock),
+        profiles=SqliteProfileStore(state_db),
         # Flushing the dedupe keys first spares the next start re-reading the log's tail.
-        closers=[events.close, db.close],
+        closers=[events.close, log_db.close, state_db.close],
     )
 
 
