@@ -13,7 +13,16 @@ from typing import Protocol
 
 from safar.model.events import AppendResult, Event
 from safar.model.keys import ApiKey, Source
-from safar.model.profiles import Identifier, MergeRecord, Profile, TraitChange
+from safar.model.profiles import (
+    ClusterView,
+    Identifier,
+    IdentityView,
+    MergeRecord,
+    Profile,
+    ProfileUpdate,
+    TraitChange,
+    TraitWrite,
+)
 
 
 class Clock(Protocol):
@@ -90,6 +99,8 @@ class ProfileReader(Protocol):
 
     What it returns reflects events up to ``processed_seq()``; processing may lag the event log.
     A profile is found by any identifier it holds, including identifiers of profiles merged into it.
+    Each event is attributed to the profile holding its highest-priority identifier. Unknown
+    profile ids give empty lists, never errors.
     """
 
     def processed_seq(self) -> int:
@@ -97,17 +108,70 @@ class ProfileReader(Protocol):
         ...
 
     def find(self, identifier: Identifier) -> Profile | None:
-        """The profile holding ``identifier`` (normalized), or None."""
+        """The profile holding ``identifier`` (normalized), or None.
+
+        ``identifiers`` lists types and values sorted; ``first_seen`` / ``last_seen`` are the
+        earliest and latest timestamps of events carrying any of them.
+        """
         ...
 
     def timeline(self, profile_id: str, limit: int, before_seq: int | None = None) -> list[int]:
-        """Seqs of the profile's events across merged identities, newest first, below ``before_seq``."""
+        """Seqs of the profile's events across merged identities, newest first.
+
+        Only seqs below ``before_seq`` when it is given (for paging).
+        """
         ...
 
     def trait_history(self, profile_id: str, limit: int) -> list[TraitChange]:
-        """The profile's trait changes, newest first."""
+        """The profile's trait writes, newest first by ``(timestamp, message_id)``, then key.
+
+        Every write is listed, including one that set a value the trait already had.
+        """
         ...
 
     def merges(self, profile_id: str) -> list[MergeRecord]:
-        """Merges done into, and refused for, this profile, oldest first."""
+        """Merges done into, and refused for, this profile, oldest first.
+
+        Records naming the profile (as ``into`` or ``other``) or a profile merged into it.
+        """
+        ...
+
+
+class ProfileStore(ProfileReader, Protocol):
+    """The profile processor's state: identifiers, the edges linking them, profiles, history.
+
+    Only the processor writes (one at a time); readers may run meanwhile and see the state from
+    before or after each :meth:`apply`, never part of one. Identifiers are grouped in clusters
+    (identifiers linked by events, ignoring merge limits); see :mod:`safar.model.profiles`.
+
+    - ``load`` and ``load_clusters`` read what one batch needs, each with a bounded number of
+      queries whatever the batch size; ``trait_writes`` is needed only when identifiers move.
+    - ``apply`` stores one batch's :class:`~safar.model.profiles.ProfileUpdate` atomically with
+      the new ``processed_seq``. It raises :class:`~safar.errors.StoreError` without changing
+      anything if ``update.after_seq`` is not the current ``processed_seq()`` (another processor
+      got there first). Placements, edges (by key) and profiles are upserted; ``seen`` only widens
+      an identifier's first/last seen times; a timeline row (identifier, seq), a trait write
+      (identifier, timestamp, message_id, key) or a merge record (into, other, message_id,
+      refused) already stored is skipped, so re-applying history is harmless.
+    """
+
+    def load(self, identifiers: Collection[Identifier], edge_keys: Collection[str]) -> IdentityView:
+        """Where each known identifier is placed, and the stamps of the known edges among keys."""
+        ...
+
+    def load_clusters(
+        self, cluster_ids: Collection[str], profile_ids: Collection[str]
+    ) -> ClusterView:
+        """These clusters in full, and the states of their profiles and of ``profile_ids``.
+
+        Unknown ids are left out.
+        """
+        ...
+
+    def trait_writes(self, identifiers: Collection[Identifier]) -> list[TraitWrite]:
+        """Every trait write filed under these identifiers, in no particular order."""
+        ...
+
+    def apply(self, update: ProfileUpdate) -> None:
+        """Store one batch's changes and its ``processed_seq`` atomically (see the class)."""
         ...

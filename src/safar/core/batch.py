@@ -1,0 +1,165 @@
+"""What a batch of events brings to identity resolution, before and after one look at the store.
+
+:func:`scan` reads the batch alone: each event's identifiers and traits, the span of times each
+identifier was seen, and the distinct edges. :func:`groups` then splits what is new to the store
+into independent pieces of work, and :func:`within_profiles` and :func:`one_new_profile` spot
+the pieces that need no regrouping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from safar.core.identity import IdentityRules, edge_key, extract
+from safar.model.events import Event
+from safar.model.profiles import Edge, Identifier, IdentityView, Placement
+
+
+class Scanned(NamedTuple):
+    """A batch as identity resolution sees it."""
+
+    #: Events naming somebody, with their identifiers (highest priority first) and the traits an
+    #: identify call sets (None for other calls).
+    events: list[tuple[Event, tuple[Identifier, ...], dict[str, Any] | None]]
+    #: Identifier -> (earliest, latest) event timestamp in the batch.
+    seen: dict[Identifier, tuple[int, int]]
+    #: Edge key -> the edge, stamped with its earliest event in the batch.
+    edges: dict[str, Edge]
+
+
+def scan(
+    events: Iterable[Event],
+    rules: IdentityRules,
+    keys: dict[tuple[Identifier, ...], str] | None = None,
+) -> Scanned:
+    """Extract what identity resolution needs from ``events``.
+
+    ``keys`` memoizes :func:`~safar.core.identity.edge_key` and is filled in: the same identifier
+    sets recur batch after batch, and hashing them is a good part of a batch's cost.
+    """
+    parsed: list[tuple[Event, tuple[Identifier, ...], dict[str, Any] | None]] = []
+    spans: dict[Identifier, list[int]] = {}
+    edges: dict[str, Edge] = {}
+    if keys is None:
+        keys = {}
+    for event in events:
+        identifiers, traits = extract(event, rules)
+        if not identifiers:
+            continue
+        parsed.append((event, identifiers, traits))
+        ts = event.timestamp
+        for identifier in identifiers:
+            span = spans.get(identifier)
+            if span is None:
+                spans[identifier] = [ts, ts]
+            elif ts < span[0]:
+                span[0] = ts
+            elif ts > span[1]:
+                span[1] = ts
+        if len(identifiers) > 1:
+            key = keys.get(identifiers)
+            if key is None:
+                key = keys[identifiers] = edge_key(identifiers)
+            known = edges.get(key)
+            if known is None or (ts, event.message_id) < (known.timestamp, known.message_id):
+                edges[key] = Edge(
+                    key=key, identifiers=identifiers, timestamp=ts, message_id=event.message_id
+                )
+    seen = {identifier: (span[0], span[1]) for identifier, span in spans.items()}
+    return Scanned(parsed, seen, edges)
+
+
+class Group(NamedTuple):
+    """Stored clusters, identifiers never seen before and new edges that touch each other."""
+
+    clusters: list[str]
+    nodes: list[Identifier]
+    edges: list[Edge]
+
+
+def new_edges(scanned: Scanned, view: IdentityView) -> list[Edge]:
+    """The batch's edges the store lacks, or holds with a later stamp."""
+    stored = view.edges
+    return [
+        edge
+        for key, edge in scanned.edges.items()
+        if key not in stored or (edge.timestamp, edge.message_id) < stored[key]
+    ]
+
+
+def groups(
+    edges: Iterable[Edge], unknown: Iterable[Identifier], placements: Mapping[Identifier, Placement]
+) -> list[Group]:
+    """Join new edges, unknown identifiers and the clusters they touch into independent groups,
+    in order of first appearance."""
+    parent: dict[str | Identifier, str | Identifier] = {}
+
+    def find(token: str | Identifier) -> str | Identifier:
+        while (up := parent[token]) != token:
+            parent[token] = parent[up]
+            token = up
+        return token
+
+    def token(identifier: Identifier) -> str | Identifier:
+        # A known identifier stands for its whole cluster.
+        placement = placements.get(identifier)
+        return identifier if placement is None else placement.cluster_id
+
+    for identifier in unknown:
+        parent[identifier] = identifier
+    edges = list(edges)
+    for edge in edges:
+        tokens = [token(i) for i in edge.identifiers]
+        for t in tokens:
+            parent.setdefault(t, t)
+        root = find(tokens[0])
+        for t in tokens[1:]:
+            other = find(t)
+            if other != root:
+                parent[other] = root
+    found: dict[str | Identifier, Group] = {}
+    for t in parent:
+        group = found.setdefault(find(t), Group([], [], []))
+        if isinstance(t, str):
+            group.clusters.append(t)
+        else:
+            group.nodes.append(t)
+    for edge in edges:
+        found[find(token(edge.identifiers[0]))].edges.append(edge)
+    return list(found.values())
+
+
+def one_new_profile(group: Group, rules: IdentityRules) -> bool:
+    """Whether the group is one edge between identifiers never seen before that no limit stops
+    from sharing a profile: a new person's first event, which needs no regrouping."""
+    if (
+        group.clusters
+        or len(group.edges) != 1
+        or len(group.nodes) != len(group.edges[0].identifiers)
+    ):
+        return False
+    counts: dict[str, int] = {}
+    for kind, _ in group.nodes:
+        counts[kind] = counts.get(kind, 0) + 1
+    return all(n <= rules.limits.get(kind, n) for kind, n in counts.items())
+
+
+def within_profiles(group: Group, view: IdentityView) -> bool:
+    """Whether each new edge of the group links identifiers that already share a profile.
+
+    Such edges need storing but no regrouping, whatever their stamps: replaying an edge whose
+    identifiers all lie in one cell of the final partition, at any point of the replay, only
+    joins parts of that cell (which no limit can refuse), after which every later join the
+    replay made is still allowed and every refusal still refused; so the replay ends with the
+    same cells. This is the common case of a known person showing a new combination of their
+    identifiers, or an old event arriving late.
+    """
+    if group.nodes:
+        return False
+    placements = view.placements
+    for edge in group.edges:
+        first = placements[edge.identifiers[0]].profile_id
+        if any(placements[i].profile_id != first for i in edge.identifiers[1:]):
+            return False
+    return True

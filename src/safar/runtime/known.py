@@ -1,0 +1,69 @@
+"""What the profile processor remembers of its store, so a batch loads only what it has not seen.
+
+The processor is the store's only writer, so after each of its updates it knows exactly where
+the identifiers it touched are placed and which edges are stored. That stays true only while
+nobody else writes: the memory is tied to the ``processed_seq`` it is valid at, and dropped when
+the store is found elsewhere (another processor ran) or an update fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from safar.model.profiles import Identifier, IdentityView, Placement, ProfileUpdate
+from safar.ports import ProfileStore
+
+#: Entries remembered before everything is forgotten at once: about 100 MB per million.
+DEFAULT_LIMIT = 1_000_000
+
+
+class KnownState:
+    """Placements and edge stamps known to be in the store at :attr:`seq`."""
+
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+        self.limit = limit
+        self.seq: int | None = None
+        self._placements: dict[Identifier, Placement] = {}
+        self._edges: dict[str, tuple[int, str]] = {}
+        #: Edge keys by identifier set: never stale, kept here to share the memory limit.
+        self.edge_keys: dict[tuple[Identifier, ...], str] = {}
+
+    def load(
+        self,
+        store: ProfileStore,
+        seq: int,
+        identifiers: Collection[Identifier],
+        edge_keys: Collection[str],
+    ) -> IdentityView:
+        """What ``store.load`` would return at ``seq``, asking the store only for what is new.
+
+        The view may hold more than was asked for, and is valid until :meth:`applied`.
+        """
+        if seq != self.seq:
+            self.forget()
+            self.seq = seq
+        placements, edges = self._placements, self._edges
+        missing = [i for i in identifiers if i not in placements]
+        unknown = [k for k in edge_keys if k not in edges]
+        if missing or unknown:
+            loaded = store.load(missing, unknown)
+            placements.update(loaded.placements)
+            edges.update(loaded.edges)
+        return IdentityView(placements=placements, edges=edges)
+
+    def applied(self, update: ProfileUpdate) -> None:
+        """Record an update the store has committed."""
+        if update.after_seq != self.seq:
+            self.forget()
+            return
+        self._placements.update(update.placements)
+        self._edges.update({e.key: (e.timestamp, e.message_id) for _, e in update.edges})
+        self.seq = update.processed_seq
+        if len(self._placements) + len(self._edges) + len(self.edge_keys) > self.limit:
+            self.forget()
+
+    def forget(self) -> None:
+        self.seq = None
+        self._placements = {}
+        self._edges = {}
+        self.edge_keys = {}

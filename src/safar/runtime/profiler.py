@@ -1,0 +1,267 @@
+"""The profile processor: folds the event log into unified profiles, one batch at a time.
+
+Per batch, and whatever its size:
+
+1. read the next events after ``store.processed_seq()``;
+2. extract each event's identifiers (:mod:`safar.core.identity`) and the *edge* it brings (its
+   identifier set, when it has two or more);
+3. one :meth:`~safar.ports.ProfileStore.load` of the batch's identifiers and edges that the
+   processor does not already know to be stored (:mod:`safar.runtime.known`);
+4. edges the store does not have (or has with a later stamp) and identifiers it has never seen
+   form groups with the clusters they touch (:mod:`safar.core.batch`). Edges between
+   identifiers already in one profile are just stored (they cannot change any profile); new
+   identifiers linked to nothing known (a new person) become a new profile; the other groups
+   are recomputed by :func:`safar.core.regroup.regroup` after one
+   :meth:`~safar.ports.ProfileStore.load_clusters`, which also reads the profiles that receive
+   traits;
+5. only if identifiers moved between profiles, one
+   :meth:`~safar.ports.ProfileStore.trait_writes` to replay the affected profiles' traits;
+6. one atomic :meth:`~safar.ports.ProfileStore.apply` with the new ``processed_seq``.
+
+The common event (a known person, identifiers already together, no new edge) costs a timeline
+row, a widening of its identifiers' first/last seen times and, for identify calls, trait writes.
+
+Because a cluster's profiles are always the replay of its stored edges in stamp order, and traits
+are last-write-wins by stamp, the profiles (as sets of identifiers) and their traits depend only
+on the set of events processed, not on their order or on how they were batched. Profile ids and
+merge records do depend on the order: they say what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+
+from safar.config import IdentitySettings
+from safar.core import traits as trait_rules
+from safar.core.batch import (
+    Group,
+    Scanned,
+    groups,
+    new_edges,
+    one_new_profile,
+    scan,
+    within_profiles,
+)
+from safar.core.identity import IdentityRules
+from safar.core.regroup import regroup
+from safar.errors import SafarError
+from safar.model.events import Event
+from safar.model.profiles import (
+    ClusterView,
+    Edge,
+    Identifier,
+    IdentityView,
+    Placement,
+    ProfileState,
+    ProfileUpdate,
+    StampedValue,
+    TraitWrite,
+)
+from safar.ports import Clock, EventLog, ProfileStore
+from safar.runtime.known import KnownState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 5000
+#: Batch cap for :meth:`ProfileProcessor.run`. A batch holds only what the log has, so a high cap
+#: adds no latency when processing keeps up, and when it lags, bigger batches cost less per
+#: event (each commit's random page writes are shared by more events).
+RUN_BATCH = 20_000
+
+
+def time_ordered_id(clock: Clock) -> Callable[[], str]:
+    """New profile ids: 12 hex digits of milliseconds, then 20 random hex digits.
+
+    Ids made later sort later, so stores append new profiles to the end of their indexes
+    instead of dirtying a random page per profile (random UUIDs cost about that much).
+    """
+
+    def new_id() -> str:
+        return f"{clock.now_ms():012x}{secrets.token_hex(10)}"
+
+    return new_id
+
+
+class ProfileProcessor:
+    """Folds the event log into the profile store. One processor per store at a time.
+
+    ``new_id`` names new profiles (:func:`time_ordered_id` by default; tests pass a counter).
+    """
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        store: ProfileStore,
+        settings: IdentitySettings,
+        clock: Clock,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self._log = event_log
+        self._store = store
+        self._rules = IdentityRules(settings)
+        self._clock = clock
+        self._new_id = new_id or time_ordered_id(clock)
+        self._known = KnownState()
+
+    def run_once(self, max_events: int = DEFAULT_BATCH) -> int:
+        """Process the next batch of up to ``max_events``; returns how many events it held."""
+        after = self._store.processed_seq()
+        events = self._log.read(after, max_events)
+        if not events:
+            return 0
+        try:
+            update = self._update(after, events)
+            self._store.apply(update)
+        except BaseException:
+            self._known.forget()
+            raise
+        self._known.applied(update)
+        return len(events)
+
+    def run(
+        self, stop: threading.Event, idle_wait: float = 0.05, *, max_events: int = RUN_BATCH
+    ) -> None:
+        """Process batches of up to ``max_events`` until ``stop`` is set, waiting on it for
+        ``idle_wait`` s when there is nothing to do.
+
+        Retryable errors (a busy or failing store) are logged and retried after the same wait;
+        others propagate.
+        """
+        while not stop.is_set():
+            try:
+                done = self.run_once(max_events)
+            except SafarError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("profile processing failed, will retry: %s", exc)
+                done = 0
+            if done == 0:
+                stop.wait(idle_wait)
+
+    def _update(self, after: int, events: Sequence[Event]) -> ProfileUpdate:
+        scanned = scan(events, self._rules, self._known.edge_keys)
+        update = ProfileUpdate(
+            after_seq=after,
+            processed_seq=events[-1].seq,
+            seen=scanned.seen,
+            timeline=[(identifiers[0], event.seq) for event, identifiers, _ in scanned.events],
+        )
+        if scanned.events:
+            view = self._known.load(self._store, after, scanned.seen.keys(), scanned.edges.keys())
+            _Step(self._store, self._rules, self._new_id, self._clock, scanned, view, update).run()
+        return update
+
+
+class _Step:
+    """Turns one scanned batch and what the store holds into the batch's update."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        rules: IdentityRules,
+        new_id: Callable[[], str],
+        clock: Clock,
+        scanned: Scanned,
+        view: IdentityView,
+        update: ProfileUpdate,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.new_id = new_id
+        self.clock = clock
+        self.scanned = scanned
+        self.view = view
+        self.update = update
+        self.states: dict[str, ProfileState] = {}
+        self.changed: set[str] = set()
+        self.recompute: dict[str, tuple[Identifier, ...]] = {}
+
+    def run(self) -> None:
+        view, update = self.view, self.update
+        unknown = [i for i in self.scanned.seen if i not in view.placements]
+        regroups: list[Group] = []
+        for group in groups(new_edges(self.scanned, view), unknown, view.placements):
+            if within_profiles(group, view):
+                cluster_id = group.clusters[0]
+                update.edges.extend((cluster_id, edge) for edge in group.edges)
+            elif (not group.clusters and not group.edges) or one_new_profile(group, self.rules):
+                self._create(group.nodes, group.edges)
+            else:
+                regroups.append(group)
+        touched = {cid for group in regroups for cid in group.clusters}
+        wanted: set[str] = set()
+        for _, identifiers, traits in self.scanned.events:
+            placement = view.placements.get(identifiers[0])
+            if traits and placement is not None and placement.cluster_id not in touched:
+                wanted.add(placement.profile_id)
+        if touched or wanted:
+            loaded = self.store.load_clusters(touched, wanted)
+        else:
+            loaded = ClusterView(clusters={}, profiles={})
+        self.states.update(loaded.profiles)
+        now = self.clock.now_ms()
+        for group in regroups:
+            self._regroup(group, loaded, now)
+        if self.recompute:
+            self._replay_traits()
+        self._write_traits()
+        update.profiles = [self.states[pid] for pid in sorted(self.changed)]
+
+    def _create(self, nodes: list[Identifier], edges: list[Edge]) -> None:
+        """New identifiers that form one new profile, in a new cluster."""
+        pid = self.new_id()
+        for node in nodes:
+            self.update.placements[node] = Placement(pid, pid)
+        self.update.edges.extend((pid, edge) for edge in edges)
+        self.states[pid] = ProfileState(id=pid)
+        self.changed.add(pid)
+
+    def _regroup(self, group: Group, loaded: ClusterView, now: int) -> None:
+        clusters = [loaded.clusters[cid] for cid in group.clusters if cid in loaded.clusters]
+        result = regroup(
+            clusters, loaded.profiles, group.nodes, group.edges, self.rules, self.new_id, now
+        )
+        update = self.update
+        update.placements.update(result.placements)
+        update.edges.extend((result.cluster_id, edge) for edge in result.edges)
+        update.deleted_profiles.extend(result.deleted)
+        update.merges.extend(result.merges)
+        self.states.update(result.profiles)
+        self.changed.update(result.profiles)
+        self.recompute.update(result.recompute)
+
+    def _replay_traits(self) -> None:
+        """Rebuild the traits of profiles identifiers moved in or out of, from their writes."""
+        owner = {i: pid for pid, cell in self.recompute.items() for i in cell}
+        writes: dict[str, list[TraitWrite]] = {pid: [] for pid in self.recompute}
+        for w in self.store.trait_writes(owner.keys()):
+            writes[owner[w.identifier]].append(w)
+        for pid, found in writes.items():
+            self.states[pid].traits = trait_rules.replay(found)
+
+    def _write_traits(self) -> None:
+        placements, stored = self.update.placements, self.view.placements
+        writes = self.update.trait_writes
+        for event, identifiers, traits in self.scanned.events:
+            if not traits:
+                continue
+            head = identifiers[0]
+            pid = (placements.get(head) or stored[head]).profile_id
+            state = self.states.setdefault(pid, ProfileState(id=pid))
+            ts, mid = event.timestamp, event.message_id
+            for key, value in traits.items():
+                writes.append(
+                    TraitWrite(
+                        identifier=head,
+                        key=key,
+                        value=value,
+                        timestamp=ts,
+                        message_id=mid,
+                        seq=event.seq,
+                    )
+                )
+                if trait_rules.write(state.traits, key, StampedValue(value, ts, mid)):
+                    self.changed.add(pid)

@@ -1,0 +1,460 @@
+"""SQLite :class:`safar.ports.ProfileStore`, migration component ``profiles``.
+
+Tables:
+
+- ``profile_identities``: one row per identifier, with its profile and its cluster. Its integer
+  ``id`` never changes, so the per-identifier history below stays put when the identifier moves
+  to another profile.
+- ``profile_seen(identity, first_seen, last_seen)``: updated for nearly every event, so kept
+  apart in rows of three integers: a batch then dirties a few hundred pages, not thousands
+  (random page writes are what a batch's commit costs).
+- ``profile_edges``: the distinct identifier sets events linked, per cluster.
+- ``profiles``: traits (with the stamp of the write that set each) and ``merged_from``.
+- ``profile_timeline(identity, seq)`` and ``profile_trait_writes``: events and trait writes,
+  filed under the identifier each event is attributed to. A profile's timeline is the union over
+  its identifiers, so merges and moves rewrite no history; reading takes one short indexed range
+  per identifier.
+- ``profile_merges`` and ``profile_progress`` (the processed seq).
+
+Batch reads pass their keys as one JSON array (``IN (SELECT value FROM json_each(?))``), so a
+batch costs a query per identifier type, not per identifier.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+
+from safar.core.identity import by_type
+from safar.core.traits import values
+from safar.errors import StoreError
+from safar.model.profiles import (
+    Cluster,
+    ClusterView,
+    Edge,
+    Identifier,
+    IdentityView,
+    MergeRecord,
+    Placement,
+    Profile,
+    ProfileState,
+    ProfileUpdate,
+    StampedValue,
+    TraitChange,
+    TraitWrite,
+)
+from safar.stores.sqlite.db import Database
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE profile_identities(
+        id INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        value TEXT NOT NULL,
+        profile_id TEXT NOT NULL,
+        cluster_id TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX profile_identities_key ON profile_identities(type, value);
+    CREATE INDEX profile_identities_profile ON profile_identities(profile_id);
+    CREATE INDEX profile_identities_cluster ON profile_identities(cluster_id);
+    CREATE TABLE profile_seen(
+        identity INTEGER PRIMARY KEY,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL
+    );
+    CREATE TABLE profile_edges(
+        key TEXT PRIMARY KEY,
+        cluster_id TEXT NOT NULL,
+        identifiers BLOB NOT NULL,
+        timestamp INTEGER NOT NULL,
+        message_id TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX profile_edges_cluster ON profile_edges(cluster_id);
+    CREATE TABLE profiles(
+        id TEXT PRIMARY KEY,
+        traits BLOB NOT NULL,
+        merged_from BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE profile_timeline(
+        identity INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (identity, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE profile_trait_writes(
+        identity INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (identity, timestamp, message_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE profile_merges(
+        id INTEGER PRIMARY KEY,
+        into_id TEXT NOT NULL,
+        other_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        refused INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX profile_merges_key
+        ON profile_merges(into_id, other_id, message_id, refused);
+    CREATE INDEX profile_merges_other ON profile_merges(other_id);
+    CREATE TABLE profile_progress(
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        processed_seq INTEGER NOT NULL
+    );
+    INSERT INTO profile_progress(id, processed_seq) VALUES (1, 0)
+    """,
+]
+
+_IN_JSON = "IN (SELECT value FROM json_each(?))"
+#: Keys bound per JSON array; keeps each array and its result set modest.
+_CHUNK = 2000
+#: Row ids remembered before starting afresh: about 100 bytes each.
+_ID_MEMORY = 1_000_000
+
+_encode = msgspec.json.encode
+_decode_traits = msgspec.json.Decoder(dict[str, StampedValue]).decode
+_decode_ids = msgspec.json.Decoder(list[str]).decode
+_decode_identifiers = msgspec.json.Decoder(tuple[tuple[str, str], ...]).decode
+_decode_value = msgspec.json.Decoder().decode
+
+
+class SqliteProfileStore:
+    """Profiles in the shared SQLite database; see the module docstring for the layout."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        # Identifier -> row id. Rows are never deleted or re-keyed, so an id once committed
+        # stays right; only ids read in committed state are kept (a rolled-back insert's id may
+        # be reused).
+        self._ids: dict[Identifier, int] = {}
+        db.migrate("profiles", _MIGRATIONS)
+
+    # -- ProfileReader ---------------------------------------------------------------------------
+
+    def processed_seq(self) -> int:
+        with self._read() as conn:
+            seq: int = conn.execute("SELECT processed_seq FROM profile_progress").fetchone()[0]
+        return seq
+
+    def find(self, identifier: Identifier) -> Profile | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT profile_id FROM profile_identities WHERE type = ? AND value = ?",
+                identifier,
+            ).fetchone()
+            if row is None:
+                return None
+            pid: str = row[0]
+            members = conn.execute(
+                "SELECT i.type, i.value, s.first_seen, s.last_seen FROM profile_identities AS i"
+                " LEFT JOIN profile_seen AS s ON s.identity = i.id WHERE i.profile_id = ?",
+                (pid,),
+            ).fetchall()
+            state = _state(conn, pid)
+        firsts = [first for _, _, first, _ in members if first is not None]
+        lasts = [last for _, _, _, last in members if last is not None]
+        return Profile(
+            id=pid,
+            identifiers=by_type((kind, value) for kind, value, _, _ in members),
+            traits=values(state.traits),
+            first_seen=min(firsts, default=0),
+            last_seen=max(lasts, default=0),
+            merged_from=state.merged_from,
+        )
+
+    def timeline(self, profile_id: str, limit: int, before_seq: int | None = None) -> list[int]:
+        if limit <= 0:
+            return []
+        below = before_seq if before_seq is not None else 2**63 - 1
+        with self._read() as conn:
+            newest: list[int] = []
+            for identity in _identities_of(conn, profile_id):
+                newest += [
+                    seq
+                    for (seq,) in conn.execute(
+                        "SELECT seq FROM profile_timeline WHERE identity = ? AND seq < ?"
+                        " ORDER BY seq DESC LIMIT ?",
+                        (identity, below, limit),
+                    )
+                ]
+        return heapq.nlargest(limit, newest)
+
+    def trait_history(self, profile_id: str, limit: int) -> list[TraitChange]:
+        if limit <= 0:
+            return []
+        with self._read() as conn:
+            rows: list[tuple[int, str, str, bytes, int]] = []
+            for identity in _identities_of(conn, profile_id):
+                rows += conn.execute(
+                    "SELECT timestamp, message_id, key, value, seq FROM profile_trait_writes"
+                    " WHERE identity = ? ORDER BY timestamp DESC, message_id DESC, key LIMIT ?",
+                    (identity, limit),
+                ).fetchall()
+        rows.sort(key=lambda row: row[2])
+        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        return [
+            TraitChange(key=key, value=_decode_value(value), timestamp=ts, message_id=mid, seq=seq)
+            for ts, mid, key, value, seq in rows[:limit]
+        ]
+
+    def merges(self, profile_id: str) -> list[MergeRecord]:
+        with self._read() as conn:
+            ids = [profile_id, *_state(conn, profile_id).merged_from]
+            rows = conn.execute(
+                "SELECT into_id, other_id, reason, refused, message_id, at FROM profile_merges"
+                f" WHERE into_id {_IN_JSON} OR other_id {_IN_JSON} ORDER BY id",
+                (_encode(ids), _encode(ids)),
+            ).fetchall()
+        return [
+            MergeRecord(
+                into=into, other=other, reason=reason, refused=bool(refused), message_id=mid, at=at
+            )
+            for into, other, reason, refused, mid, at in rows
+        ]
+
+    # -- ProfileStore ----------------------------------------------------------------------------
+
+    def load(self, identifiers: Collection[Identifier], edge_keys: Collection[str]) -> IdentityView:
+        placements: dict[Identifier, Placement] = {}
+        edges: dict[str, tuple[int, str]] = {}
+        if len(self._ids) > _ID_MEMORY:
+            self._ids = {}
+        with self._read() as conn:
+            for kind, chunk in _by_kind(identifiers):
+                for value, identity, pid, cid in conn.execute(
+                    "SELECT value, id, profile_id, cluster_id FROM profile_identities"
+                    f" WHERE type = ? AND value {_IN_JSON}",
+                    (kind, _encode(chunk)),
+                ):
+                    placements[(kind, value)] = Placement(pid, cid)
+                    self._ids[(kind, value)] = identity
+            for chunk in _chunks(list(edge_keys)):
+                for key, ts, mid in conn.execute(
+                    f"SELECT key, timestamp, message_id FROM profile_edges WHERE key {_IN_JSON}",
+                    (_encode(chunk),),
+                ):
+                    edges[key] = (ts, mid)
+        return IdentityView(placements=placements, edges=edges)
+
+    def load_clusters(
+        self, cluster_ids: Collection[str], profile_ids: Collection[str]
+    ) -> ClusterView:
+        clusters: dict[str, Cluster] = {}
+        wanted = set(profile_ids)
+        with self._read() as conn:
+            for chunk in _chunks(list(cluster_ids)):
+                arg = (_encode(chunk),)
+                for kind, value, pid, cid in conn.execute(
+                    "SELECT type, value, profile_id, cluster_id FROM profile_identities"
+                    f" WHERE cluster_id {_IN_JSON}",
+                    arg,
+                ):
+                    cluster = clusters.get(cid)
+                    if cluster is None:
+                        cluster = clusters[cid] = Cluster(id=cid, members={}, edges=[])
+                    cluster.members[(kind, value)] = pid
+                    wanted.add(pid)
+                for cid, key, identifiers, ts, mid in conn.execute(
+                    "SELECT cluster_id, key, identifiers, timestamp, message_id FROM profile_edges"
+                    f" WHERE cluster_id {_IN_JSON}",
+                    arg,
+                ):
+                    clusters[cid].edges.append(
+                        Edge(
+                            key=key,
+                            identifiers=_decode_identifiers(identifiers),
+                            timestamp=ts,
+                            message_id=mid,
+                        )
+                    )
+            profiles: dict[str, ProfileState] = {}
+            for chunk in _chunks(list(wanted)):
+                for pid, traits, merged_from in conn.execute(
+                    f"SELECT id, traits, merged_from FROM profiles WHERE id {_IN_JSON}",
+                    (_encode(chunk),),
+                ):
+                    profiles[pid] = ProfileState(
+                        id=pid, traits=_decode_traits(traits), merged_from=_decode_ids(merged_from)
+                    )
+        return ClusterView(clusters=clusters, profiles=profiles)
+
+    def trait_writes(self, identifiers: Collection[Identifier]) -> list[TraitWrite]:
+        writes: list[TraitWrite] = []
+        with self._read() as conn:
+            for kind, chunk in _by_kind(identifiers):
+                for value, ts, mid, key, raw, seq in conn.execute(
+                    "SELECT i.value, w.timestamp, w.message_id, w.key, w.value, w.seq"
+                    " FROM profile_identities AS i"
+                    " JOIN profile_trait_writes AS w ON w.identity = i.id"
+                    f" WHERE i.type = ? AND i.value {_IN_JSON}",
+                    (kind, _encode(chunk)),
+                ):
+                    writes.append(
+                        TraitWrite(
+                            identifier=(kind, value),
+                            key=key,
+                            value=_decode_value(raw),
+                            timestamp=ts,
+                            message_id=mid,
+                            seq=seq,
+                        )
+                    )
+        return writes
+
+    def apply(self, update: ProfileUpdate) -> None:
+        try:
+            with self._db.write() as conn:
+                resolved = self._apply(conn, update)
+        except sqlite3.Error as exc:
+            raise StoreError(f"profile update failed on {self._db.path}: {exc}") from exc
+        self._ids.update(resolved)
+
+    def _apply(self, conn: sqlite3.Connection, update: ProfileUpdate) -> dict[Identifier, int]:
+        """Write ``update``; returns the row ids it had to look up."""
+        (current,) = conn.execute("SELECT processed_seq FROM profile_progress").fetchone()
+        if current != update.after_seq:
+            raise StoreError(
+                f"profile update computed after seq {update.after_seq}, but the store is at"
+                f" {current}: another processor is running"
+            )
+        if update.placements:
+            conn.executemany(
+                "INSERT INTO profile_identities(type, value, profile_id, cluster_id)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT(type, value) DO UPDATE"
+                " SET profile_id = excluded.profile_id, cluster_id = excluded.cluster_id",
+                [(k, v, p.profile_id, p.cluster_id) for (k, v), p in update.placements.items()],
+            )
+        known = self._ids
+        ids = {i: known[i] for i in update.seen if i in known}
+        resolved: dict[Identifier, int] = {}
+        if len(ids) < len(update.seen):
+            resolved = _ids(conn, [i for i in update.seen if i not in ids])
+            ids.update(resolved)
+            if len(ids) < len(update.seen):
+                unplaced = update.seen.keys() - ids.keys()
+                raise StoreError(f"profile update names identifiers never placed: {unplaced}")
+        conn.executemany(
+            "INSERT INTO profile_seen(identity, first_seen, last_seen) VALUES (?, ?, ?)"
+            " ON CONFLICT(identity) DO UPDATE SET"
+            " first_seen = min(first_seen, excluded.first_seen),"
+            " last_seen = max(last_seen, excluded.last_seen)",
+            sorted((ids[i], first, last) for i, (first, last) in update.seen.items()),
+        )
+        if update.edges:
+            conn.executemany(
+                "INSERT INTO profile_edges(key, cluster_id, identifiers, timestamp, message_id)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE"
+                " SET cluster_id = excluded.cluster_id, timestamp = excluded.timestamp,"
+                " message_id = excluded.message_id",
+                [
+                    (e.key, cid, _encode(e.identifiers), e.timestamp, e.message_id)
+                    for cid, e in update.edges
+                ],
+            )
+        if update.deleted_profiles:
+            conn.executemany(
+                "DELETE FROM profiles WHERE id = ?", [(pid,) for pid in update.deleted_profiles]
+            )
+        if update.profiles:
+            conn.executemany(
+                "INSERT INTO profiles(id, traits, merged_from) VALUES (?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE"
+                " SET traits = excluded.traits, merged_from = excluded.merged_from",
+                [(s.id, _encode(s.traits), _encode(s.merged_from)) for s in update.profiles],
+            )
+        missing = {i for i, _ in update.timeline if i not in ids}
+        missing.update(w.identifier for w in update.trait_writes if w.identifier not in ids)
+        if missing:
+            resolved.update(_ids(conn, missing))
+            ids.update(resolved)
+            unplaced = missing - ids.keys()
+            if unplaced:
+                raise StoreError(f"profile update names identifiers never placed: {unplaced}")
+        conn.executemany(
+            "INSERT OR IGNORE INTO profile_timeline(identity, seq) VALUES (?, ?)",
+            sorted((ids[i], seq) for i, seq in update.timeline),
+        )
+        if update.trait_writes:
+            conn.executemany(
+                "INSERT OR IGNORE INTO profile_trait_writes"
+                "(identity, timestamp, message_id, key, value, seq) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (ids[w.identifier], w.timestamp, w.message_id, w.key, _encode(w.value), w.seq)
+                    for w in update.trait_writes
+                ],
+            )
+        if update.merges:
+            conn.executemany(
+                "INSERT OR IGNORE INTO profile_merges"
+                "(into_id, other_id, reason, refused, message_id, at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (m.into, m.other, m.reason, int(m.refused), m.message_id, m.at)
+                    for m in update.merges
+                ],
+            )
+        conn.execute("UPDATE profile_progress SET processed_seq = ?", (update.processed_seq,))
+        return resolved
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._db.read() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"profile read failed on {self._db.path}: {exc}") from exc
+
+
+def _state(conn: sqlite3.Connection, profile_id: str) -> ProfileState:
+    row = conn.execute(
+        "SELECT traits, merged_from FROM profiles WHERE id = ?", (profile_id,)
+    ).fetchone()
+    if row is None:
+        return ProfileState(id=profile_id)
+    return ProfileState(
+        id=profile_id, traits=_decode_traits(row[0]), merged_from=_decode_ids(row[1])
+    )
+
+
+def _identities_of(conn: sqlite3.Connection, profile_id: str) -> list[int]:
+    return [
+        identity
+        for (identity,) in conn.execute(
+            "SELECT id FROM profile_identities WHERE profile_id = ?", (profile_id,)
+        )
+    ]
+
+
+def _ids(conn: sqlite3.Connection, identifiers: Iterable[Identifier]) -> dict[Identifier, int]:
+    """The row ids of these identifiers (those that have a row)."""
+    ids: dict[Identifier, int] = {}
+    for kind, chunk in _by_kind(identifiers):
+        for value, identity in conn.execute(
+            f"SELECT value, id FROM profile_identities WHERE type = ? AND value {_IN_JSON}",
+            (kind, _encode(chunk)),
+        ):
+            ids[(kind, value)] = identity
+    return ids
+
+
+def _by_kind(identifiers: Iterable[Identifier]) -> Iterator[tuple[str, list[str]]]:
+    """The values of ``identifiers`` per type, in chunks."""
+    grouped: dict[str, list[str]] = {}
+    for kind, value in identifiers:
+        grouped.setdefault(kind, []).append(value)
+    for kind, found in grouped.items():
+        for chunk in _chunks(found):
+            yield kind, chunk
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
