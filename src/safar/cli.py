@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: $SAFAR_DATA_DIR or ./.safar)")
-    common.add_argument("--config", help="safar.toml to read (default: $SAFAR_CONFIG or ./safar.toml)")
+    common.add_argument(
+        "--config", help="safar.toml to read (default: $SAFAR_CONFIG or ./safar.toml)"
+    )
 
     parser = argparse.ArgumentParser(prog="safar", description="Customer journey orchestration.")
     sub = parser.add_subparsers(dest="command", required=True)

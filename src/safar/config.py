@@ -1,9 +1,9 @@
 """Configuration: one ``safar.toml`` plus ``SAFAR_<SECTION>_<KEY>`` environment variables.
 
-Precedence, highest first: command-line flags, environment, ``safar.toml``, defaults. The file is
-``--config FILE``, else ``$SAFAR_CONFIG``, else ``./safar.toml`` when it exists. The data directory is
-``--data-dir DIR``, else ``$SAFAR_DATA_DIR``, else ``./.safar``. Every key is documented in
-``docs/configuration.md``.
+Precedence, highest first: command-line flags, environment, ``safar.toml``, defaults. The file
+is ``--config FILE``, else ``$SAFAR_CONFIG``, else ``./safar.toml`` when it exists. The data
+directory is ``--data-dir DIR``, else ``$SAFAR_DATA_DIR``, else ``./.safar``. Every key is
+documented in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,17 @@ class IdentitySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     )
     #: Values that never identify anyone (compared case-insensitively after trimming).
     blocked_values: list[str] = msgspec.field(
-        default_factory=lambda: ["", "null", "undefined", "none", "nil", "0", "-1", "n/a", "unknown"]
+        default_factory=lambda: [
+            "",
+            "null",
+            "undefined",
+            "none",
+            "nil",
+            "0",
+            "-1",
+            "n/a",
+            "unknown",
+        ]
     )
     #: Country calling code assumed for phone numbers written without one.
     default_country_code: str = "1"

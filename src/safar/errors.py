@@ -4,7 +4,7 @@ The tree::
 
     SafarError                 root; ``retryable`` says whether trying again may succeed
     ├── ConfigError            bad safar.toml / environment / command-line value
-    ├── ValidationError        input that breaks a rule; ``location`` names where (field, index, line)
+    ├── ValidationError        input that breaks a rule; ``location`` says where (field, index)
     │   └── PayloadTooLarge    an event, batch or body over its size limit
     ├── AuthError              missing or unknown write key / API key (HTTP 401)
     │   └── ForbiddenError     a known key without the scope the call needs (HTTP 403)

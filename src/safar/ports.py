@@ -46,7 +46,7 @@ class EventLog(Protocol):
     """
 
     def append(self, events: Sequence[Event]) -> AppendResult:
-        """Store ``events`` (their ``seq`` is ignored), skipping duplicates. See the class contract."""
+        """Store ``events`` (their ``seq`` is ignored), skipping duplicates; see the class."""
         ...
 
     def read(self, after_seq: int, limit: int) -> list[Event]:

@@ -23,8 +23,12 @@ pytestmark = pytest.mark.slow
 
 def _batch(n: int) -> tuple[list[str], bytes]:
     ids = [str(uuid.uuid4()) for _ in range(n)]
-    body = {"batch": [{"type": "track", "event": "Tick", "userId": f"u{i % 7}", "messageId": m}
-                      for i, m in enumerate(ids)]}
+    body = {
+        "batch": [
+            {"type": "track", "event": "Tick", "userId": f"u{i % 7}", "messageId": m}
+            for i, m in enumerate(ids)
+        ]
+    }
     return ids, msgspec.json.encode(body)
 
 

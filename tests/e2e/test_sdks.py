@@ -1,4 +1,4 @@
-"""The real tracking SDKs, pointed at a live ``safar serve``; results read through the profile API."""
+"""The real tracking SDKs pointed at a live ``safar serve``, results read via the profile API."""
 
 from __future__ import annotations
 

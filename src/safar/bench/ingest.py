@@ -2,8 +2,8 @@
 
 The server runs in its own process group (API process + profile processor process); this process is
 the client, with several keep-alive connections on threads. In the same run it measures the floor:
-the same rows inserted straight into SQLite with ``executemany``, one transaction per batch, with the
-same pragmas. Numbers are reported, never asserted.
+the same rows inserted straight into SQLite with ``executemany``, one transaction per batch,
+with the same pragmas. Numbers are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -185,7 +185,11 @@ def run_ingest_bench(
 
     work = Path(tempfile.mkdtemp(prefix="safar-bench-"))
     try:
-        say = (lambda _m: None) if as_json else (lambda m: print(m, file=sys.stderr, flush=True))
+
+        def say(message: str) -> None:
+            if not as_json:
+                print(message, file=sys.stderr, flush=True)
+
         say(f"generating {events:,} events in batches of {batch} ...")
         batches = make_batches(events, batch, users)
         sent_at = datetime.now(tz=UTC).isoformat()

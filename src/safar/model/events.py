@@ -55,7 +55,7 @@ class AppendResult(msgspec.Struct, frozen=True):
 
 
 def iso(ms: int) -> str:
-    """Render milliseconds since the epoch as an ISO 8601 UTC string, e.g. 2026-11-23T15:20:50.123Z."""
+    """Milliseconds since the epoch as ISO 8601 UTC, e.g. ``2026-11-23T15:20:50.123Z``."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 

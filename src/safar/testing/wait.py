@@ -12,7 +12,7 @@ T = TypeVar("T")
 def wait_until(
     probe: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.02, what: str = ""
 ) -> T:
-    """Call ``probe`` until it returns something truthy, and return that; fail after ``timeout`` s."""
+    """Call ``probe`` until it returns something truthy and return that; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
