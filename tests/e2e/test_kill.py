@@ -54,6 +54,8 @@ class Sender(threading.Thread):
                     self.bodies.append(body)
         except (OSError, http.client.HTTPException):
             return  # the server died under us
+        finally:
+            conn.close()
 
 
 def _stored_ids(data_dir: Path) -> Counter[str]:
