@@ -144,15 +144,18 @@ class ProfileStore(ProfileReader, Protocol):
     before or after each :meth:`apply`, never part of one. Identifiers are grouped in clusters
     (identifiers linked by events, ignoring merge limits); see :mod:`safar.model.profiles`.
 
-    - ``load`` and ``load_clusters`` read what one batch needs, each with a bounded number of
-      queries whatever the batch size; ``trait_writes`` is needed only when identifiers move.
+    - ``load`` and ``load_clusters`` read what one batch needs in a few queries, never one per
+      identifier; ``trait_writes`` is needed only when identifiers move between profiles.
     - ``apply`` stores one batch's :class:`~safar.model.profiles.ProfileUpdate` atomically with
-      the new ``processed_seq``. It raises :class:`~safar.errors.StoreError` without changing
-      anything if ``update.after_seq`` is not the current ``processed_seq()`` (another processor
-      got there first). Placements, edges (by key) and profiles are upserted; ``seen`` only widens
-      an identifier's first/last seen times; a timeline row (identifier, seq), a trait write
-      (identifier, timestamp, message_id, key) or a merge record (into, other, message_id,
-      refused) already stored is skipped, so re-applying history is harmless.
+      the new ``processed_seq``. It raises :class:`~safar.errors.StoreError` and changes nothing
+      if ``update.after_seq`` is not the current ``processed_seq()`` (another processor got there
+      first), or if it names in ``seen``, ``timeline`` or ``trait_writes`` an identifier placed
+      neither before nor by the update. Placements, edges (by key) and profiles are upserted;
+      ``seen`` only widens an identifier's first/last seen times; a timeline row (identifier,
+      seq), a trait write (identifier, timestamp, message_id, key) or a merge record (into,
+      other, message_id, refused) already stored is skipped, so re-applying history is harmless.
+    - Timelines and trait writes belong to identifiers: a profile's are those of the
+      identifiers it holds now, so moving an identifier moves its history.
     """
 
     def load(self, identifiers: Collection[Identifier], edge_keys: Collection[str]) -> IdentityView:

@@ -291,6 +291,28 @@ def test_partition_covers_every_identifier_once_and_respects_limits(
         assert sum(1 for kind, _ in cell if kind == "user_id") <= 1
 
 
+@settings(max_examples=500)
+@given(edge_sets, st.data())
+def test_an_edge_within_a_cell_never_changes_the_partition(
+    drawn: list[tuple[int, list[Identifier]]], data: st.DataObject
+) -> None:
+    """Why the processor may store such an edge without regrouping, whatever its stamp."""
+    stored: dict[str, Edge] = {}  # as a store keeps them: one per set, the earliest stamp
+    for e in sorted(edges_of(drawn), key=lambda e: (e.timestamp, e.message_id), reverse=True):
+        stored[e.key] = e
+    cells = partition([], stored.values(), RULES).cells
+    shared = [cell for cell in cells if len(cell) > 1]
+    if not shared:
+        return
+    cell = data.draw(st.sampled_from(shared))
+    members = data.draw(st.lists(st.sampled_from(cell), min_size=2, unique=True))
+    late = edge(data.draw(st.integers(-1, 6)), "m-late", *members)
+    known = stored.get(late.key)
+    if known is None or (late.timestamp, late.message_id) < (known.timestamp, known.message_id):
+        stored[late.key] = late
+    assert sorted(partition([], stored.values(), RULES).cells) == sorted(cells)
+
+
 # -- regroup --------------------------------------------------------------------------------------
 
 
