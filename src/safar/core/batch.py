@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from safar.core.identity import IdentityRules, edge_key, extract
+from safar.core.identity import IdentityRules, edge_key, extract, ids_only, reads_body
 from safar.model.events import Event
 from safar.model.profiles import Edge, Identifier, IdentityView, Placement
 
@@ -28,25 +28,52 @@ class Scanned(NamedTuple):
     edges: dict[str, Edge]
 
 
+#: Memo of :func:`scan`: (user_id, anonymous_id) of events that do not read their body -> their
+#: identifiers and, for two or more, their edge key.
+Pairs = dict[tuple[str | None, str | None], tuple[tuple[Identifier, ...], str | None]]
+
+
 def scan(
     events: Iterable[Event],
     rules: IdentityRules,
     keys: dict[tuple[Identifier, ...], str] | None = None,
+    pairs: Pairs | None = None,
 ) -> Scanned:
     """Extract what identity resolution needs from ``events``.
 
-    ``keys`` memoizes :func:`~safar.core.identity.edge_key` and is filled in: the same identifier
-    sets recur batch after batch, and hashing them is a good part of a batch's cost.
+    ``keys`` memoizes :func:`~safar.core.identity.edge_key` and ``pairs`` the identifiers of
+    events that name only ``userId`` / ``anonymousId``; both are filled in (for the same
+    ``rules``): the same people recur batch after batch, and normalizing and hashing their
+    identifiers is a good part of a batch's cost.
     """
     parsed: list[tuple[Event, tuple[Identifier, ...], dict[str, Any] | None]] = []
     spans: dict[Identifier, list[int]] = {}
     edges: dict[str, Edge] = {}
     if keys is None:
         keys = {}
+    if pairs is None:
+        pairs = {}
+    key: str | None
     for event in events:
-        identifiers, traits = extract(event, rules)
-        if not identifiers:
-            continue
+        if reads_body(event):
+            identifiers, traits = extract(event, rules)
+            if not identifiers:
+                continue
+            key = None
+            if len(identifiers) > 1:
+                key = keys.get(identifiers)
+                if key is None:
+                    key = keys[identifiers] = edge_key(identifiers)
+        else:
+            traits = None
+            raw = (event.user_id, event.anonymous_id)
+            memo = pairs.get(raw)
+            if memo is None:
+                found = ids_only(raw[0], raw[1], rules)
+                memo = pairs[raw] = (found, edge_key(found) if len(found) > 1 else None)
+            identifiers, key = memo
+            if not identifiers:
+                continue
         parsed.append((event, identifiers, traits))
         ts = event.timestamp
         for identifier in identifiers:
@@ -57,10 +84,7 @@ def scan(
                 span[0] = ts
             elif ts > span[1]:
                 span[1] = ts
-        if len(identifiers) > 1:
-            key = keys.get(identifiers)
-            if key is None:
-                key = keys[identifiers] = edge_key(identifiers)
+        if key is not None:
             known = edges.get(key)
             if known is None or (ts, event.message_id) < (known.timestamp, known.message_id):
                 edges[key] = Edge(

@@ -110,12 +110,9 @@ _READS_BODY: Final = frozenset({"identify", "alias"})
 
 def extract(event: Event, rules: IdentityRules) -> Extracted:
     """The identifiers and traits identity resolution reads from ``event``."""
-    body = event.body
-    if event.type not in _READS_BODY and b"traits" not in body and b"externalIds" not in body:
-        # Most events (tracks, pages) name only userId / anonymousId: searching the raw bytes
-        # is far cheaper than decoding them.
-        return Extracted(_ids_only(event, rules), None)
-    traits, context_traits, external_ids, previous_id = _fields(body)
+    if not reads_body(event):
+        return Extracted(ids_only(event.user_id, event.anonymous_id, rules), None)
+    traits, context_traits, external_ids, previous_id = _fields(event.body)
     found: dict[Identifier, None] = {}  # an ordered set
 
     def add(kind: str, value: str | None) -> None:
@@ -155,14 +152,25 @@ def extract(event: Event, rules: IdentityRules) -> Extracted:
     return Extracted(identifiers, user_traits)
 
 
-def _ids_only(event: Event, rules: IdentityRules) -> tuple[Identifier, ...]:
+def reads_body(event: Event) -> bool:
+    """Whether ``event`` may carry identifiers or traits beyond ``userId`` / ``anonymousId``.
+
+    Most events (tracks, pages) do not: searching the raw bytes is far cheaper than decoding.
+    """
+    body = event.body
+    return event.type in _READS_BODY or b"traits" in body or b"externalIds" in body
+
+
+def ids_only(
+    user: str | None, anonymous: str | None, rules: IdentityRules
+) -> tuple[Identifier, ...]:
+    """What :func:`extract` returns for an event that does not :func:`reads_body`, given its
+    ``user_id`` and ``anonymous_id``."""
     blocked = rules.blocked
-    user = event.user_id
     if user is not None:
         user = user.strip()
         if not user or user.lower() in blocked:
             user = None
-    anonymous = event.anonymous_id
     if anonymous is not None:
         anonymous = anonymous.strip()
         if not anonymous or anonymous.lower() in blocked:

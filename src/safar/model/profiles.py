@@ -68,6 +68,8 @@ class MergeRecord(msgspec.Struct, frozen=True, kw_only=True):
 # -- The profile processor's state, as the profile store keeps it -------------------------------
 #
 # These types cross the ProfileStore port. Users of profiles need only the types above.
+# ``gc=False`` on types holding only strings, ints and tuples of them (no cycles possible): the
+# processor keeps about a million of them, and every full garbage collection would walk them.
 
 
 class StampedValue(msgspec.Struct, frozen=True, array_like=True):
@@ -78,7 +80,7 @@ class StampedValue(msgspec.Struct, frozen=True, array_like=True):
     message_id: str
 
 
-class Placement(msgspec.Struct, frozen=True, array_like=True):
+class Placement(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Where an identifier belongs: its profile and its cluster.
 
     A cluster is a connected component of identifiers linked by events, ignoring merge limits; it
@@ -89,7 +91,7 @@ class Placement(msgspec.Struct, frozen=True, array_like=True):
     cluster_id: str
 
 
-class Edge(msgspec.Struct, frozen=True, kw_only=True):
+class Edge(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A distinct set of identifiers seen together in one event, with the earliest
     ``(timestamp, message_id)`` that carried it. ``key`` names the set (see
     :func:`safar.core.identity.edge_key`); ``identifiers`` are in priority order."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from safar.core.batch import Pairs
 from safar.model.profiles import Identifier, IdentityView, Placement, ProfileUpdate
 from safar.ports import ProfileStore
 
@@ -27,6 +28,8 @@ class KnownState:
         self._edges: dict[str, tuple[int, str]] = {}
         #: Edge keys by identifier set: never stale, kept here to share the memory limit.
         self.edge_keys: dict[tuple[Identifier, ...], str] = {}
+        #: Identifiers by (user_id, anonymous_id): never stale either.
+        self.pairs: Pairs = {}
 
     def load(
         self,
@@ -59,7 +62,10 @@ class KnownState:
         self._placements.update(update.placements)
         self._edges.update({e.key: (e.timestamp, e.message_id) for _, e in update.edges})
         self.seq = update.processed_seq
-        if len(self._placements) + len(self._edges) + len(self.edge_keys) > self.limit:
+        if (
+            len(self._placements) + len(self._edges) + len(self.edge_keys) + len(self.pairs)
+            > self.limit
+        ):
             self.forget()
 
     def forget(self) -> None:
@@ -67,3 +73,4 @@ class KnownState:
         self._placements = {}
         self._edges = {}
         self.edge_keys = {}
+        self.pairs = {}

@@ -142,7 +142,7 @@ class ProfileProcessor:
                 stop.wait(idle_wait)
 
     def _update(self, after: int, events: Sequence[Event]) -> ProfileUpdate:
-        scanned = scan(events, self._rules, self._known.edge_keys)
+        scanned = scan(events, self._rules, self._known.edge_keys, self._known.pairs)
         update = ProfileUpdate(
             after_seq=after,
             processed_seq=events[-1].seq,

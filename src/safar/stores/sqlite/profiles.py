@@ -134,8 +134,8 @@ class SqliteProfileStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         # Identifier -> row id. Rows are never deleted or re-keyed, so an id once committed
-        # stays right; only ids read in committed state are kept (a rolled-back insert's id may
-        # be reused).
+        # stays right; ids read inside a write transaction are dropped if it fails (a
+        # rolled-back insert's id may be reused).
         self._ids: dict[Identifier, int] = {}
         db.migrate("profiles", _MIGRATIONS)
 
@@ -312,15 +312,22 @@ class SqliteProfileStore:
         return writes
 
     def apply(self, update: ProfileUpdate) -> None:
+        resolved: list[Identifier] = []
         try:
             with self._db.write() as conn:
-                resolved = self._apply(conn, update)
-        except sqlite3.Error as exc:
-            raise StoreError(f"profile update failed on {self._db.path}: {exc}") from exc
-        self._ids.update(resolved)
+                self._apply(conn, update, resolved)
+        except BaseException as exc:
+            # A rolled-back insert's row id may be reused: forget the ids read in this update.
+            for identifier in resolved:
+                self._ids.pop(identifier, None)
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"profile update failed on {self._db.path}: {exc}") from exc
+            raise
 
-    def _apply(self, conn: sqlite3.Connection, update: ProfileUpdate) -> dict[Identifier, int]:
-        """Write ``update``; returns the row ids it had to look up."""
+    def _apply(
+        self, conn: sqlite3.Connection, update: ProfileUpdate, resolved: list[Identifier]
+    ) -> None:
+        """Write ``update``, remembering the row ids it looks up (listed in ``resolved``)."""
         (current,) = conn.execute("SELECT processed_seq FROM profile_progress").fetchone()
         if current != update.after_seq:
             raise StoreError(
@@ -334,21 +341,15 @@ class SqliteProfileStore:
                 " SET profile_id = excluded.profile_id, cluster_id = excluded.cluster_id",
                 [(k, v, p.profile_id, p.cluster_id) for (k, v), p in update.placements.items()],
             )
-        known = self._ids
-        ids = {i: known[i] for i in update.seen if i in known}
-        resolved: dict[Identifier, int] = {}
-        if len(ids) < len(update.seen):
-            resolved = _ids(conn, [i for i in update.seen if i not in ids])
-            ids.update(resolved)
-            if len(ids) < len(update.seen):
-                unplaced = update.seen.keys() - ids.keys()
-                raise StoreError(f"profile update names identifiers never placed: {unplaced}")
+        ids = self._ids
+        if not ids.keys() >= update.seen.keys():
+            self._resolve(conn, update.seen.keys(), resolved)
         conn.executemany(
             "INSERT INTO profile_seen(identity, first_seen, last_seen) VALUES (?, ?, ?)"
             " ON CONFLICT(identity) DO UPDATE SET"
             " first_seen = min(first_seen, excluded.first_seen),"
             " last_seen = max(last_seen, excluded.last_seen)",
-            sorted((ids[i], first, last) for i, (first, last) in update.seen.items()),
+            sorted([(ids[i], first, last) for i, (first, last) in update.seen.items()]),
         )
         if update.edges:
             conn.executemany(
@@ -372,25 +373,25 @@ class SqliteProfileStore:
                 " SET traits = excluded.traits, merged_from = excluded.merged_from",
                 [(s.id, _encode(s.traits), _encode(s.merged_from)) for s in update.profiles],
             )
-        missing = {i for i, _ in update.timeline if i not in ids}
-        missing.update(w.identifier for w in update.trait_writes if w.identifier not in ids)
-        if missing:
-            resolved.update(_ids(conn, missing))
-            ids.update(resolved)
-            unplaced = missing - ids.keys()
-            if unplaced:
-                raise StoreError(f"profile update names identifiers never placed: {unplaced}")
+        try:
+            timeline = [(ids[i], seq) for i, seq in update.timeline]
+            writes = [(ids[w.identifier], w) for w in update.trait_writes]
+        except KeyError:  # identifiers not in ``seen``: rare, and wrong unless placed before
+            named = {i for i, _ in update.timeline}
+            named.update(w.identifier for w in update.trait_writes)
+            self._resolve(conn, named, resolved)
+            timeline = [(ids[i], seq) for i, seq in update.timeline]
+            writes = [(ids[w.identifier], w) for w in update.trait_writes]
         conn.executemany(
-            "INSERT OR IGNORE INTO profile_timeline(identity, seq) VALUES (?, ?)",
-            sorted((ids[i], seq) for i, seq in update.timeline),
+            "INSERT OR IGNORE INTO profile_timeline(identity, seq) VALUES (?, ?)", sorted(timeline)
         )
-        if update.trait_writes:
+        if writes:
             conn.executemany(
                 "INSERT OR IGNORE INTO profile_trait_writes"
                 "(identity, timestamp, message_id, key, value, seq) VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (ids[w.identifier], w.timestamp, w.message_id, w.key, _encode(w.value), w.seq)
-                    for w in update.trait_writes
+                    (identity, w.timestamp, w.message_id, w.key, _encode(w.value), w.seq)
+                    for identity, w in writes
                 ],
             )
         if update.merges:
@@ -403,7 +404,22 @@ class SqliteProfileStore:
                 ],
             )
         conn.execute("UPDATE profile_progress SET processed_seq = ?", (update.processed_seq,))
-        return resolved
+
+    def _resolve(
+        self,
+        conn: sqlite3.Connection,
+        identifiers: Collection[Identifier],
+        resolved: list[Identifier],
+    ) -> None:
+        """Look up and remember the row ids of ``identifiers`` not remembered, listing them in
+        ``resolved``; raises if any has no row."""
+        wanted = [i for i in identifiers if i not in self._ids]
+        found = _ids(conn, wanted)
+        self._ids.update(found)
+        resolved.extend(found)
+        if len(found) < len(wanted):
+            unplaced = set(wanted) - found.keys()
+            raise StoreError(f"profile update names identifiers never placed: {unplaced}")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
