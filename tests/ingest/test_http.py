@@ -5,6 +5,7 @@ Every refusal also checks that nothing was stored: a request is all or nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 from collections.abc import Iterator
@@ -203,6 +204,48 @@ def test_a_chunked_body_without_content_length(
     chunks = iter([body[:10], body[10:]])
     assert_ok(client.post("/v1/batch", content=chunks, headers=auth))
     assert event_log.count() == 2
+
+
+def test_a_client_gone_before_the_whole_body_stores_nothing(
+    keys: MemoryKeyStore,
+    writer: IngestWriter,
+    clock: FakeClock,
+    limits: IngestSettings,
+    auth: dict[str, str],
+    event_log: MemoryEventLog,
+) -> None:
+    app = create_ingest_app(keys=keys, writer=writer, clock=clock, settings=limits)
+    body = batch_of(item(0), item(1))
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": body[:10], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in auth.items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/batch",
+        "raw_path": b"/v1/batch",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("testserver", 80),
+        "client": ("testclient", 50000),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] != 200
+    assert event_log.count() == 0
 
 
 def test_an_empty_batch_is_accepted_and_stores_nothing(

@@ -21,7 +21,7 @@ part:
   since this one last looked (``safar import`` next to ``safar serve``) into ``recent``; a key is a
   duplicate if it is in ``recent``, earlier in the same call, or - when the filter says it may be
   there - found by ``SELECT … WHERE key IN (…)`` in a non-empty generation table; insert the rest
-  with one ``executemany`` and explicit gap-free seqs; commit.
+  with multi-row ``INSERT``s and explicit gap-free seqs; commit.
 - Once ``recent`` holds ``flush_threshold`` keys (and on :meth:`SqliteEventLog.close`), the keys of
   the events past ``flushed_seq`` are inserted, sorted, into the current generation by one
   ``INSERT … SELECT … ORDER BY`` (each leaf page is written once, and no key passes through
@@ -52,6 +52,7 @@ import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
+from itertools import chain
 from typing import NamedTuple
 
 from safar.errors import StoreError
@@ -97,7 +98,9 @@ _MIGRATIONS = [
 _COLUMNS = (
     "seq, source_id, message_id, type, name, user_id, anonymous_id, timestamp, received_at, body"
 )
-_INSERT = f"INSERT INTO events({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: Rows per INSERT statement: 2,560 bound values, under SQLite's oldest limit (32,766).
+_ROWS_PER_INSERT = 256
 _GET_META = "SELECT generation, started_at, flushed_seq, keys_0, keys_1 FROM event_dedupe_meta"
 _SET_META = (
     "UPDATE event_dedupe_meta"
@@ -192,7 +195,7 @@ class SqliteEventLog:
                     rows = [_row(seq, events[i]) for seq, i in enumerate(fresh, base + 1)]
                     self._recent.update([keys[i] for i in fresh])
                 if rows:
-                    conn.executemany(_INSERT, rows)
+                    _insert(conn, rows)
                 self._seen_seq = base + len(rows)
             last = self._seen_seq
             if len(self._recent) >= self._flush_threshold:
@@ -430,6 +433,27 @@ def _probe_sql(n: int, tables: tuple[int, ...]) -> str:
     return " UNION ALL ".join(
         f"SELECT key FROM event_dedupe_{t} WHERE key IN ({marks})" for t in tables
     )
+
+
+def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
+    """Insert ``rows`` with multi-row ``INSERT … VALUES (…), (…)`` statements.
+
+    Not ``executemany``: it releases and retakes the GIL around every row's step, and each retake
+    waits while the event loop thread runs; one statement per up to :data:`_ROWS_PER_INSERT` rows
+    pays that once. Chunks are powers of two, so only a few statement texts are ever prepared
+    (and they stay in the connection's statement cache).
+    """
+    start, total = 0, len(rows)
+    while start < total:
+        count = min(_ROWS_PER_INSERT, 1 << ((total - start).bit_length() - 1))
+        chunk = rows[start : start + count]
+        conn.execute(_insert_sql(count), list(chain.from_iterable(chunk)))
+        start += count
+
+
+@lru_cache(maxsize=16)
+def _insert_sql(count: int) -> str:
+    return f"INSERT INTO events({_COLUMNS}) VALUES " + ", ".join([_PLACEHOLDERS] * count)
 
 
 def _row(seq: int, e: Event) -> Row:
