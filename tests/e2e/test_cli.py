@@ -79,3 +79,10 @@ def _basic(write_key: str) -> str:
     from base64 import b64encode
 
     return "Basic " + b64encode(f"{write_key}:".encode()).decode()
+
+
+def test_serve_on_a_port_in_use_says_so(live: LiveServer) -> None:
+    result = safar(live.data_dir, "serve", "--port", str(live.port))
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{live.port}" in result.stderr
+    assert "--port" in result.stderr

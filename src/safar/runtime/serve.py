@@ -20,6 +20,7 @@ import msgspec
 
 from safar.clock import SystemClock
 from safar.config import Settings
+from safar.errors import ConfigError
 from safar.ports import Clock
 from safar.stores.bundle import open_stores
 
@@ -40,7 +41,15 @@ def serve(
     stores = open_stores(settings, clock)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.server.host, settings.server.port))
+    try:
+        sock.bind((settings.server.host, settings.server.port))
+    except OSError as exc:
+        sock.close()
+        stores.close()
+        raise ConfigError(
+            f"cannot listen on {settings.server.host}:{settings.server.port} ({exc.strerror});"
+            " pass --port with a free port, or --port 0 to pick one"
+        ) from exc
     # Listen before announcing: connections made before uvicorn is up wait in the backlog.
     sock.listen(2048)
     host, port = sock.getsockname()[:2]
