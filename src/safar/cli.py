@@ -130,11 +130,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _sources_create(args: argparse.Namespace, settings: Settings) -> int:
     from safar.stores.bundle import open_stores
 
-    stores = open_stores(settings, SystemClock())
-    try:
+    with open_stores(settings, SystemClock()) as stores:
         source = stores.keys.create_source(args.name)
-    finally:
-        stores.close()
     print(f"Created source {source.name} ({source.id}). Its write key:")
     print(source.write_key)
     return 0
@@ -143,23 +140,17 @@ def _sources_create(args: argparse.Namespace, settings: Settings) -> int:
 def _sources_list(args: argparse.Namespace, settings: Settings) -> int:
     from safar.stores.bundle import open_stores
 
-    stores = open_stores(settings, SystemClock())
-    try:
+    with open_stores(settings, SystemClock()) as stores:
         for source in stores.keys.list_sources():
             print(f"{source.id}\t{source.name}\t{source.write_key}")
-    finally:
-        stores.close()
     return 0
 
 
 def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from safar.stores.bundle import open_stores
 
-    stores = open_stores(settings, SystemClock())
-    try:
+    with open_stores(settings, SystemClock()) as stores:
         key, secret = stores.keys.create_api_key(args.name, args.scope)
-    finally:
-        stores.close()
     print(f"Created API key {key.id} with scope {key.scope}. Its secret (shown once):")
     print(secret)
     return 0
@@ -173,7 +164,6 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"safar: {args.file} does not exist", file=sys.stderr)
         return 2
     clock = SystemClock()
-    stores = open_stores(settings, clock)
 
     def progress(done: int, total: int, report: ImportReport) -> None:
         share = done / total if total else 1.0
@@ -186,7 +176,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
 
-    try:
+    with open_stores(settings, clock) as stores:
         source = next((s for s in stores.keys.list_sources() if s.name == args.source), None)
         source = source or stores.keys.create_source(args.source)
         report = import_file(
@@ -198,8 +188,6 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             identity=settings.identity,
             progress=progress,
         )
-    finally:
-        stores.close()
     print(file=sys.stderr)
     for line_no, reason in report.rejected:
         print(f"rejected line {line_no}: {reason}", file=sys.stderr)
@@ -215,8 +203,7 @@ def _profiles_show(args: argparse.Namespace, settings: Settings) -> int:
     from safar.core.identity import IdentityRules
     from safar.stores.bundle import open_stores
 
-    stores = open_stores(settings, SystemClock())
-    try:
+    with open_stores(settings, SystemClock()) as stores:
         identifier = identifier_from_ref(args.ref, IdentityRules(settings.identity))
         profile = stores.profiles.find(identifier)
         if profile is None:
@@ -225,8 +212,6 @@ def _profiles_show(args: argparse.Namespace, settings: Settings) -> int:
         document = profile_document(profile, stores.profiles.processed_seq())
         seqs = stores.profiles.timeline(profile.id, args.events)
         document["recent_events"] = [event.payload() for event in stores.events.get(seqs)][::-1]
-    finally:
-        stores.close()
     print(msgspec.json.format(msgspec.json.encode(document), indent=2).decode())
     return 0
 

@@ -59,16 +59,13 @@ class Sender(threading.Thread):
 
 
 def _stored_ids(data_dir: Path) -> Counter[str]:
-    stores = open_stores(load_settings(data_dir=data_dir, environ={}), SystemClock())
-    try:
-        counts: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    with open_stores(load_settings(data_dir=data_dir, environ={}), SystemClock()) as stores:
         after = 0
         while batch := stores.events.read(after, 10_000):
             counts.update(e.message_id for e in batch)
             after = batch[-1].seq
-        return counts
-    finally:
-        stores.close()
+    return counts
 
 
 def test_kill_9_while_sending_loses_nothing_acknowledged(tmp_path: Path) -> None:

@@ -197,9 +197,8 @@ def run_ingest_bench(
 
         data_dir = work / "data"
         bench_settings = msgspec.structs.replace(settings, data_dir=str(data_dir))
-        stores = open_stores(bench_settings, SystemClock())
-        write_key = stores.keys.create_source("bench").write_key
-        stores.close()
+        with open_stores(bench_settings, SystemClock()) as stores:
+            write_key = stores.keys.create_source("bench").write_key
 
         env = dict(os.environ)
         env["SAFAR_STORAGE_SYNCHRONOUS"] = settings.storage.synchronous

@@ -50,11 +50,8 @@ def seed_demo(settings: Settings, *, customers: int = 10_000) -> DemoInfo:
     marker = Path(settings.data_dir) / _MARKER
     if marker.exists():
         return msgspec.json.decode(marker.read_bytes(), type=DemoInfo)
-    stores = open_stores(settings, SystemClock())
-    try:
+    with open_stores(settings, SystemClock()) as stores:
         info = _seed(stores, settings, customers)
-    finally:
-        stores.close()
     marker.write_bytes(msgspec.json.encode(info))
     return info
 

@@ -23,6 +23,12 @@ class Stores:
             close()
         self.closers.clear()
 
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def open_stores(settings: Settings, clock: Clock) -> Stores:
     """The embedded SQLite stores under ``settings.data_dir``.
