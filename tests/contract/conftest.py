@@ -120,8 +120,8 @@ class SqliteBackend(Backend):
         db = self._database()
         with db.write() as conn:
             conn.execute(
-                "CREATE TRIGGER fail_append BEFORE INSERT ON events"
-                f" WHEN NEW.message_id = '{message_id}'"
+                "CREATE TRIGGER fail_append BEFORE INSERT ON event_segments"
+                f" WHEN instr(NEW.data, CAST('{message_id}' AS BLOB)) > 0"
                 " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
             )
         return True
