@@ -17,7 +17,7 @@ import msgspec
 from safar.model.events import Event
 
 #: Events per segment at most: bounds what a read of a single event decodes.
-SEGMENT_EVENTS = 5_000
+SEGMENT_EVENTS = 1_000
 
 Fields = tuple[str, str, str, str | None, str | None, str | None, int, int, bytes]
 
