@@ -223,17 +223,8 @@ def run_ingest_bench(
         received = int(time.time() * 1000)
         rows = [
             [
-                (
-                    e.source_id,
-                    e.message_id,
-                    e.type,
-                    e.name,
-                    e.user_id,
-                    e.anonymous_id,
-                    e.timestamp,
-                    e.received_at,
-                    e.body,
-                )
+                # Every column of the event log but the seq it assigns (the last field).
+                msgspec.structs.astuple(e)[:-1]
                 for e in (
                     event_from_json(
                         msgspec.json.encode(m),
