@@ -10,7 +10,10 @@ The tree::
     │   └── ForbiddenError     a known key without the scope the call needs (HTTP 403)
     ├── RateLimited            too many events for one write key (HTTP 429); ``retry_after`` seconds
     ├── NotFound               a profile, source or resource that does not exist (HTTP 404)
-    └── StoreError             a storage backend failed; adapters raise it ``from`` the driver error
+    ├── Conflict               a state change that is not allowed now, e.g. publishing a stopped
+    │                          journey (HTTP 409)
+    ├── StoreError             a storage backend failed; adapters raise it ``from`` the driver error
+    └── DeliveryError          a channel or webhook target refused or failed; ``retryable`` per case
 
 Adapters translate driver exceptions at their boundary (``raise StoreError(...) from exc``) so
 nothing above ``stores/`` needs to know which backend is in use.
@@ -84,3 +87,22 @@ class StoreError(SafarError):
     """A storage backend failed. Raised ``from`` the driver's own exception."""
 
     retryable = True
+
+
+class Conflict(SafarError):
+    """The change asked for is not allowed in the current state."""
+
+    status = 409
+
+
+class DeliveryError(SafarError):
+    """A channel provider or webhook target refused a message or could not be reached.
+
+    ``retryable`` is set per error: a timeout or a 5xx may succeed later, a 4xx will not.
+    """
+
+    status = 502
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -9,10 +9,14 @@ The contract test suites in ``tests/contract/`` run against every adapter.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
+
+import msgspec
 
 from safar.model.events import AppendResult, Event
+from safar.model.journeys import JourneyVersion
 from safar.model.keys import ApiKey, Source
+from safar.model.messages import Consent, Decision, InboxItem, Receipt, RenderedMessage, SentRecord
 from safar.model.profiles import (
     ClusterView,
     Identifier,
@@ -23,6 +27,7 @@ from safar.model.profiles import (
     TraitChange,
     TraitWrite,
 )
+from safar.model.runs import EntryRecord, Instance, OutboxEntry, Visit
 
 
 class Clock(Protocol):
@@ -177,4 +182,177 @@ class ProfileStore(ProfileReader, Protocol):
 
     def apply(self, update: ProfileUpdate) -> None:
         """Store one batch's changes and its ``processed_seq`` atomically (see the class)."""
+        ...
+
+
+class JourneyStore(Protocol):
+    """Journey definitions, every version of each, with their lifecycle status.
+
+    A version is identified by ``(journey_id, version)``; ``save`` inserts or replaces it whole.
+    Lists are ordered by journey id, then version ascending.
+    """
+
+    def save(self, version: JourneyVersion) -> None:
+        """Insert or replace this version."""
+        ...
+
+    def get(self, journey_id: str, version: int | None = None) -> JourneyVersion | None:
+        """That version, or the highest version when ``version`` is None; None when unknown."""
+        ...
+
+    def versions(self, journey_id: str) -> list[JourneyVersion]:
+        """Every version of one journey (empty when unknown)."""
+        ...
+
+    def all(self) -> list[JourneyVersion]:
+        """Every version of every journey."""
+        ...
+
+
+class JourneyUpdate(msgspec.Struct, kw_only=True):
+    """What one runtime batch changes, committed by :meth:`RunStore.commit` in one transaction."""
+
+    #: The ``processed_seq`` this batch read events after, or None for a batch of timers and
+    #: replies only (the cursor does not move).
+    after_seq: int | None = None
+    processed_seq: int | None = None
+    #: Instances created or changed: stored whole. Their ``wake_at`` is their timer.
+    instances: list[Instance] = msgspec.field(default_factory=list)
+    entries: list[EntryRecord] = msgspec.field(default_factory=list)
+    outbox: list[OutboxEntry] = msgspec.field(default_factory=list)
+    visits: list[Visit] = msgspec.field(default_factory=list)
+
+
+class RunStore(Protocol):
+    """Journey instances, their timers, the per-(journey, profile) entry records, and the outbox
+    they write into. Written by the journey runtime; its timers are claimed with leases.
+
+    - ``commit`` is atomic. With ``after_seq`` set it raises :class:`~safar.errors.StoreError`
+      and changes nothing unless ``after_seq == processed_seq()``, then sets the cursor to
+      ``processed_seq``. Instances and entry records are upserted (by id, and by (journey_id,
+      profile_id)); an outbox entry whose key is already stored (pending or delivered) is
+      skipped, so re-committing a batch never duplicates a command. Visits are appended.
+    - A timer is an instance with ``status == "active"`` and ``wake_at`` set. ``claim_timers``
+      returns instances whose ``wake_at <= now`` and whose lease is free or expired, and leases
+      them to ``owner`` until ``now + lease_ms``; committing the instance releases its lease.
+    """
+
+    def processed_seq(self) -> int:
+        """The ``seq`` of the last event the journey runtime has handled (0 before any)."""
+        ...
+
+    def load(self, profile_ids: Collection[str]) -> tuple[list[Instance], list[EntryRecord]]:
+        """Active instances of these profiles, and their entry records, in two queries."""
+        ...
+
+    def instances(self, instance_ids: Collection[str]) -> list[Instance]:
+        """These instances, whatever their status; unknown ids are left out."""
+        ...
+
+    def claim_timers(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Instance]:
+        """Up to ``limit`` due timers, earliest first, leased to ``owner`` (see the class)."""
+        ...
+
+    def commit(self, update: JourneyUpdate) -> None:
+        """Store one batch's changes atomically (see the class)."""
+        ...
+
+    def history(self, profile_id: str, limit: int) -> tuple[list[Instance], list[Visit]]:
+        """The profile's instances (any status, newest entry first, at most ``limit``) and their
+        visits in order."""
+        ...
+
+
+class Settlement(msgspec.Struct, kw_only=True):
+    """How a dispatcher settles one claimed outbox entry, with what to record beside it.
+
+    ``status``: ``done`` (delivered, or decided not to deliver), ``retry`` (try again at
+    ``due``; ``attempts`` and ``error`` are stored), ``dead`` (no more attempts: a dead letter).
+    """
+
+    key: str
+    status: Literal["done", "retry", "dead"]
+    due: int | None = None
+    error: str | None = None
+    decision: Decision | None = None
+    sent: SentRecord | None = None
+
+
+class Outbox(Protocol):
+    """Commands waiting for delivery (written by :meth:`RunStore.commit`), claimed with leases.
+
+    - ``claim`` returns entries with ``due <= now`` that are pending and not leased (or whose
+      lease expired), earliest due first, and leases them to ``owner`` until ``now + lease_ms``.
+      An entry is delivered at least once: after a crash its lease expires and it is claimed
+      again. Its ``attempts`` counts earlier ``retry`` settlements.
+    - ``settle`` stores the settlements, their decisions and sent records in one transaction.
+      Settling a key that is not pending (already settled) changes nothing for that key.
+    """
+
+    def claim(self, now: int, limit: int, owner: str, lease_ms: int) -> list[OutboxEntry]:
+        """Up to ``limit`` due entries, leased to ``owner`` (see the class)."""
+        ...
+
+    def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record the outcome of claimed entries atomically (see the class)."""
+        ...
+
+    def pending(self) -> int:
+        """How many entries wait for delivery (due or not)."""
+        ...
+
+    def dead(self, limit: int) -> list[OutboxEntry]:
+        """Dead letters, newest first."""
+        ...
+
+
+class DeliveryStore(Protocol):
+    """What the policy gate reads and the management API shows: sends, decisions, consent, inbox.
+
+    Sends and decisions are written by :meth:`Outbox.settle`. Per profile lists are newest
+    first. ``set_consent`` keeps the latest choice per (profile, channel, category) by ``at``.
+    Inbox items are added idempotently by id.
+    """
+
+    def sends(self, profile_ids: Collection[str], since: int) -> list[SentRecord]:
+        """Messages handed to a channel for these profiles at or after ``since``."""
+        ...
+
+    def decisions(self, profile_id: str, limit: int) -> list[Decision]:
+        """The profile's decisions, newest first."""
+        ...
+
+    def consents(self, profile_ids: Collection[str]) -> list[Consent]:
+        """The current consent choices of these profiles."""
+        ...
+
+    def set_consent(self, consent: Consent) -> None:
+        """Record a choice; an older one (by ``at``) than the stored one is ignored."""
+        ...
+
+    def add_inbox(self, item: InboxItem) -> None:
+        """Add an in-app message; an id already stored is skipped."""
+        ...
+
+    def inbox(self, profile_id: str, include_dismissed: bool = False) -> list[InboxItem]:
+        """The profile's in-app messages, newest first."""
+        ...
+
+    def mark_inbox(self, profile_id: str, item_id: str, action: str, at: int) -> bool:
+        """``read`` or ``dismiss`` an item; False when the profile has no such item."""
+        ...
+
+
+class Channel(Protocol):
+    """Delivers rendered messages of one kind (email, SMS, ...).
+
+    ``send`` passes ``message.key`` as the idempotency key to providers that accept one. It
+    raises :class:`~safar.errors.DeliveryError` (``retryable`` says whether to try again)
+    when the provider refuses or cannot be reached.
+    """
+
+    name: str
+
+    def send(self, message: RenderedMessage) -> Receipt:
+        """Hand one message to the provider; returns what it said."""
         ...
