@@ -120,6 +120,13 @@ class ProfileReader(Protocol):
         """
         ...
 
+    def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
+        """:meth:`find` for many identifiers in a few queries; unknown ones are left out.
+
+        Identifiers of one profile map to equal :class:`Profile` values.
+        """
+        ...
+
     def timeline(self, profile_id: str, limit: int, before_seq: int | None = None) -> list[int]:
         """Seqs of the profile's events across merged identities, newest first.
 

@@ -142,6 +142,17 @@ def test_find_by_any_identifier(store: ProfileStore) -> None:
     assert store.find(("user_id", "nobody")) is None
 
 
+def test_find_many_equals_find_per_identifier(store: ProfileStore) -> None:
+    seed(store)
+    nobody: Identifier = ("user_id", "nobody")
+    found = store.find_many([U1, A1, E1, U2, nobody])
+    assert set(found) == {U1, A1, E1, U2}
+    for identifier, profile in found.items():
+        assert profile == store.find(identifier)
+    assert found[U1] == found[A1] == found[E1]
+    assert store.find_many([]) == {}
+
+
 def test_timeline_is_newest_first_across_identifiers_and_pages(store: ProfileStore) -> None:
     seed(store)
     assert store.timeline("p1", 10) == [4, 2, 1]

@@ -29,6 +29,8 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
     step_id: str
     instance_id: str
     profile_id: str
+    #: The identifier the customer entered the journey with; finds their current profile.
+    identifier: tuple[str, str]
     channel: str
     template: str
     category: str

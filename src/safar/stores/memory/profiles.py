@@ -74,6 +74,14 @@ class MemoryProfileStore:
                 merged_from=list(state.merged_from),
             )
 
+    def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
+        found: dict[Identifier, Profile] = {}
+        for identifier in identifiers:
+            profile = self.find(identifier)
+            if profile is not None:
+                found[identifier] = profile
+        return found
+
     def timeline(self, profile_id: str, limit: int, before_seq: int | None = None) -> list[int]:
         if limit <= 0:
             return []

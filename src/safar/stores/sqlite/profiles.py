@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -161,16 +161,40 @@ class SqliteProfileStore:
                 (pid,),
             ).fetchall()
             state = _state(conn, pid)
-        firsts = [first for _, _, first, _ in members if first is not None]
-        lasts = [last for _, _, _, last in members if last is not None]
-        return Profile(
-            id=pid,
-            identifiers=by_type((kind, value) for kind, value, _, _ in members),
-            traits=values(state.traits),
-            first_seen=min(firsts, default=0),
-            last_seen=max(lasts, default=0),
-            merged_from=state.merged_from,
-        )
+        return _profile(pid, members, state)
+
+    def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
+        owner: dict[Identifier, str] = {}
+        members: dict[str, list[tuple[str, str, int | None, int | None]]] = {}
+        states: dict[str, ProfileState] = {}
+        with self._read() as conn:
+            for kind, chunk in _by_kind(set(identifiers)):
+                for value, pid in conn.execute(
+                    "SELECT value, profile_id FROM profile_identities"
+                    f" WHERE type = ? AND value {_IN_JSON}",
+                    (kind, _encode(chunk)),
+                ):
+                    owner[(kind, value)] = pid
+            for chunk in _chunks(sorted(set(owner.values()))):
+                ids = _encode(chunk)
+                for pid, kind, value, first, last in conn.execute(
+                    "SELECT i.profile_id, i.type, i.value, s.first_seen, s.last_seen"
+                    " FROM profile_identities AS i LEFT JOIN profile_seen AS s"
+                    f" ON s.identity = i.id WHERE i.profile_id {_IN_JSON}",
+                    (ids,),
+                ):
+                    members.setdefault(pid, []).append((kind, value, first, last))
+                for pid, traits, merged in conn.execute(
+                    f"SELECT id, traits, merged_from FROM profiles WHERE id {_IN_JSON}", (ids,)
+                ):
+                    states[pid] = ProfileState(
+                        id=pid, traits=_decode_traits(traits), merged_from=_decode_ids(merged)
+                    )
+        profiles = {
+            pid: _profile(pid, rows, states.get(pid) or ProfileState(id=pid))
+            for pid, rows in members.items()
+        }
+        return {identifier: profiles[pid] for identifier, pid in owner.items()}
 
     def timeline(self, profile_id: str, limit: int, before_seq: int | None = None) -> list[int]:
         if limit <= 0:
@@ -428,6 +452,21 @@ class SqliteProfileStore:
                 yield conn
         except sqlite3.Error as exc:
             raise StoreError(f"profile read failed on {self._db.path}: {exc}") from exc
+
+
+def _profile(
+    pid: str, members: Sequence[tuple[str, str, int | None, int | None]], state: ProfileState
+) -> Profile:
+    firsts = [first for _, _, first, _ in members if first is not None]
+    lasts = [last for _, _, _, last in members if last is not None]
+    return Profile(
+        id=pid,
+        identifiers=by_type((kind, value) for kind, value, _, _ in members),
+        traits=values(state.traits),
+        first_seen=min(firsts, default=0),
+        last_seen=max(lasts, default=0),
+        merged_from=state.merged_from,
+    )
 
 
 def _state(conn: sqlite3.Connection, profile_id: str) -> ProfileState:
