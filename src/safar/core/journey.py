@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from safar.core.localtime import next_local_time
+from safar.core.localtime import next_local_time, zone
 from safar.core.plan import Plan
 from safar.model.journeys import (
     EXIT,
@@ -289,7 +289,11 @@ class _Run:
         if step.duration_ms is not None:
             inst.wake_at = now + step.duration_ms
         elif step.until is not None:
-            inst.wake_at = next_local_time(now, step.until, self.timezone())
+            inst.wake_at = next_local_time(
+                now,
+                step.until,
+                zone(self.profile.traits.get("timezone"), self.plan.default_timezone),
+            )
         elif step.event is not None:
             inst.waiting_for = step.event.event
             inst.wake_at = now + step.timeout_ms if step.timeout_ms is not None else None
@@ -376,6 +380,7 @@ class _Run:
                 key=self.key(step.id),
                 instance_id=inst.id,
                 step_id=step.id,
+                identifier=inst.identifier,
                 url=step.url,
                 method=step.method,
                 body=step.body,
@@ -439,10 +444,6 @@ class _Run:
         stored = self.instance.context.get("event")
         payload = event if event is not None else (stored if isinstance(stored, dict) else {})
         return _activation(self.profile, payload, self.instance.context, self.now)
-
-    def timezone(self) -> str:
-        value = self.profile.traits.get("timezone")
-        return value if isinstance(value, str) and value else self.plan.default_timezone
 
 
 def _activation(
