@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from safar.channels.settings import ChannelSettings
 from safar.errors import ConfigError
 
 
@@ -70,12 +71,24 @@ class IdentitySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     default_country_code: str = "1"
 
 
+class JourneySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: Base URL customers reach the API at, for links in messages (unsubscribe, opens,
+    #: clicks). Empty: ``http://<server.host>:<server.port>``.
+    public_url: str = ""
+    #: Directory of message templates (``<id>.yaml``, see docs/templates.md).
+    templates_dir: str = "templates"
+    #: The policy file (see docs/policy.md); when it does not exist the defaults apply.
+    policy_file: str = "policy.yaml"
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ".safar"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
     identity: IdentitySettings = msgspec.field(default_factory=IdentitySettings)
+    journeys: JourneySettings = msgspec.field(default_factory=JourneySettings)
+    channels: ChannelSettings = msgspec.field(default_factory=ChannelSettings)
 
     @property
     def database_path(self) -> Path:
@@ -88,7 +101,18 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return Path(self.data_dir) / "events.db"
 
 
-_SECTIONS = ("server", "storage", "ingest", "identity")
+    @property
+    def public_url(self) -> str:
+        """Where customers reach this installation's links."""
+        return self.journeys.public_url or f"http://{self.server.host}:{self.server.port}"
+
+    @property
+    def secret_path(self) -> Path:
+        """The secret signing links in messages, created on first use."""
+        return Path(self.data_dir) / "link-secret"
+
+
+_SECTIONS = ("server", "storage", "ingest", "identity", "journeys", "channels")
 
 
 def load_settings(

@@ -1,0 +1,191 @@
+"""``safar validate``: check journey and policy files, and directories of them.
+
+Each path is a file or a directory walked for ``*.yaml`` / ``*.yml`` (hidden directories and
+``templates/`` directories are not walked). A YAML file is a *journey* when its top level has
+``steps`` or ``entry``, and a *policy* when it is named ``policy.yaml`` (``.yml``) or its top
+level has policy keys (``quiet_hours``, ``frequency_caps``, ...). Other YAML files met while
+walking a directory are left alone (they may be segments); named on their own, they are a
+problem.
+
+Templates (``<id>.yaml`` files, see :mod:`safar.templates`) for ``send`` steps come from
+``templates_dir``, else from ``templates/`` beside the
+journey's directory (``<journeys dir>/../templates``), else from ``<journeys dir>/templates``;
+with none of these, templates are not checked. Conditions are compiled with :mod:`safar.cel`, and
+template directories validated with :mod:`safar.templates`, when those are installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+from safar.definitions.journeys import journey_from_node
+from safar.definitions.policy import POLICY_FILE_KEYS, policy_from_node
+from safar.definitions.problems import DefinitionError, Problem
+from safar.definitions.validate import (
+    JOURNEY_NAMES,
+    POLICY_NAMES,
+    ConditionChecker,
+    cel_checker,
+    validate_journey,
+    validate_policy,
+)
+from safar.definitions.yamlsource import Map, Node, line_map, load
+
+YAML_SUFFIXES: Final = (".yaml", ".yml")
+POLICY_FILE_NAMES: Final = ("policy.yaml", "policy.yml")
+TEMPLATES_DIR_NAME: Final = "templates"
+_JOURNEY_MARKERS: Final = frozenset({"steps", "entry"})
+
+
+def validate_paths(paths: Sequence[Path], templates_dir: Path | None = None) -> list[Problem]:
+    """Every problem in the journey and policy files at ``paths``, file by file in line order;
+    [] when all is well."""
+    run = _Run(templates_dir)
+    for path in paths:
+        if path.is_dir():
+            for file in _walk(path):
+                run.file(file, named=False)
+            beside = path / TEMPLATES_DIR_NAME
+            if beside.is_dir():
+                run.template_dirs.setdefault(beside.resolve(), beside)
+        elif path.is_file():
+            run.file(path, named=True)
+        else:
+            run.problems.append(Problem(str(path), 0, "", "no such file or directory"))
+    run.check_templates()
+    return run.problems
+
+
+def _walk(directory: Path) -> list[Path]:
+    found = []
+    for base, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != TEMPLATES_DIR_NAME)
+        found += [Path(base, name) for name in sorted(files) if name.endswith(YAML_SUFFIXES)]
+    return found
+
+
+def _kind(file: Path, root: Node) -> str | None:
+    if file.name in POLICY_FILE_NAMES:
+        return "policy"
+    if not isinstance(root, Map):
+        return None
+    if _JOURNEY_MARKERS & root.items.keys():
+        return "journey"
+    if root.items.keys() & set(POLICY_FILE_KEYS):
+        return "policy"
+    return None
+
+
+class _Run:
+    def __init__(self, templates_dir: Path | None) -> None:
+        self.templates_dir = templates_dir
+        self.problems: list[Problem] = []
+        #: Template directories to validate: resolved path -> the path as met, for messages.
+        self.template_dirs: dict[Path, Path] = {}
+        self.catalogs: dict[Path, Mapping[str, str | None]] = {}
+        self.journey_ids: dict[str, str] = {}
+        self.seen: set[Path] = set()
+        self.policy_file: str | None = None
+        try:
+            self.journey_conditions: ConditionChecker | None = cel_checker(JOURNEY_NAMES)
+            self.policy_conditions: ConditionChecker | None = cel_checker(POLICY_NAMES)
+        except ImportError:  # safar.cel not installed: conditions are checked when published
+            self.journey_conditions = self.policy_conditions = None
+
+    def file(self, file: Path, *, named: bool) -> None:
+        if file.resolve() in self.seen:
+            return
+        self.seen.add(file.resolve())
+        found = self.check(file, named=named)
+        self.problems += sorted(found, key=lambda problem: problem.line)
+
+    def check(self, file: Path, *, named: bool) -> list[Problem]:
+        name = str(file)
+        try:
+            root = load(file.read_text(encoding="utf-8"), name)
+        except DefinitionError as exc:
+            return exc.problems
+        except (OSError, UnicodeDecodeError) as exc:
+            return [Problem(name, 0, "", f"cannot read the file: {exc}")]
+        kind = _kind(file, root)
+        if kind is None:
+            if not named:
+                return []  # e.g. a segment: someone else's file
+            return [Problem(name, 1, "", "neither a journey (no 'steps') nor a policy file")]
+        found = []
+        if kind == "policy":
+            if self.policy_file is not None:
+                message = f"a second policy file; {self.policy_file} is the policy"
+                found.append(Problem(name, 1, "", message))
+            self.policy_file = self.policy_file or name
+        try:
+            found += self.journey(file, root) if kind == "journey" else self.policy(file, root)
+        except DefinitionError as exc:
+            found += exc.problems
+        return found
+
+    def journey(self, file: Path, root: Node) -> list[Problem]:
+        name = str(file)
+        journey = journey_from_node(root, name)
+        lines = line_map(root)
+        found = validate_journey(
+            journey,
+            templates=self.templates(file.parent),
+            conditions=self.journey_conditions,
+            lines=lines,
+        )
+        other = self.journey_ids.setdefault(journey.id, name)
+        if other != name:
+            message = f"journey id {journey.id!r} is also {other}'s"
+            found.append(Problem(name, lines.get("id", 0), "id", message))
+        return found
+
+    def policy(self, file: Path, root: Node) -> list[Problem]:
+        name = str(file)
+        policy = policy_from_node(root, name)
+        return validate_policy(
+            policy, conditions=self.policy_conditions, origin=name, lines=line_map(root)
+        )
+
+    def templates(self, journeys_dir: Path) -> Mapping[str, str | None] | None:
+        """Template name -> channel for journeys in ``journeys_dir``; None when there is no
+        templates directory to check against."""
+        if self.templates_dir is not None:
+            candidates = [self.templates_dir]
+        else:
+            candidates = [
+                journeys_dir.parent / TEMPLATES_DIR_NAME,
+                journeys_dir / TEMPLATES_DIR_NAME,
+            ]
+        directory = next((c for c in candidates if c.is_dir()), None)
+        if directory is None:
+            return None
+        key = directory.resolve()
+        if key not in self.catalogs:
+            self.catalogs[key] = _template_channels(directory)
+            self.template_dirs.setdefault(key, directory)
+        return self.catalogs[key]
+
+    def check_templates(self) -> None:
+        from safar.templates import validate_directory  # Liquid is loaded only to validate
+
+        for _, directory in sorted(self.template_dirs.items()):
+            self.problems += [
+                Problem(p.file, p.line, p.field, p.message) for p in validate_directory(directory)
+            ]
+
+
+def _template_channels(directory: Path) -> dict[str, str | None]:
+    from safar.templates import TemplateCatalog, TemplateError
+
+    catalog = TemplateCatalog.load(directory)
+    channels: dict[str, str | None] = {}
+    for name in catalog.names():
+        try:
+            channels[name] = catalog.get(name).channel
+        except TemplateError:  # reported by check_templates
+            channels[name] = None
+    return channels
