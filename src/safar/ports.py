@@ -264,6 +264,10 @@ class RunStore(Protocol):
         """Store one batch's changes atomically (see the class)."""
         ...
 
+    def next_wake(self) -> int | None:
+        """The earliest ``wake_at`` of an active instance (leased or not), or None."""
+        ...
+
     def history(self, profile_id: str, limit: int) -> tuple[list[Instance], list[Visit]]:
         """The profile's instances (any status, newest entry first, at most ``limit``) and their
         visits in order."""
@@ -306,6 +310,10 @@ class Outbox(Protocol):
 
     def pending(self) -> int:
         """How many entries wait for delivery (due or not)."""
+        ...
+
+    def next_due(self) -> int | None:
+        """The earliest ``due`` of a pending entry (leased or not), or None."""
         ...
 
     def dead(self, limit: int) -> list[OutboxEntry]:

@@ -9,19 +9,46 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from safar.ports import EventLog, KeyStore
+from safar.model.messages import Message
+from safar.model.runs import (
+    EntryRecord,
+    Instance,
+    InstanceStatus,
+    OutboxEntry,
+    SendCommand,
+    Visit,
+)
+from safar.ports import DeliveryStore, EventLog, JourneyStore, KeyStore, Outbox, RunStore
 from safar.stores.memory.events import MemoryEventLog
+from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.stores.memory.keys import MemoryKeyStore
 from safar.stores.sqlite.db import Database
+from safar.stores.sqlite.delivery import SqliteDeliveryStore
 from safar.stores.sqlite.events import SqliteEventLog
+from safar.stores.sqlite.journeys import SqliteJourneyStore
 from safar.stores.sqlite.keys import SqliteKeyStore
+from safar.stores.sqlite.outbox import SqliteOutbox
+from safar.stores.sqlite.runs import SqliteRunStore
 from safar.testing import FakeClock
 
 DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass
+class JourneyStores:
+    """The four journey ports of one backend, as one process opens them (one object may
+    implement several)."""
+
+    journeys: JourneyStore
+    runs: RunStore
+    outbox: Outbox
+    delivery: DeliveryStore
 
 
 class Backend:
@@ -54,6 +81,20 @@ class Backend:
         """Make the storage reject any append holding ``message_id``; False if not supported."""
         return False
 
+    def journey_stores(self) -> JourneyStores:
+        """The journey stores on this storage, opened as a new process would."""
+        raise NotImplementedError
+
+    def fail_commits_visiting(self, instance_id: str) -> bool:
+        """Make the storage reject, half-way, a run commit holding a visit of ``instance_id``;
+        False if not supported."""
+        return False
+
+    def fail_settles_sending(self, message_key: str) -> bool:
+        """Make the storage reject, half-way, a settle recording a send of ``message_key``;
+        False if not supported."""
+        return False
+
 
 class MemoryBackend(Backend):
     shares_storage = False
@@ -62,6 +103,7 @@ class MemoryBackend(Backend):
         super().__init__(directory, clock)
         self._events: MemoryEventLog | None = None
         self._keys: MemoryKeyStore | None = None
+        self._journeys: MemoryJourneyStores | None = None
 
     def event_log(self, *, dedupe_window_ms: int = DAY_MS) -> EventLog:
         if self._events is None:
@@ -75,6 +117,12 @@ class MemoryBackend(Backend):
 
     def stored_bytes(self) -> bytes:
         return repr([vars(store) for store in (self._events, self._keys) if store]).encode()
+
+    def journey_stores(self) -> JourneyStores:
+        if self._journeys is None:
+            self._journeys = MemoryJourneyStores()
+        one = self._journeys
+        return JourneyStores(journeys=one, runs=one, outbox=one, delivery=one)
 
 
 class SqliteBackend(Backend):
@@ -115,6 +163,30 @@ class SqliteBackend(Backend):
 
     def stored_bytes(self) -> bytes:
         return b"".join(path.read_bytes() for path in sorted(self.directory.glob("safar.db*")))
+
+    def journey_stores(self) -> JourneyStores:
+        db = self._database()
+        return JourneyStores(
+            journeys=SqliteJourneyStore(db),
+            runs=SqliteRunStore(db),
+            outbox=SqliteOutbox(db),
+            delivery=SqliteDeliveryStore(db),
+        )
+
+    def fail_commits_visiting(self, instance_id: str) -> bool:
+        return self._fail_inserts("journey_visits", f"NEW.instance_id = '{instance_id}'")
+
+    def fail_settles_sending(self, message_key: str) -> bool:
+        return self._fail_inserts("journey_sends", f"NEW.message_key = '{message_key}'")
+
+    def _fail_inserts(self, table: str, condition: str) -> bool:
+        self.journey_stores()  # the tables exist before the trigger
+        with self._database().write() as conn:
+            conn.execute(
+                f"CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} WHEN {condition}"
+                " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        return True
 
     def fail_appends_of(self, message_id: str) -> bool:
         db = self._database()
@@ -184,3 +256,106 @@ def key_backend(
 @pytest.fixture
 def key_store(key_backend: Backend) -> KeyStore:
     return key_backend.key_store()
+
+
+JOURNEY_BACKENDS = [
+    pytest.param(MemoryBackend, id="memory"),
+    pytest.param(SqliteBackend, id="sqlite"),
+]
+
+
+@pytest.fixture(params=JOURNEY_BACKENDS)
+def make_journey_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[BackendFactory]:
+    """Makes fresh, empty backends for the journey suites (hypothesis needs one per example)."""
+    kind: Callable[[Path, FakeClock], Backend] = request.param
+    made: list[Backend] = []
+
+    def make() -> Backend:
+        directory = tmp_path / f"journeys-{len(made)}"
+        directory.mkdir()
+        backend = kind(directory, clock)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.shutdown()
+
+
+@pytest.fixture
+def journey_backend(make_journey_backend: BackendFactory) -> Backend:
+    return make_journey_backend()
+
+
+@pytest.fixture
+def stores(journey_backend: Backend) -> JourneyStores:
+    return journey_backend.journey_stores()
+
+
+# -- Builders for the journey suites ----------------------------------------------------------
+
+
+def instance(
+    id_: str,
+    profile_id: str = "p1",
+    *,
+    journey_id: str = "welcome",
+    version: int = 1,
+    status: InstanceStatus = "active",
+    entered_at: int = 0,
+    wake_at: int | None = None,
+    step: str = "start",
+    context: dict[str, Any] | None = None,
+) -> Instance:
+    return Instance(
+        id=id_,
+        journey_id=journey_id,
+        version=version,
+        profile_id=profile_id,
+        identifier=("user_id", f"u-{profile_id}"),
+        status=status,
+        step=step,
+        entered_at=entered_at,
+        entry_key=f"m-{id_}",
+        context=context if context is not None else {},
+        wake_at=wake_at,
+    )
+
+
+def outbox_entry(key: str, profile_id: str = "p1", *, due: int = 0) -> OutboxEntry:
+    message = Message(
+        key=key,
+        journey_id="welcome",
+        version=1,
+        step_id="send_1",
+        instance_id=f"in-{key}",
+        profile_id=profile_id,
+        identifier=("user_id", f"u-{profile_id}"),
+        channel="email",
+        template="welcome",
+        category="marketing",
+        priority=50,
+        created_at=due,
+        context={"journey": {"plan": "pro", "name": "سارا"}},
+    )
+    return OutboxEntry(
+        key=key, command=SendCommand(message=message), profile_id=profile_id, due=due
+    )
+
+
+def entry_record(profile_id: str, journey_id: str = "welcome", *, entries: int = 1) -> EntryRecord:
+    return EntryRecord(
+        journey_id=journey_id,
+        profile_id=profile_id,
+        entries=entries,
+        active=1,
+        last_entered_at=entries * 1000,
+    )
+
+
+def visit(instance_id: str, at: int, step: str = "start", outcome: str = "entered") -> Visit:
+    return Visit(
+        instance_id=instance_id, journey_id="welcome", version=1, step=step, at=at, outcome=outcome
+    )

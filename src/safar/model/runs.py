@@ -109,6 +109,8 @@ class WebhookCommand(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"
     key: str
     instance_id: str
     step_id: str
+    #: The customer the instance belongs to: the reply event is filed under it.
+    identifier: Identifier
     url: str
     method: str
     body: Any

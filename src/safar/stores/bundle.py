@@ -6,7 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from safar.config import Settings
-from safar.ports import Clock, EventLog, KeyStore, ProfileStore
+from safar.ports import (
+    Clock,
+    DeliveryStore,
+    EventLog,
+    JourneyStore,
+    KeyStore,
+    Outbox,
+    ProfileStore,
+    RunStore,
+)
 
 
 @dataclass
@@ -16,6 +25,10 @@ class Stores:
     events: EventLog
     keys: KeyStore
     profiles: ProfileStore
+    journeys: JourneyStore
+    runs: RunStore
+    outbox: Outbox
+    delivery: DeliveryStore
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -37,9 +50,13 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
     processors), so neither ever waits for the other's write lock (ADR 5).
     """
     from safar.stores.sqlite.db import Database
+    from safar.stores.sqlite.delivery import SqliteDeliveryStore
     from safar.stores.sqlite.events import SqliteEventLog
+    from safar.stores.sqlite.journeys import SqliteJourneyStore
     from safar.stores.sqlite.keys import SqliteKeyStore
+    from safar.stores.sqlite.outbox import SqliteOutbox
     from safar.stores.sqlite.profiles import SqliteProfileStore
+    from safar.stores.sqlite.runs import SqliteRunStore
 
     synchronous = settings.storage.synchronous
     log_db = Database(settings.events_database_path, synchronous=synchronous)
@@ -50,6 +67,10 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
         events=events,
         keys=SqliteKeyStore(state_db, clock),
         profiles=SqliteProfileStore(state_db),
+        journeys=SqliteJourneyStore(state_db),
+        runs=SqliteRunStore(state_db),
+        outbox=SqliteOutbox(state_db),
+        delivery=SqliteDeliveryStore(state_db),
         # Flushing the dedupe keys first spares the next start re-reading the log's tail.
         closers=[events.close, log_db.close, state_db.close],
     )
@@ -58,11 +79,17 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
 def memory_stores(clock: Clock, *, dedupe_window_ms: int = 24 * 3600 * 1000) -> Stores:
     """In-memory stores, for tests and simulations."""
     from safar.stores.memory.events import MemoryEventLog
+    from safar.stores.memory.journeys import MemoryJourneyStores
     from safar.stores.memory.keys import MemoryKeyStore
     from safar.stores.memory.profiles import MemoryProfileStore
 
+    journeys = MemoryJourneyStores()
     return Stores(
         events=MemoryEventLog(clock, dedupe_window_ms=dedupe_window_ms),
         keys=MemoryKeyStore(clock),
         profiles=MemoryProfileStore(),
+        journeys=journeys,
+        runs=journeys,
+        outbox=journeys,
+        delivery=journeys,
     )

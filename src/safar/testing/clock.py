@@ -21,3 +21,10 @@ class FakeClock:
             raise ValueError("a FakeClock never goes backwards")
         self._now += step
         return self._now
+
+    def advance_to(self, ms: int) -> int:
+        """Move to ``ms`` (not earlier than now); returns it."""
+        if ms < self._now:
+            raise ValueError("a FakeClock never goes backwards")
+        self._now = ms
+        return self._now
