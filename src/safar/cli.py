@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgspec
 
+from safar.cli_journeys import add_journey_commands
 from safar.clock import SystemClock
 from safar.config import Settings, load_settings
 from safar.errors import SafarError
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("ref", help="e.g. user_id:42 or email:sara@example.com")
     show.add_argument("--events", type=int, default=10, help="how many recent events to show")
     show.set_defaults(run=_profiles_show)
+
+    add_journey_commands(sub, common)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="action", required=True)

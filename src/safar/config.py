@@ -100,7 +100,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """The SQLite file holding the event log and its dedupe window."""
         return Path(self.data_dir) / "events.db"
 
-
     @property
     def public_url(self) -> str:
         """Where customers reach this installation's links."""

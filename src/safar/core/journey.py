@@ -387,6 +387,7 @@ class _Run:
                 headers=dict(step.headers),
                 timeout_ms=step.timeout_ms,
                 reply=reply,
+                context=dict(inst.context),
             )
         )
         self.visit(step.id, "called")

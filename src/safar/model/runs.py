@@ -117,6 +117,8 @@ class WebhookCommand(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"
     headers: dict[str, str]
     timeout_ms: int
     reply: bool
+    #: The instance's context when the call was queued: what Liquid in body and headers sees.
+    context: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class EventCommand(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind", tag="event"):

@@ -1,4 +1,5 @@
-"""``safar serve``: the HTTP API in this process, the profile processor in a child process.
+"""``safar serve``: the HTTP API in this process, the worker (profiles, journeys, delivery) in a
+child process.
 
 Two processes, because one Python process runs on one core: the API (parsing, validation, durable
 append) and profile processing each get a core of their own on a small machine. The child watches
@@ -95,7 +96,7 @@ def _print(url: str) -> None:
 
 
 class ProcessorProcess:
-    """The profile processor in a child process (spawned, so it shares no state with the API)."""
+    """The worker in a child process (spawned, so it shares no state with the API)."""
 
     def __init__(self, settings: Settings) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -123,8 +124,8 @@ class ProcessorProcess:
 
 
 def run_processor(encoded_settings: bytes, stop: Connection, parent_pid: int) -> None:
-    """Child-process entry point: fold the event log into profiles until told to stop."""
-    from safar.runtime.profiler import ProfileProcessor
+    """Child-process entry point: profiles, journeys and delivery until told to stop."""
+    from safar.runtime.worker import Worker
 
     settings = msgspec.json.decode(encoded_settings, type=Settings)
     clock = SystemClock()
@@ -145,7 +146,7 @@ def run_processor(encoded_settings: bytes, stop: Connection, parent_pid: int) ->
     watcher.start()
     tune_gc()
     try:
-        ProfileProcessor(stores.events, stores.profiles, settings.identity, clock).run(halt)
+        Worker(stores, settings, clock).run(halt)
     finally:
         halt.set()
         stores.close()

@@ -1,0 +1,438 @@
+"""The dispatcher: delivers outbox entries at least once, each under its idempotency key.
+
+Per claimed batch:
+
+- messages pass the policy gate (:func:`safar.core.policy.decide_batch`) with the facts it
+  needs read for all their customers at once (consents, recent sends, recent events, CEL
+  suppression conditions); those that go are rendered and handed to their channel;
+- webhook steps are called; those that wait for the reply get it as a ``Webhook Replied`` event;
+- journey events (emits, profile updates) are appended to the event log;
+- receipts (``Message Sent``, ``Message Failed``) go to the event log too, then every entry is
+  settled in one transaction with its decision and sent record.
+
+Events are appended before the settlement: a crash between the two makes the entry be claimed
+again, and the log deduplicates the events by their deterministic messageIds. A channel may
+see a message again after such a crash; it gets the same idempotency key both times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from safar.channels.retry import MAX_ATTEMPTS, backoff_ms
+from safar.core.policy import Facts, Recipient, Verdict, decide_batch
+from safar.errors import DeliveryError, SafarError, ValidationError
+from safar.model.events import Event
+from safar.model.messages import Decision, Message, RenderedMessage, SentRecord
+from safar.model.policy import Policy
+from safar.model.profiles import Profile
+from safar.model.runs import EventCommand, OutboxEntry, SendCommand, WebhookCommand
+from safar.ports import Channel, Clock, DeliveryStore, EventLog, Outbox, ProfileReader, Settlement
+from safar.runtime.internal import internal_event
+from safar.runtime.journeys import WEBHOOK_REPLY_EVENT
+from safar.runtime.links import Links
+from safar.runtime.render import address_for, render_webhook
+
+log = logging.getLogger(__name__)
+
+LEASE_MS = 60_000
+#: Recent events read per customer for event-based suppression rules.
+RECENT_EVENTS = 500
+#: A webhook reply larger than this (JSON bytes) is not passed back to the journey.
+MAX_REPLY_BYTES = 16 * 1024
+
+
+class Renderer(Protocol):
+    """Renders a message's template for one customer (see :mod:`safar.templates`)."""
+
+    def __call__(self, message: Message, profile: Profile) -> RenderedMessage:
+        """The message addressed to ``profile``; raises ValidationError for a template error
+        and DeliveryError(retryable=False) when the customer has no address for the channel."""
+        ...
+
+
+#: Calls a webhook: (url, method, body, headers, timeout_ms, key) -> (status, response).
+WebhookCaller = Callable[[str, str, Any, dict[str, str], int, str], tuple[int, Any]]
+#: Backoff before attempt ``n + 1`` of the entry with this key.
+Backoff = Callable[[int, str], int]
+
+
+def default_backoff(attempt: int, key: str) -> int:
+    return backoff_ms(attempt, key)
+
+
+@dataclass
+class _Round:
+    now: int
+    settlements: list[Settlement] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Claims due outbox entries, decides, delivers and settles them."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        delivery: DeliveryStore,
+        profiles: ProfileReader,
+        events: EventLog,
+        channels: Mapping[str, Channel],
+        render: Renderer,
+        policy: Policy,
+        clock: Clock,
+        *,
+        call_webhook: WebhookCaller,
+        suppression_conditions: Mapping[str, Callable[[Mapping[str, Any]], bool]] | None = None,
+        backoff: Backoff = default_backoff,
+        links: Links | None = None,
+        owner: str = "dispatcher",
+        batch: int = 500,
+    ) -> None:
+        self._outbox = outbox
+        self._delivery = delivery
+        self._profiles = profiles
+        self._events = events
+        self._channels = channels
+        self._render = render
+        self._policy = policy
+        self._clock = clock
+        self._call_webhook = call_webhook
+        self._conditions = suppression_conditions or {}
+        self._backoff = backoff
+        self._links = links
+        self._owner = owner
+        self._batch = batch
+        self._event_rules = {
+            name
+            for rule in policy.suppressions
+            for name in (rule.event, rule.after_event, rule.until_event)
+            if name
+        }
+        windows = [cap.window_ms for cap in policy.frequency_caps] + [policy.priority_window_ms]
+        self._history_ms = max(windows, default=0)
+
+    def run_once(self) -> int:
+        """Deliver one batch of due entries; returns how many were claimed."""
+        now = self._clock.now_ms()
+        entries = self._outbox.claim(now, self._batch, self._owner, LEASE_MS)
+        if not entries:
+            return 0
+        work = _Round(now)
+        sends = [e for e in entries if isinstance(e.command, SendCommand)]
+        if sends:
+            self._messages(sends, work)
+        for entry in entries:
+            command = entry.command
+            if isinstance(command, WebhookCommand):
+                self._webhook(entry, command, work)
+            elif isinstance(command, EventCommand):
+                work.events.append(_journey_event(command, now))
+                work.settlements.append(Settlement(key=entry.key, status="done"))
+        if work.events:
+            self._events.append(work.events)
+        self._outbox.settle(work.settlements)
+        return len(entries)
+
+    def run(self, stop: threading.Event, idle_wait: float = 0.05) -> None:
+        """Dispatch until ``stop`` is set; retryable errors are logged and retried."""
+        while not stop.is_set():
+            try:
+                done = self.run_once()
+            except SafarError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("dispatch failed, will retry: %s", exc)
+                done = 0
+            if done == 0:
+                stop.wait(idle_wait)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _messages(self, entries: Sequence[OutboxEntry], work: _Round) -> None:
+        messages = [_message(e) for e in entries]
+        profiles = self._profiles.find_many({m.identifier for m in messages})
+        recipients: list[Recipient] = []
+        for message in messages:
+            profile = profiles.get(message.identifier)
+            recipients.append(
+                Recipient(
+                    profile_id=profile.id if profile else message.profile_id,
+                    traits=profile.traits if profile else {},
+                    address=address_for(message.channel, profile),
+                )
+            )
+        facts = self._facts(list(profiles.values()), work.now)
+        # The gate knows customers by their current profile id.
+        current = [
+            _with_profile(m, r.profile_id) for m, r in zip(messages, recipients, strict=True)
+        ]
+        verdicts = decide_batch(current, recipients, facts, self._policy, work.now)
+        for entry, message, verdict in zip(entries, current, verdicts, strict=True):
+            self._settle_message(entry, message, verdict, profiles.get(message.identifier), work)
+
+    def _facts(self, profiles: list[Profile], now: int) -> dict[str, Facts]:
+        ids = {p.id for p in profiles}
+        consents = self._delivery.consents(ids)
+        since = now - self._history_ms if self._history_ms else now + 1
+        sends = self._delivery.sends(ids, since) if self._history_ms else []
+        facts: dict[str, Facts] = {}
+        moment = datetime.fromtimestamp(now / 1000, tz=UTC)
+        for profile in profiles:
+            activation = {
+                "profile": {
+                    "id": profile.id,
+                    "traits": profile.traits,
+                    "identifiers": profile.identifiers,
+                },
+                "now": moment,
+            }
+            facts[profile.id] = Facts(
+                consents=[c for c in consents if c.profile_id == profile.id],
+                sends=[s for s in sends if s.profile_id == profile.id],
+                events=self._recent_events(profile) if self._event_rules else [],
+                suppressed_by_condition={
+                    rule: holds(activation) for rule, holds in self._conditions.items()
+                },
+            )
+        return facts
+
+    def _recent_events(self, profile: Profile) -> list[tuple[str, int]]:
+        seqs = self._profiles.timeline(profile.id, RECENT_EVENTS)
+        return [
+            (e.name, e.timestamp)
+            for e in self._events.get(seqs)
+            if e.name is not None and e.name in self._event_rules
+        ]
+
+    def _settle_message(
+        self,
+        entry: OutboxEntry,
+        message: Message,
+        verdict: Verdict,
+        profile: Profile | None,
+        work: _Round,
+    ) -> None:
+        now = work.now
+        if verdict.kind == "suppress":
+            self._done(entry, verdict.decision(message, now), work)
+            return
+        if verdict.kind == "delay":
+            work.settlements.append(
+                Settlement(
+                    key=entry.key,
+                    status="retry",
+                    due=verdict.until,
+                    decision=verdict.decision(message, now),
+                )
+            )
+            return
+        channel = self._channels.get(message.channel)
+        if profile is None or channel is None:
+            why = "the customer's profile is gone" if profile is None else "channel not set up"
+            self._fail(entry, message, "channel", why, work)
+            return
+        try:
+            rendered = self._render(message, profile)
+            if self._links is not None:
+                rendered = self._link(rendered, message)
+            receipt = channel.send(rendered)
+        except ValidationError as exc:
+            self._fail(entry, message, "template", exc.message, work)
+            return
+        except DeliveryError as exc:
+            if exc.retryable and entry.attempts + 1 < MAX_ATTEMPTS:
+                due = now + self._backoff(entry.attempts, entry.key)
+                work.settlements.append(
+                    Settlement(key=entry.key, status="retry", due=due, error=exc.message)
+                )
+            else:
+                self._fail(entry, message, "channel", exc.message, work, dead=True)
+            return
+        decision = _decision(message, now, "sent", "", receipt.provider_id or "")
+        sent = SentRecord(
+            message_key=message.key,
+            profile_id=message.profile_id,
+            journey_id=message.journey_id,
+            channel=message.channel,
+            category=message.category,
+            priority=message.priority,
+            at=now,
+        )
+        work.settlements.append(
+            Settlement(key=entry.key, status="done", decision=decision, sent=sent)
+        )
+        work.events.append(_receipt(message, "Message Sent", now, provider_id=receipt.provider_id))
+
+    def _link(self, rendered: RenderedMessage, message: Message) -> RenderedMessage:
+        assert self._links is not None
+        claims = {
+            "k": message.key,
+            "p": message.profile_id,
+            "i": list(message.identifier),
+            "j": message.journey_id,
+            "s": message.step_id,
+            "c": message.channel,
+            "g": message.category,
+        }
+        html = rendered.html
+        if html is not None and message.channel == "email":
+            html = self._links.track_html(html, claims)
+        return msgspec.structs.replace(
+            rendered, html=html, unsubscribe_url=self._links.unsubscribe_url(claims)
+        )
+
+    def _done(self, entry: OutboxEntry, decision: Decision, work: _Round) -> None:
+        work.settlements.append(Settlement(key=entry.key, status="done", decision=decision))
+
+    def _fail(
+        self,
+        entry: OutboxEntry,
+        message: Message,
+        rule: str,
+        detail: str,
+        work: _Round,
+        *,
+        dead: bool = False,
+    ) -> None:
+        decision = _decision(message, work.now, "failed", rule, detail)
+        work.settlements.append(
+            Settlement(
+                key=entry.key,
+                status="dead" if dead else "done",
+                error=detail,
+                decision=decision,
+            )
+        )
+        work.events.append(_receipt(message, "Message Failed", work.now, error=detail, rule=rule))
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def _webhook(self, entry: OutboxEntry, command: WebhookCommand, work: _Round) -> None:
+        try:
+            profile = self._profiles.find_many([command.identifier]).get(command.identifier)
+            body = render_webhook(command.body, profile, command.context, "body")
+            headers = render_webhook(command.headers, profile, command.context, "headers")
+            status, response = self._call_webhook(
+                command.url, command.method, body, headers, command.timeout_ms, command.key
+            )
+        except ValidationError as exc:
+            # A template error will not go away by retrying.
+            work.settlements.append(Settlement(key=entry.key, status="dead", error=exc.message))
+            if command.reply:
+                work.events.append(_reply(command, work.now, ok=False, error=exc.message))
+            return
+        except DeliveryError as exc:
+            if exc.retryable and entry.attempts + 1 < MAX_ATTEMPTS:
+                due = work.now + self._backoff(entry.attempts, entry.key)
+                work.settlements.append(
+                    Settlement(key=entry.key, status="retry", due=due, error=exc.message)
+                )
+                return
+            work.settlements.append(Settlement(key=entry.key, status="dead", error=exc.message))
+            if command.reply:
+                work.events.append(_reply(command, work.now, ok=False, error=exc.message))
+            return
+        work.settlements.append(Settlement(key=entry.key, status="done"))
+        if command.reply:
+            work.events.append(_reply(command, work.now, ok=200 <= status < 300, response=response))
+
+
+def _message(entry: OutboxEntry) -> Message:
+    command = entry.command
+    assert isinstance(command, SendCommand)
+    return command.message
+
+
+def _with_profile(message: Message, profile_id: str) -> Message:
+    if message.profile_id == profile_id:
+        return message
+    return msgspec.structs.replace(message, profile_id=profile_id)
+
+
+def _decision(message: Message, at: int, outcome: Any, rule: str, detail: str) -> Decision:
+    return Decision(
+        message_key=message.key,
+        profile_id=message.profile_id,
+        journey_id=message.journey_id,
+        step_id=message.step_id,
+        channel=message.channel,
+        category=message.category,
+        at=at,
+        outcome=outcome,
+        rule=rule,
+        detail=detail,
+    )
+
+
+def _receipt(message: Message, name: str, now: int, **extra: Any) -> Event:
+    properties = {
+        "message_key": message.key,
+        "journey_id": message.journey_id,
+        "journey_version": message.version,
+        "step_id": message.step_id,
+        "channel": message.channel,
+        "template": message.template,
+        "category": message.category,
+    }
+    properties.update({k: v for k, v in extra.items() if v is not None})
+    suffix = name.split()[-1].lower()
+    return internal_event(
+        key=f"{message.key}:{suffix}",
+        type="track",
+        identifier=message.identifier,
+        timestamp=now,
+        received_at=now,
+        name=name,
+        properties=properties,
+    )
+
+
+def _journey_event(command: EventCommand, now: int) -> Event:
+    return internal_event(
+        key=command.key,
+        type=command.type,
+        identifier=command.identifier,
+        timestamp=command.timestamp,
+        received_at=now,
+        name=command.name,
+        properties=command.properties,
+        traits=command.traits,
+    )
+
+
+def _reply(
+    command: WebhookCommand,
+    now: int,
+    *,
+    ok: bool,
+    response: Any = None,
+    error: str | None = None,
+) -> Event:
+    if response is not None and len(msgspec.json.encode(response)) > MAX_REPLY_BYTES:
+        ok, response, error = False, None, f"response larger than {MAX_REPLY_BYTES} bytes"
+    properties: dict[str, Any] = {
+        "instance_id": command.instance_id,
+        "step_id": command.step_id,
+        "ok": ok,
+    }
+    if response is not None:
+        properties["response"] = response
+    if error is not None:
+        properties["error"] = error
+    return internal_event(
+        key=f"{command.key}:reply",
+        type="track",
+        identifier=command.identifier,
+        timestamp=now,
+        received_at=now,
+        name=WEBHOOK_REPLY_EVENT,
+        properties=properties,
+    )

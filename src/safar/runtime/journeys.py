@@ -1,0 +1,368 @@
+"""The journey runtime: feeds events and due timers to the pure core, in batches, and commits
+each batch's new state together with its commands (the outbox) in one transaction.
+
+Per event batch:
+
+1. read the events after the runtime's cursor, but never past what the profile processor has
+   applied (journeys see current profiles);
+2. keep the events some journey may care about (entry, goal and wait-for-event names, webhook
+   replies); most events are skipped without any query;
+3. one :meth:`~safar.ports.ProfileReader.find_many` for their customers' profiles, one
+   :meth:`~safar.ports.RunStore.load` for those profiles' active instances and entry records;
+4. step every instance and entry in memory, in event order;
+5. one :meth:`~safar.ports.RunStore.commit` with the new cursor.
+
+Timers go the same way: claim the due ones with a lease, step them, commit. Because instance ids
+and command keys are derived from what entered the customer, a batch redone after a crash
+produces the same rows and the same keys: nothing is entered or sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from safar.core import journey as core
+from safar.core.identity import IdentityRules, extract
+from safar.core.plan import Plan
+from safar.errors import SafarError
+from safar.model.events import Event
+from safar.model.profiles import ANONYMOUS_ID, USER_ID, Identifier, Profile
+from safar.model.runs import (
+    ApiEntry,
+    Command,
+    EntryRecord,
+    EventInput,
+    Input,
+    Instance,
+    OutboxEntry,
+    SendCommand,
+    TimerFired,
+    Visit,
+    WebhookReply,
+)
+from safar.ports import Clock, EventLog, JourneyStore, JourneyUpdate, ProfileReader, RunStore
+from safar.runtime.plans import PlanBook
+
+log = logging.getLogger(__name__)
+
+#: The event a dispatcher appends when a webhook step that waits for its response completes.
+WEBHOOK_REPLY_EVENT = "Webhook Replied"
+#: The event ``POST /v1/journeys/{id}/entries`` appends: entries by API go through the log like
+#: everything else, so they are ordered with the customer's events and deduplicated by request.
+ENTRY_REQUEST_EVENT = "Journey Entry Requested"
+_SPECIAL = frozenset({WEBHOOK_REPLY_EVENT, ENTRY_REQUEST_EVENT})
+DEFAULT_BATCH = 5000
+TIMER_BATCH = 2000
+TIMER_LEASE_MS = 60_000
+
+
+@dataclass
+class _Batch:
+    """The state one batch works on, and what it will commit."""
+
+    instances: dict[str, Instance] = field(default_factory=dict)
+    by_profile: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    records: dict[tuple[str, str], EntryRecord] = field(default_factory=dict)
+    update: JourneyUpdate = field(default_factory=JourneyUpdate)
+    changed: set[str] = field(default_factory=set)
+    changed_records: set[tuple[str, str]] = field(default_factory=set)
+
+
+class JourneyRuntime:
+    """Steps journeys over the event log and due timers. One runtime per store at a time for
+    events; timers are leased, so several may share them."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        profiles: ProfileReader,
+        journeys: JourneyStore,
+        runs: RunStore,
+        rules: IdentityRules,
+        clock: Clock,
+        *,
+        plans: PlanBook | None = None,
+        owner: str = "runtime",
+    ) -> None:
+        self._events = events
+        self._profiles = profiles
+        self._journeys = journeys
+        self._runs = runs
+        self._rules = rules
+        self._clock = clock
+        self._owner = owner
+        self.plans = plans or PlanBook()
+        self.plans.refresh(journeys)
+
+    def refresh(self) -> None:
+        """Re-read the journey catalog (after a publish, pause or stop)."""
+        self.plans.refresh(self._journeys)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def run_events(self, max_events: int = DEFAULT_BATCH) -> int:
+        """Handle the next batch of events; returns how many were read (0: nothing to do)."""
+        after = self._runs.processed_seq()
+        ready = self._profiles.processed_seq()
+        if ready <= after:
+            return 0
+        events = self._events.read(after, min(max_events, ready - after))
+        if not events:
+            return 0
+        batch = _Batch(update=JourneyUpdate(after_seq=after, processed_seq=events[-1].seq))
+        wanted = [e for e in events if self._wanted(e)]
+        if wanted:
+            self._handle(batch, wanted)
+        self._commit(batch)
+        return len(events)
+
+    def _wanted(self, event: Event) -> bool:
+        name = event.name
+        if name is None:
+            return False
+        return name in self.plans.entering or name in self.plans.listening or name in _SPECIAL
+
+    def _handle(self, batch: _Batch, events: Sequence[Event]) -> None:
+        heads: list[Identifier | None] = []
+        for event in events:
+            identifiers = extract(event, self._rules).identifiers
+            heads.append(identifiers[0] if identifiers else None)
+        profiles = self._profiles.find_many({h for h in heads if h is not None})
+        self._load(batch, {p.id for p in profiles.values()}, profiles.values())
+        now = self._clock.now_ms()
+        for event, head in zip(events, heads, strict=True):
+            profile = profiles.get(head) if head is not None else None
+            if profile is None or head is None:
+                continue
+            item = EventInput(
+                seq=event.seq,
+                message_id=event.message_id,
+                type=event.type,
+                name=event.name,
+                timestamp=event.timestamp,
+                payload=event.payload(),
+            )
+            if event.name == WEBHOOK_REPLY_EVENT:
+                self._reply(batch, profile, item, now)
+                continue
+            if event.name == ENTRY_REQUEST_EVENT:
+                self._requested(batch, profile, head, item, now)
+                continue
+            for iid in list(self._owned(batch, profile)):
+                self._step(batch, batch.instances[iid], profile, item, now)
+            for plan in self.plans.entering.get(event.name or "", ()):
+                self._enter(batch, plan, profile, head, item, now)
+
+    def _load(self, batch: _Batch, pids: set[str], profiles: Any) -> None:
+        ids = set(pids)
+        for profile in profiles:
+            ids.update(profile.merged_from)
+        instances, records = self._runs.load(ids)
+        for instance in instances:
+            batch.instances[instance.id] = instance
+            batch.by_profile[instance.profile_id].append(instance.id)
+        for record in records:
+            batch.records[(record.journey_id, record.profile_id)] = record
+
+    def _owned(self, batch: _Batch, profile: Profile) -> list[str]:
+        """Active instances of this customer, including those entered under profile ids that
+        were since merged into it."""
+        found: list[str] = []
+        for pid in (profile.id, *profile.merged_from):
+            found.extend(batch.by_profile.get(pid, ()))
+        return [i for i in sorted(set(found)) if batch.instances[i].status == "active"]
+
+    def _reply(self, batch: _Batch, profile: Profile, item: EventInput, now: int) -> None:
+        props = item.payload.get("properties") or {}
+        iid = props.get("instance_id")
+        instance = batch.instances.get(iid) if isinstance(iid, str) else None
+        if instance is None:
+            return
+        reply = WebhookReply(
+            step_id=str(props.get("step_id", "")),
+            ok=bool(props.get("ok")),
+            response=props.get("response"),
+            error=props.get("error"),
+        )
+        self._step(batch, instance, profile, reply, now)
+
+    def _requested(
+        self, batch: _Batch, profile: Profile, head: Identifier, item: EventInput, now: int
+    ) -> None:
+        props = item.payload.get("properties") or {}
+        journey_id = props.get("journey_id")
+        plan = self.plans.entry_plan(journey_id) if isinstance(journey_id, str) else None
+        if plan is None or not plan.journey.entry.api:
+            log.info("entry request %s for %r ignored: not enterable", item.message_id, journey_id)
+            return
+        context = props.get("context")
+        request = ApiEntry(
+            request_id=item.message_id, context=context if isinstance(context, dict) else {}
+        )
+        self._enter(batch, plan, profile, head, request, now)
+
+    def _enter(
+        self,
+        batch: _Batch,
+        plan: Plan,
+        profile: Profile,
+        head: Identifier,
+        item: EventInput | ApiEntry,
+        now: int,
+    ) -> core.Transition | str:
+        """Enter the customer if the journey's rules allow; returns why not otherwise."""
+        record_key = (plan.id, profile.id)
+        record = batch.records.get(record_key)
+        active = sum(
+            1 for iid in self._owned(batch, profile) if batch.instances[iid].journey_id == plan.id
+        )
+        why = core.refusal(plan, record, active, now)
+        if why is not None:
+            return why
+        event = item if isinstance(item, EventInput) else None
+        if event is not None and not plan.entry_where(
+            core.entry_activation(plan, profile, event, now)
+        ):
+            return "entry condition does not hold"
+        transition, record = core.enter(plan, profile, _identity(profile, head), item, record, now)
+        if transition.instance.id in batch.instances:
+            return "already entered by this request"
+        batch.records[record_key] = record
+        batch.changed_records.add(record_key)
+        batch.by_profile[profile.id].append(transition.instance.id)
+        self._keep(batch, transition, now)
+        return transition
+
+    def _step(
+        self, batch: _Batch, instance: Instance, profile: Profile, item: Input, now: int
+    ) -> None:
+        plan = self.plans.get(instance.journey_id, instance.version)
+        if plan is None:
+            return
+        if self.plans.stopped(instance.journey_id, instance.version):
+            self._stop(batch, instance, now)
+            return
+        successor = self.plans.successor(instance.journey_id, instance.version)
+        if successor is not None:
+            step = self.plans.moved_step(instance.journey_id, instance.step)
+            if step not in successor.steps:
+                reason = f"step {instance.step!r} is not in version {successor.version}"
+                self._stop(batch, instance, now, reason)
+                return
+            plan = successor
+            instance = msgspec.structs.replace(instance, version=plan.version, step=step)
+        transition = core.advance(plan, instance, profile, item, now)
+        if transition.changed:
+            self._keep(batch, transition, now)
+
+    def _stop(
+        self, batch: _Batch, instance: Instance, now: int, reason: str = "journey stopped"
+    ) -> None:
+        ended = msgspec.structs.replace(
+            instance,
+            status="exited",
+            ended_at=now,
+            exit_reason=reason,
+            wake_at=None,
+            waiting_for=None,
+        )
+        visit = Visit(
+            instance_id=ended.id,
+            journey_id=ended.journey_id,
+            version=ended.version,
+            step=ended.step,
+            at=now,
+            outcome=f"exited:{reason}",
+        )
+        self._keep(batch, core.Transition(ended, visits=[visit]), now)
+
+    def _keep(self, batch: _Batch, transition: core.Transition, now: int) -> None:
+        instance = transition.instance
+        batch.instances[instance.id] = instance
+        batch.changed.add(instance.id)
+        batch.update.visits.extend(transition.visits)
+        batch.update.outbox.extend(
+            _outbox(command, instance.profile_id, now) for command in transition.commands
+        )
+
+    def _commit(self, batch: _Batch) -> None:
+        update = batch.update
+        update.instances = [batch.instances[i] for i in sorted(batch.changed)]
+        update.entries = [batch.records[k] for k in sorted(batch.changed_records)]
+        self._runs.commit(update)
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def run_timers(self, limit: int = TIMER_BATCH) -> int:
+        """Step instances whose timer is due; returns how many."""
+        now = self._clock.now_ms()
+        claimed = self._runs.claim_timers(now, limit, self._owner, TIMER_LEASE_MS)
+        if not claimed:
+            return 0
+        batch = _Batch()
+        profiles = self._profiles.find_many({i.identifier for i in claimed})
+        for instance in claimed:
+            batch.instances[instance.id] = instance
+        for instance in claimed:
+            profile = profiles.get(instance.identifier) or _unknown(instance)
+            due = instance.wake_at if instance.wake_at is not None else now
+            self._step(batch, instance, profile, TimerFired(due=due), now)
+        self._commit(batch)
+        return len(claimed)
+
+    # -- loop -------------------------------------------------------------------------------
+
+    def run(
+        self, stop: threading.Event, idle_wait: float = 0.05, refresh_every: float = 2.0
+    ) -> None:
+        """Handle events and timers until ``stop`` is set. Retryable errors are logged and
+        retried; others propagate."""
+        import time
+
+        refreshed = time.monotonic()
+        while not stop.is_set():
+            try:
+                if time.monotonic() - refreshed > refresh_every:
+                    self.refresh()
+                    refreshed = time.monotonic()
+                done = self.run_events() + self.run_timers()
+            except SafarError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("journey processing failed, will retry: %s", exc)
+                done = 0
+            if done == 0:
+                stop.wait(idle_wait)
+
+
+def _identity(profile: Profile, head: Identifier) -> Identifier:
+    """The identifier an instance is filed under: the customer's user id when known, else their
+    anonymous id, else what the entering event named them by."""
+    for kind in (USER_ID, ANONYMOUS_ID):
+        values = profile.identifiers.get(kind)
+        if values:
+            return (kind, values[0])
+    return head
+
+
+def _unknown(instance: Instance) -> Profile:
+    """A stand-in for a profile that is gone (erased): conditions see no traits."""
+    return Profile(
+        id=instance.profile_id,
+        identifiers={instance.identifier[0]: [instance.identifier[1]]},
+        traits={},
+        first_seen=0,
+        last_seen=0,
+    )
+
+
+def _outbox(command: Command, profile_id: str, now: int) -> OutboxEntry:
+    key = command.message.key if isinstance(command, SendCommand) else command.key
+    return OutboxEntry(key=key, command=command, profile_id=profile_id, due=now)

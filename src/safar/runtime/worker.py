@@ -1,0 +1,163 @@
+"""The worker: profile processing, journeys, timers and delivery for one installation.
+
+Two threads. The *stepper* folds new events into profiles, then steps journeys over them and
+over due timers, in turn: these all write the state database, and taking turns in one thread
+keeps every batch's view consistent (journeys always see profiles up to the events they
+handle). The *dispatcher* delivers the outbox; it waits on networks (SMTP, SMS, webhooks),
+so it runs beside the stepper rather than holding it up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from safar.channels import WebhookClient, build_channels
+from safar.config import Settings
+from safar.core.identity import IdentityRules
+from safar.core.plan import Predicate
+from safar.errors import ConfigError, DeliveryError, SafarError
+from safar.model.policy import Policy
+from safar.ports import Channel, Clock
+from safar.runtime.dispatch import Dispatcher, WebhookCaller
+from safar.runtime.journeys import JourneyRuntime
+from safar.runtime.links import Links, load_secret
+from safar.runtime.plans import PlanBook
+from safar.runtime.profiler import RUN_BATCH, ProfileProcessor
+from safar.runtime.render import TemplateRenderer
+from safar.stores.bundle import Stores
+from safar.templates import TemplateCatalog
+
+log = logging.getLogger(__name__)
+
+
+def load_policy(settings: Settings) -> Policy:
+    """The policy file named in the settings, or the defaults when it does not exist."""
+    from safar.definitions import DEFAULT_POLICY, DefinitionError, parse_policy
+
+    path = Path(settings.journeys.policy_file)
+    if not path.exists():
+        return DEFAULT_POLICY
+    try:
+        return parse_policy(path.read_text(encoding="utf-8"), str(path))
+    except DefinitionError as exc:
+        raise ConfigError(f"policy file {path} has problems:\n{exc.message}") from exc
+
+
+def load_templates(settings: Settings) -> TemplateCatalog:
+    """The template catalog; an absent directory gives an empty one (sends then fail with
+    ``template``, recorded per message)."""
+    return TemplateCatalog.load(settings.journeys.templates_dir)
+
+
+def suppression_conditions(policy: Policy) -> dict[str, Predicate]:
+    """CEL ``where`` of every suppression rule, compiled over ``profile`` and ``now``."""
+    from safar.cel import compile_expression
+
+    found: dict[str, Predicate] = {
+        rule.id: compile_expression(rule.where, names=("profile", "now")).test
+        for rule in policy.suppressions
+        if rule.where
+    }
+    return found
+
+
+def webhook_caller(settings: Settings, clock: Clock) -> WebhookCaller:
+    """Signed webhook calls, or, without a secret configured, a caller that refuses."""
+    ch = settings.channels
+    if ch.webhook_secret:
+        return WebhookClient(
+            ch.webhook_secret,
+            allow_private=ch.webhook_allow_private,
+            timeout_ms=ch.webhook_timeout_ms,
+            clock=clock,
+        )
+
+    def refuse(*_: object) -> tuple[int, object]:
+        raise DeliveryError(
+            "webhook steps need a signing secret: set channels.webhook_secret"
+            " (SAFAR_CHANNELS_WEBHOOK_SECRET)",
+            retryable=False,
+        )
+
+    return refuse
+
+
+class Worker:
+    """Everything after ingestion, for one set of stores."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        settings: Settings,
+        clock: Clock,
+        *,
+        channels: Mapping[str, Channel] | None = None,
+        owner: str = "worker",
+    ) -> None:
+        policy = load_policy(settings)
+        self.profiler = ProfileProcessor(stores.events, stores.profiles, settings.identity, clock)
+        self.runtime = JourneyRuntime(
+            stores.events,
+            stores.profiles,
+            stores.journeys,
+            stores.runs,
+            IdentityRules(settings.identity),
+            clock,
+            plans=PlanBook(default_timezone=policy.default_timezone),
+            owner=owner,
+        )
+        ch = settings.channels
+        self.dispatcher = Dispatcher(
+            stores.outbox,
+            stores.delivery,
+            stores.profiles,
+            stores.events,
+            channels if channels is not None else build_channels(ch, stores.delivery, clock),
+            TemplateRenderer(load_templates(settings)),
+            policy,
+            clock,
+            call_webhook=webhook_caller(settings, clock),
+            suppression_conditions=suppression_conditions(policy),
+            links=Links(load_secret(settings.secret_path), settings.public_url),
+            owner=owner,
+        )
+
+    def step_once(self) -> int:
+        """One turn of the stepper: profiles, then journeys over events, then due timers."""
+        done = self.profiler.run_once(RUN_BATCH)
+        done += self.runtime.run_events()
+        done += self.runtime.run_timers()
+        return done
+
+    def run(self, stop: threading.Event, idle_wait: float = 0.05, refresh: float = 2.0) -> None:
+        """Run both threads until ``stop`` is set."""
+        dispatcher = threading.Thread(
+            target=self.dispatcher.run, args=(stop, idle_wait), name="safar-dispatch", daemon=True
+        )
+        dispatcher.start()
+        try:
+            self._step_until(stop, idle_wait, refresh)
+        finally:
+            stop.set()
+            dispatcher.join(timeout=30)
+
+    def _step_until(self, stop: threading.Event, idle_wait: float, refresh: float) -> None:
+        import time
+
+        refreshed = time.monotonic()
+        while not stop.is_set():
+            try:
+                if time.monotonic() - refreshed > refresh:
+                    self.runtime.refresh()
+                    refreshed = time.monotonic()
+                done = self.step_once()
+            except SafarError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("processing failed, will retry: %s", exc)
+                done = 0
+            if done == 0:
+                stop.wait(idle_wait)
