@@ -1,0 +1,426 @@
+"""The journey runtime end to end on the harness: events → profiles → journeys → gate → channels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safar.definitions import parse_journey
+from safar.model.journeys import (
+    EXIT,
+    Emit,
+    Entry,
+    EventMatch,
+    Journey,
+    JourneyPolicy,
+    Migration,
+    Send,
+    UpdateProfile,
+    Wait,
+    Webhook,
+)
+from safar.model.messages import Consent
+from safar.model.policy import FrequencyCap, Policy, QuietHours, Suppression
+from safar.runtime.journeys import ENTRY_REQUEST_EVENT
+from safar.testing.journeys import JourneyHarness, RecordingChannel
+
+ROOT = Path(__file__).resolve().parents[2]
+HOUR = 3_600_000
+DAY = 24 * HOUR
+
+
+def cart() -> Journey:
+    text = (ROOT / "examples/journeys/abandoned_cart.yaml").read_text()
+    return parse_journey(text, "abandoned_cart.yaml")
+
+
+def customer(h: JourneyHarness, uid: str, **traits: Any) -> None:
+    h.identify(uid, {"email": f"{uid}@shop.example", "phone": "+15550001234", **traits})
+
+
+def simple(journey_id: str, event: str, *steps: Any, **fields: Any) -> Journey:
+    return Journey(id=journey_id, name=journey_id, entry=Entry(event=event), steps=steps, **fields)
+
+
+def test_abandoned_cart_sends_one_reminder_then_the_vip_coupon() -> None:
+    h = JourneyHarness()
+    h.publish(cart())
+    users = [f"u{i}" for i in range(12)]
+    for uid in users:
+        customer(h, uid, vip=True)
+        h.track(uid, "Product Added", {"price": 40})
+    h.advance(hours=1)
+    after_hour = {(m.to, m.subject) for m in h.sent}
+    h.advance(days=1)
+    branches: dict[str, str] = {}
+    for uid in users:
+        (instance,), _ = h.stores.runs.history(h.profile(uid).id, 10)
+        branches[uid] = instance.context["splits"]["split"]
+        got = sorted(m.subject or "" for m in h.sent if m.profile_id == h.profile(uid).id)
+        expected = {
+            "email": ["cart_coupon", "cart_reminder"],
+            "sms": ["cart_coupon", "cart_reminder_sms"],
+            "control": [],
+        }[branches[uid]]
+        assert got == expected, uid
+        reminder = {"email": "cart_reminder", "sms": "cart_reminder_sms"}.get(branches[uid])
+        if reminder:
+            address = f"{uid}@shop.example" if reminder == "cart_reminder" else "+15550001234"
+            assert (address, reminder) in after_hour
+    assert set(branches.values()) == {"email", "sms", "control"}
+
+
+def test_cheap_items_do_not_enter_and_orders_convert() -> None:
+    h = JourneyHarness()
+    h.publish(cart())
+    customer(h, "cheap")
+    customer(h, "buyer")
+    h.track("cheap", "Product Added", {"price": 5})
+    h.track("buyer", "Product Added", {"price": 50})
+    h.advance(ms=10 * 60_000)
+    h.track("buyer", "Order Completed", {"total": 50})
+    h.advance(days=3)
+    assert h.sent == []
+    assert h.stores.runs.history(h.profile("cheap").id, 10)[0] == []
+    (instance,), _ = h.stores.runs.history(h.profile("buyer").id, 10)
+    assert instance.status == "converted"
+
+
+def test_reentry_after_exit_only() -> None:
+    h = JourneyHarness()
+    h.publish(cart())
+    customer(h, "u")
+    h.track("u", "Product Added", {"price": 50})
+    h.track("u", "Product Added", {"price": 60})  # already inside: refused
+    assert len(h.stores.runs.history(h.profile("u").id, 10)[0]) == 1
+    h.track("u", "Order Completed", {})
+    h.track("u", "Product Added", {"price": 70})  # after exit: enters again
+    statuses = sorted(i.status for i in h.stores.runs.history(h.profile("u").id, 10)[0])
+    assert statuses == ["active", "converted"]
+
+
+def welcome(category: str = "marketing", priority: int = 50, jid: str = "welcome") -> Journey:
+    return simple(
+        jid,
+        "Signed Up",
+        Send(id="hello", channel="email", template=f"{jid}_mail"),
+        policy=JourneyPolicy(category=category, priority=priority),
+    )
+
+
+def test_frequency_cap_across_journeys_is_recorded_with_its_reason() -> None:
+    policy = Policy(
+        quiet_hours=None,
+        frequency_caps=(FrequencyCap(id="weekly", max=1, window_ms=7 * DAY, category="marketing"),),
+    )
+    h = JourneyHarness(policy=policy)
+    h.publish(welcome(jid="one"))
+    h.publish(welcome(jid="two"))
+    customer(h, "sara", first_name="Sara")
+    h.track("sara", "Signed Up")
+    assert len(h.sent) == 1
+    (held,) = [d for d in h.decisions("sara") if d.outcome == "suppressed"]
+    assert held.rule == "frequency_cap:weekly" and "Sara" in held.detail
+
+
+def test_transactional_messages_bypass_caps_and_marketing_consent() -> None:
+    policy = Policy(
+        quiet_hours=None,
+        frequency_caps=(FrequencyCap(id="daily", max=0, window_ms=DAY),),
+    )
+    h = JourneyHarness(policy=policy)
+    h.publish(welcome(category="transactional", jid="receipt"))
+    h.publish(welcome(jid="promo"))
+    customer(h, "u")
+    pid = h.profile("u").id
+    h.stores.delivery.set_consent(
+        Consent(profile_id=pid, channel="email", category="*", subscribed=False, at=1)
+    )
+    h.track("u", "Signed Up")
+    assert [m.subject for m in h.sent] == ["receipt_mail"]
+    (promo,) = [d for d in h.decisions("u") if d.journey_id == "promo"]
+    assert (promo.outcome, promo.rule) == ("suppressed", "consent")
+
+
+def test_open_support_ticket_suppresses_promotions_until_resolved() -> None:
+    policy = Policy(
+        quiet_hours=None,
+        suppressions=(
+            Suppression(
+                id="open_ticket", after_event="Ticket Opened", until_event="Ticket Resolved"
+            ),
+        ),
+    )
+    h = JourneyHarness(policy=policy)
+    h.publish(welcome(jid="promo"))
+    customer(h, "u")
+    h.track("u", "Ticket Opened", {"subject": "broken kettle"})
+    h.track("u", "Signed Up")
+    assert h.sent == []
+    (held,) = h.decisions("u")
+    assert held.rule == "suppression:open_ticket"
+    h.track("u", "Ticket Resolved")
+    h.identify("u", {"again": True})
+    h.send({"type": "track", "userId": "u", "event": "Signed Up", "messageId": "second"})
+    assert h.sent == []  # reentry: never — the first entry was the only one
+    assert [d.rule for d in h.decisions("u")] == ["suppression:open_ticket"]
+
+
+def test_quiet_hours_delay_to_the_morning_in_the_customers_timezone() -> None:
+    policy = Policy(quiet_hours=QuietHours(start="21:00", end="08:00"))
+    # 2026-11-18 20:00 UTC is 23:30 in Tehran.
+    h = JourneyHarness(start=1_795_464_000_000, policy=policy)
+    h.publish(welcome())
+    customer(h, "u", timezone="Asia/Tehran")
+    h.track("u", "Signed Up")
+    assert h.sent == []
+    (delayed,) = h.decisions("u")
+    assert delayed.outcome == "delayed" and delayed.until is not None
+    h.advance_to(delayed.until)
+    assert len(h.sent) == 1
+    # 08:00 in Tehran is 04:30 UTC.
+    assert (delayed.until - 1_795_464_000_000) == 8 * HOUR + 30 * 60_000
+
+
+def test_priority_between_journeys_picks_the_higher_one() -> None:
+    h = JourneyHarness(policy=Policy(quiet_hours=None, priority_window_ms=HOUR))
+    h.publish(welcome(priority=10, jid="low"))
+    h.publish(welcome(priority=90, jid="high"))
+    customer(h, "u")
+    h.track("u", "Signed Up")
+    assert [m.subject for m in h.sent] == ["high_mail"]
+    (low,) = [d for d in h.decisions("u") if d.journey_id == "low"]
+    assert low.rule == "priority" and "high" in low.detail
+
+
+def test_channel_failures_are_retried_with_backoff_then_dead_lettered() -> None:
+    flaky = RecordingChannel("email", fail_next=2)
+    h = JourneyHarness(channels={"email": flaky})
+    h.publish(welcome())
+    customer(h, "u")
+    h.track("u", "Signed Up")
+    assert h.sent == [] and flaky.attempts == 1
+    h.advance(hours=2)
+    assert flaky.attempts == 3 and len(h.sent) == 1
+    dead = RecordingChannel("email", fail_next=10_000)
+    d = JourneyHarness(channels={"email": dead})
+    d.publish(welcome())
+    customer(d, "u")
+    d.track("u", "Signed Up")
+    d.advance(days=30)
+    (letter,) = d.stores.outbox.dead(10)
+    assert letter.attempts == dead.attempts - 1
+    failed = [e for e in d.stores.events.read(0, 1000) if e.name == "Message Failed"]
+    assert len(failed) == 1
+    assert [x.outcome for x in d.decisions("u")] == ["failed"]
+
+
+def test_a_template_error_is_a_failed_send_not_a_crash() -> None:
+    from safar.errors import ValidationError
+
+    def broken(message: Any, profile: Any) -> Any:
+        raise ValidationError("unknown filter 'shout'", "cart_reminder.html")
+
+    h = JourneyHarness(render=broken)
+    h.publish(welcome())
+    customer(h, "u")
+    h.track("u", "Signed Up")
+    (failed,) = h.decisions("u")
+    assert (failed.outcome, failed.rule) == ("failed", "template")
+    assert "shout" in failed.detail
+
+
+def test_webhook_reply_update_and_emitted_event_chain_journeys() -> None:
+    calls: list[tuple[str, Any]] = []
+
+    def crm(url: str, method: str, body: Any, headers: Any, timeout: int, key: str) -> Any:
+        calls.append((url, body))
+        return 200, {"data": {"tier": "gold"}}
+
+    first = simple(
+        "score",
+        "Signed Up",
+        Webhook(
+            id="ask",
+            url="https://crm.example/score",
+            body={"email": "{{ profile.traits.email }}"},
+            save={"tier": "data.tier"},
+        ),
+        UpdateProfile(id="mark", set={"tier": "gold"}, increment={"scored": 1}),
+        Emit(id="tell", event="Lead Scored", properties={"tier": "gold"}),
+    )
+    second = simple("follow", "Lead Scored", Send(id="hi", channel="email", template="gold"))
+    h = JourneyHarness(call_webhook=crm)
+    h.publish(first)
+    h.publish(second)
+    customer(h, "u")
+    h.track("u", "Signed Up")
+    assert calls == [("https://crm.example/score", {"email": "u@shop.example"})]
+    assert h.profile("u").traits["tier"] == "gold" and h.profile("u").traits["scored"] == 1
+    assert [m.subject for m in h.sent] == ["gold"]
+    (instance,), _ = (
+        h.stores.runs.history(h.profile("u").id, 10)
+        if False
+        else (
+            [i for i in h.stores.runs.history(h.profile("u").id, 10)[0] if i.journey_id == "score"],
+            None,
+        )
+    )
+    assert instance.context["tier"] == "gold" and instance.status == "exited"
+
+
+def test_wait_for_event_with_timeout() -> None:
+    journey = simple(
+        "survey",
+        "Order Completed",
+        Wait(
+            id="delivered",
+            event=EventMatch(event="Order Delivered", where="event.properties.ok == true"),
+            timeout_ms=7 * DAY,
+            timeout_next="late",
+        ),
+        Send(id="invite", channel="email", template="survey_invite", next=EXIT),
+        Send(id="late", channel="email", template="late_delivery"),
+    )
+    h = JourneyHarness()
+    h.publish(journey)
+    customer(h, "a")
+    customer(h, "b")
+    h.track("a", "Order Completed")
+    h.track("b", "Order Completed")
+    h.advance(days=1)
+    h.track("a", "Order Delivered", {"ok": True})
+    h.track("b", "Order Delivered", {"ok": False})
+    h.advance(days=7)
+    assert sorted((m.to, m.subject) for m in h.sent) == [
+        ("a@shop.example", "survey_invite"),
+        ("b@shop.example", "late_delivery"),
+    ]
+
+
+def test_entry_by_api_request_is_deduplicated_by_request_id() -> None:
+    journey = Journey(
+        id="vip",
+        name="VIP",
+        entry=Entry(api=True, reentry="always", max_active=5),
+        steps=(Send(id="hi", channel="email", template="vip"),),
+    )
+    h = JourneyHarness()
+    h.publish(journey)
+    customer(h, "u")
+    for _ in range(2):
+        h.send(
+            {
+                "type": "track",
+                "userId": "u",
+                "event": ENTRY_REQUEST_EVENT,
+                "messageId": "entry:vip:r1",
+                "properties": {"journey_id": "vip", "context": {"offer": 10}},
+            }
+        )
+    assert len(h.sent) == 1
+    (instance,) = h.stores.runs.history(h.profile("u").id, 10)[0]
+    assert instance.context["offer"] == 10
+
+
+def test_pause_stops_entries_and_stop_ends_customers_inside() -> None:
+    from safar.runtime.catalog import set_status
+
+    journey = simple(
+        "nurture",
+        "Signed Up",
+        Wait(id="later", duration_ms=DAY),
+        Send(id="hi", channel="email", template="n"),
+    )
+    h = JourneyHarness()
+    h.publish(journey)
+    customer(h, "in")
+    customer(h, "late")
+    h.track("in", "Signed Up")
+    set_status(h.stores.journeys, "nurture", "pause", h.clock.now_ms())
+    h.runtime.refresh()
+    h.track("late", "Signed Up")
+    assert h.stores.runs.history(h.profile("late").id, 10)[0] == []
+    set_status(h.stores.journeys, "nurture", "stop", h.clock.now_ms())
+    h.runtime.refresh()
+    h.advance(days=2)
+    assert h.sent == []
+    (instance,) = h.stores.runs.history(h.profile("in").id, 10)[0]
+    assert (instance.status, instance.exit_reason) == ("exited", "journey stopped")
+
+
+@pytest.mark.parametrize(("mode", "template"), [("stay", "old"), ("move", "new")])
+def test_a_new_version_keeps_or_moves_customers_inside(mode: str, template: str) -> None:
+    def version(name: str) -> Journey:
+        return simple(
+            "nurture",
+            "Signed Up",
+            Wait(id="later", duration_ms=DAY),
+            Send(id="hi", channel="email", template=name),
+        )
+
+    h = JourneyHarness()
+    h.publish(version("old"))
+    customer(h, "u")
+    h.track("u", "Signed Up")
+    h.publish(version("new"), Migration(mode=mode))  # type: ignore[arg-type]
+    h.advance(days=2)
+    assert [m.subject for m in h.sent] == [template]
+
+
+def test_a_crash_between_send_and_settle_hands_over_the_same_key_again() -> None:
+    """The dispatcher delivers at least once: when it dies after the channel accepted a message
+    but before settling it, the lease expires and the entry goes out again under the same
+    idempotency key, which the provider uses to drop the repeat."""
+    from safar.errors import StoreError
+    from safar.runtime.dispatch import LEASE_MS
+
+    email = RecordingChannel("email")
+    h = JourneyHarness(channels={"email": email})
+    h.publish(welcome())
+    customer(h, "u")
+    settle = h.stores.outbox.settle
+    crashes = [1]
+
+    def crash_once(settlements: Any) -> None:
+        if crashes:
+            crashes.pop()
+            raise StoreError("power cut")
+        settle(settlements)
+
+    h.stores.outbox.settle = crash_once  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        h.track("u", "Signed Up")
+    assert email.attempts == 1 and h.stores.outbox.pending() == 1
+    h.advance(ms=LEASE_MS)
+    assert email.attempts == 2 and len(email.sent) == 1
+    assert h.stores.outbox.pending() == 0
+    sent_events = [e for e in h.stores.events.read(0, 1000) if e.name == "Message Sent"]
+    assert len(sent_events) == 1  # the receipt appended twice is deduplicated by the log
+
+
+def test_a_lost_commit_is_redone_with_the_same_instances_and_keys() -> None:
+    from safar.errors import StoreError
+
+    h = JourneyHarness()
+    h.publish(welcome())
+    customer(h, "u")
+    commit = h.stores.runs.commit
+    crashes = [1]
+
+    def crash_once(update: Any) -> None:
+        if crashes and update.outbox:
+            crashes.pop()
+            raise StoreError("disk full")
+        commit(update)
+
+    h.stores.runs.commit = crash_once  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        h.track("u", "Signed Up")
+    assert h.sent == [] and h.stores.outbox.pending() == 0
+    h.run()
+    assert len(h.sent) == 1
+    (instance,) = h.stores.runs.history(h.profile("u").id, 10)[0]
+    assert h.sent[0].key.endswith(f"{instance.id}.1")
