@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 
@@ -13,12 +14,14 @@ from safar.config import Settings
 from safar.ingest.http import ingest_routes
 from safar.ingest.writer import IngestWriter
 from safar.ports import Clock
+from safar.runtime.links import Links, load_secret
 from safar.stores.bundle import Stores
 
 
 def create_app(*, stores: Stores, settings: Settings, clock: Clock) -> Starlette:
     """The app ``safar serve`` runs. Its lifespan starts and drains the ingestion writer thread."""
     writer = IngestWriter(stores.events)
+    links = Links(load_secret(settings.secret_path), settings.public_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -36,6 +39,12 @@ def create_app(*, stores: Stores, settings: Settings, clock: Clock) -> Starlette
             profiles=stores.profiles,
             clock=clock,
             identity=settings.identity,
+            journeys=stores.journeys,
+            runs=stores.runs,
+            outbox=stores.outbox,
+            delivery=stores.delivery,
+            links=links,
+            templates_dir=Path(settings.journeys.templates_dir),
         ),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))

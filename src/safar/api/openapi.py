@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from safar import __version__
+from safar.model.messages import CHANNELS
 
 JSON: Final = "application/json"
 _INGEST_EVENT_TYPES: Final = ("track", "identify", "page", "screen", "group", "alias")
@@ -54,6 +55,40 @@ def _profile_read(
         "description": description,
         "security": [{"apiKey": []}],
         **extra,
+    }
+
+
+def _managed(
+    operation_id: str, tag: str, scope: str, summary: str, description: str, **extra: Any
+) -> dict[str, Any]:
+    """A management operation needing an API key with ``scope``."""
+    return {
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        "description": f"{description} Needs the `{scope}` scope.",
+        "security": [{"apiKey": []}],
+        **extra,
+    }
+
+
+def _json_body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+def _param(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _link(operation_id: str, summary: str, description: str, responses: Any) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "tags": ["links"],
+        "summary": summary,
+        "description": description,
+        "security": [],
+        "parameters": [_param("token")],
+        "responses": responses,
     }
 
 
@@ -175,7 +210,281 @@ def _paths() -> dict[str, Any]:
             )
         },
     }
-    return {**paths, **_tracking_paths()}
+    return {**paths, **_journey_paths(), **_message_paths(), **_link_paths(), **_tracking_paths()}
+
+
+def _journey_paths() -> dict[str, Any]:
+    journey = [_param("journey_id")]
+    problems = {
+        "400": {
+            "description": "The journey file has problems; each names its line and field.",
+            "content": {JSON: {"schema": _ref("Problems")}},
+        }
+    }
+    version = _ok("The version", _ref("JourneyVersion"))
+
+    def action(name: str, summary: str, description: str) -> dict[str, Any]:
+        return _managed(
+            f"{name}_journey",
+            "journeys",
+            "write",
+            summary,
+            description,
+            parameters=journey,
+            responses={**version, **_errors(401, 403, 404, 409)},
+        )
+
+    yaml_body = {"schema": {"type": "string", "description": "The journey file (YAML)."}}
+    return {
+        "/v1/journeys": {
+            "get": _managed(
+                "list_journeys",
+                "journeys",
+                "read",
+                "Every journey, by id",
+                "Each journey's newest version, and `live_version`: the version customers enter.",
+                responses={**_ok("Journeys", _ref("JourneyList")), **_errors(401, 403)},
+            ),
+            "post": _managed(
+                "create_journey",
+                "journeys",
+                "write",
+                "Save a journey file as a draft, or publish it",
+                "Send the file as `application/yaml` (`?publish=true` to publish it), or JSON "
+                "with `yaml`, `publish` and `migration`. The file is validated as `safar "
+                "validate` does. Saving replaces the current draft. Publishing the definition "
+                "already published changes nothing and answers 200 with `changed: false`.",
+                parameters=[
+                    {
+                        "name": "publish",
+                        "in": "query",
+                        "required": False,
+                        "description": "With a YAML body: `true` to publish, not only save.",
+                        "schema": {"type": "boolean", "default": False},
+                    }
+                ],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/yaml": yaml_body,
+                        "text/plain": yaml_body,
+                        JSON: {"schema": _ref("JourneyFile")},
+                    },
+                },
+                responses={
+                    "201": {
+                        "description": "Saved or published as a new version",
+                        "content": {JSON: {"schema": _ref("JourneyVersion")}},
+                    },
+                    **_ok("Already published as it is", _ref("JourneyVersion")),
+                    **problems,
+                    **_errors(401, 403, 409),
+                },
+            ),
+        },
+        "/v1/journeys/{id}": {
+            "get": _managed(
+                "get_journey",
+                "journeys",
+                "read",
+                "A journey's versions",
+                "Every version, oldest first, with its status and definition.",
+                parameters=journey,
+                responses={**_ok("The journey", _ref("Journey")), **_errors(401, 403, 404)},
+            )
+        },
+        "/v1/journeys/{id}/publish": {
+            "post": _managed(
+                "publish_journey",
+                "journeys",
+                "write",
+                "Publish the current draft",
+                "Customers enter the newest published version; `migration` says what happens to "
+                "those inside older ones (`stay`, the default, or `move` with a step map). 409 "
+                "when the journey has no draft.",
+                parameters=journey,
+                requestBody=_json_body(_ref("PublishOptions"), required=False),
+                responses={**version, **problems, **_errors(401, 403, 404, 409)},
+            )
+        },
+        "/v1/journeys/{id}/pause": {
+            "post": action("pause", "Pause a journey", "No new entries; customers inside go on.")
+        },
+        "/v1/journeys/{id}/resume": {
+            "post": action("resume", "Resume a paused journey", "Customers may enter again.")
+        },
+        "/v1/journeys/{id}/stop": {
+            "post": action(
+                "stop",
+                "Stop a journey for good",
+                "No entries, and each customer inside leaves the next time anything happens to "
+                "them; nothing more is sent. A stopped journey cannot be published again.",
+            )
+        },
+        "/v1/journeys/{id}/entries": {
+            "post": _managed(
+                "enter_journey",
+                "journeys",
+                "write",
+                "Ask for a customer to enter a journey",
+                "The journey must be published with `entry.api: true`, and a profile must hold "
+                "the identifier. The request is queued in the event log and carried out by the "
+                "journey runtime; a request repeated with the same `request_id` is ignored.",
+                parameters=journey,
+                requestBody=_json_body(_ref("EntryRequest")),
+                responses={
+                    "202": {
+                        "description": "Accepted",
+                        "content": {JSON: {"schema": _ref("EntryAccepted")}},
+                    },
+                    **_errors(400, 401, 403, 404),
+                },
+            )
+        },
+        "/v1/profiles/{ref}/journeys": {
+            "get": _managed(
+                "list_profile_journeys",
+                "journeys",
+                "read",
+                "The journeys a customer entered, newest first",
+                "Each pass through a journey with where it is or why it ended, and its steps.",
+                parameters=[_param("ref"), _param("limit")],
+                responses={
+                    **_ok("Journey runs", _ref("JourneyRunList")),
+                    **_errors(400, 401, 403, 404),
+                },
+            )
+        },
+    }
+
+
+def _message_paths() -> dict[str, Any]:
+    ref = [_param("ref")]
+    item = [_param("ref"), _param("item_id")]
+    not_found = _errors(400, 401, 403, 404)
+
+    def mark(action: str, summary: str) -> dict[str, Any]:
+        return _managed(
+            f"{action}_inbox_item",
+            "messages",
+            "write",
+            summary,
+            "Marking again keeps the first time.",
+            parameters=item,
+            responses={**_ok("The item", _ref("InboxItem")), **not_found},
+        )
+
+    return {
+        "/v1/profiles/{ref}/decisions": {
+            "get": _managed(
+                "list_decisions",
+                "messages",
+                "read",
+                "Why each message was sent, delayed or not sent, newest first",
+                "The policy gate's decision for every message a journey wanted to send this "
+                "customer, with the `rule` that decided (consent, suppression, frequency cap, "
+                "quiet hours, priority, ...).",
+                parameters=[*ref, _param("limit")],
+                responses={**_ok("Decisions", _ref("DecisionList")), **not_found},
+            )
+        },
+        "/v1/profiles/{ref}/consent": {
+            "get": _managed(
+                "list_consent",
+                "messages",
+                "read",
+                "A customer's consent choices",
+                "One choice per channel and category (`*`: every category).",
+                parameters=ref,
+                responses={**_ok("Choices", _ref("ConsentList")), **not_found},
+            ),
+            "put": _managed(
+                "set_consent",
+                "messages",
+                "write",
+                "Record a customer's consent choice",
+                "Takes effect for messages decided from now on.",
+                parameters=ref,
+                requestBody=_json_body(_ref("ConsentChoice")),
+                responses={**_ok("The choice", _ref("Consent")), **not_found},
+            ),
+        },
+        "/v1/profiles/{ref}/inbox": {
+            "get": _managed(
+                "list_inbox",
+                "messages",
+                "read",
+                "A customer's in-app messages, newest first",
+                "Dismissed ones only with `include_dismissed=true`.",
+                parameters=[
+                    *ref,
+                    {
+                        "name": "include_dismissed",
+                        "in": "query",
+                        "required": False,
+                        "description": "`true` to list dismissed messages too.",
+                        "schema": {"type": "boolean", "default": False},
+                    },
+                ],
+                responses={**_ok("In-app messages", _ref("InboxList")), **not_found},
+            )
+        },
+        "/v1/profiles/{ref}/inbox/{item_id}/read": {
+            "post": mark("read", "Mark an in-app message read")
+        },
+        "/v1/profiles/{ref}/inbox/{item_id}/dismiss": {
+            "post": mark("dismiss", "Dismiss an in-app message")
+        },
+        "/v1/outbox/dead": {
+            "get": _managed(
+                "list_dead_letters",
+                "messages",
+                "admin",
+                "Commands that failed for good, newest first",
+                "Sends, webhooks and events whose delivery ran out of attempts.",
+                parameters=[_param("limit")],
+                responses={**_ok("Dead letters", _ref("DeadLetterList")), **_errors(400, 401, 403)},
+            )
+        },
+    }
+
+
+def _link_paths() -> dict[str, Any]:
+    page = {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    invalid = {"400": {**page, "description": "The link is not valid (HTML page)."}}
+    return {
+        "/l/u/{token}": {
+            "get": _link(
+                "unsubscribe_page",
+                "Unsubscribe page",
+                "Asks the customer to confirm; nothing changes until they press the button.",
+                {"200": page, **invalid},
+            ),
+            "post": _link(
+                "unsubscribe",
+                "Unsubscribe",
+                "Opts the customer out of the message's channel and category and records an "
+                "`Unsubscribed` event. Also RFC 8058 one-click (`List-Unsubscribe=One-Click`).",
+                {"200": page, **invalid},
+            ),
+        },
+        "/l/o/{token}": {
+            "get": _link(
+                "open_pixel",
+                "Open pixel",
+                "A 1x1 GIF; records `Email Opened` once per message.",
+                {**_ok("A 1x1 GIF", {"type": "string"}, "image/gif"), **_errors(400)},
+            )
+        },
+        "/l/c/{token}": {
+            "get": _link(
+                "click",
+                "Tracked link",
+                "Records `Email Clicked` and redirects to the link's http(s) target.",
+                {"302": {"description": "Redirect to the target"}, **_errors(400)},
+            )
+        },
+    }
 
 
 def _schemas() -> dict[str, Any]:
@@ -325,6 +634,232 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _list_of(name: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "array", "items": _ref(name)}},
+    }
+
+
+def _journey_schemas() -> dict[str, Any]:
+    time = {"type": "string", "format": "date-time"}
+    maybe_time = {"type": ["string", "null"], "format": "date-time"}
+    status = {"enum": ["draft", "published", "paused", "stopped"]}
+    migration = {
+        "type": "object",
+        "description": "What publishing does to customers inside older versions.",
+        "properties": {
+            "mode": {"enum": ["stay", "move"], "default": "stay"},
+            "steps": {
+                "type": "object",
+                "description": "With `move`: old step id to new step id.",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    }
+    return {
+        "Migration": migration,
+        "JourneyVersion": {
+            "type": "object",
+            "required": ["journey_id", "version", "status", "created_at", "definition"],
+            "properties": {
+                "journey_id": {"type": "string"},
+                "version": {"type": "integer"},
+                "status": status,
+                "created_at": time,
+                "published_at": maybe_time,
+                "migration": _ref("Migration"),
+                "definition": {
+                    "type": "object",
+                    "description": "The journey as parsed: steps carry `kind` and their line.",
+                },
+                "changed": {
+                    "type": "boolean",
+                    "description": "Only when saving or publishing: false if nothing changed.",
+                },
+            },
+        },
+        "Journey": {
+            "type": "object",
+            "required": ["id", "versions"],
+            "properties": {
+                "id": {"type": "string"},
+                "versions": {"type": "array", "items": _ref("JourneyVersion")},
+            },
+        },
+        "JourneySummary": {
+            "type": "object",
+            "required": ["id", "name", "version", "status"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "version": {"type": "integer", "description": "The newest version."},
+                "status": status,
+                "stage": {"type": ["string", "null"]},
+                "published_at": maybe_time,
+                "live_version": {
+                    "type": ["integer", "null"],
+                    "description": "The published or paused version, if any.",
+                },
+                "entry": {"type": "object"},
+            },
+        },
+        "JourneyList": _list_of("JourneySummary"),
+        "JourneyFile": {
+            "type": "object",
+            "required": ["yaml"],
+            "properties": {
+                "yaml": {"type": "string", "description": "The journey file."},
+                "publish": {"type": "boolean", "default": False},
+                "migration": _ref("Migration"),
+            },
+        },
+        "PublishOptions": {"type": "object", "properties": {"migration": _ref("Migration")}},
+        "Problems": {
+            "type": "object",
+            "required": ["error", "problems"],
+            "properties": {
+                "error": {"type": "string"},
+                "problems": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["line", "field", "message"],
+                        "properties": {
+                            "line": {"type": "integer", "description": "1-based; 0 if unknown."},
+                            "field": {"type": "string", "example": "steps[2].send.template"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "EntryRequest": {
+            "type": "object",
+            "required": ["profile"],
+            "properties": {
+                "profile": {"type": "string", "example": "user_id:42"},
+                "request_id": {
+                    "type": "string",
+                    "description": "Makes retries safe: one entry per request id. Default: new.",
+                },
+                "context": {"type": "object", "description": "Added to the journey context."},
+            },
+        },
+        "EntryAccepted": {
+            "type": "object",
+            "required": ["request_id", "accepted"],
+            "properties": {
+                "request_id": {"type": "string"},
+                "accepted": {"const": True},
+                "profile_id": {"type": "string"},
+            },
+        },
+        "JourneyRun": {
+            "type": "object",
+            "required": ["id", "journey_id", "version", "status", "step", "entered_at", "visits"],
+            "properties": {
+                "id": {"type": "string"},
+                "journey_id": {"type": "string"},
+                "version": {"type": "integer"},
+                "status": {"enum": ["active", "exited", "converted"]},
+                "step": {"type": "string"},
+                "entered_at": time,
+                "ended_at": maybe_time,
+                "exit_reason": {"type": ["string", "null"]},
+                "waiting_for": {"type": ["string", "null"]},
+                "wake_at": maybe_time,
+                "visits": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "step": {"type": "string"},
+                            "at": time,
+                            "outcome": {"type": "string", "example": "branch:0"},
+                        },
+                    },
+                },
+            },
+        },
+        "JourneyRunList": _list_of("JourneyRun"),
+    }
+
+
+def _message_schemas() -> dict[str, Any]:
+    time = {"type": "string", "format": "date-time"}
+    maybe_time = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "Decision": {
+            "type": "object",
+            "required": ["message_key", "journey_id", "channel", "at", "outcome", "rule"],
+            "properties": {
+                "message_key": {"type": "string"},
+                "journey_id": {"type": "string"},
+                "step_id": {"type": "string"},
+                "channel": {"type": "string"},
+                "category": {"type": "string"},
+                "at": time,
+                "outcome": {"enum": ["sent", "delayed", "suppressed", "failed"]},
+                "rule": {"type": "string", "example": "frequency_cap:marketing_email_weekly"},
+                "detail": {"type": "string"},
+                "until": {**maybe_time, "description": "When a delayed message is tried again."},
+            },
+        },
+        "DecisionList": _list_of("Decision"),
+        "ConsentChoice": {
+            "type": "object",
+            "required": ["channel", "category", "subscribed"],
+            "properties": {
+                "channel": {"enum": list(CHANNELS)},
+                "category": {"type": "string", "description": "E.g. `marketing`; `*` for all."},
+                "subscribed": {"type": "boolean"},
+            },
+        },
+        "Consent": {
+            "type": "object",
+            "required": ["channel", "category", "subscribed", "at", "source"],
+            "properties": {
+                "channel": {"type": "string"},
+                "category": {"type": "string"},
+                "subscribed": {"type": "boolean"},
+                "at": time,
+                "source": {"type": "string", "description": "`api`, `link`, ..."},
+            },
+        },
+        "ConsentList": _list_of("Consent"),
+        "InboxItem": {
+            "type": "object",
+            "required": ["id", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "created_at": time,
+                "subject": {"type": ["string", "null"]},
+                "text": {"type": ["string", "null"]},
+                "data": {"type": "object"},
+                "read_at": maybe_time,
+                "dismissed_at": maybe_time,
+            },
+        },
+        "InboxList": _list_of("InboxItem"),
+        "DeadLetter": {
+            "type": "object",
+            "required": ["key", "kind", "profile_id", "attempts"],
+            "properties": {
+                "key": {"type": "string"},
+                "kind": {"enum": ["send", "webhook", "event"]},
+                "journey_id": {"type": ["string", "null"], "description": "Sends only."},
+                "profile_id": {"type": "string"},
+                "due": time,
+                "attempts": {"type": "integer"},
+                "last_error": {"type": ["string", "null"]},
+            },
+        },
+        "DeadLetterList": _list_of("DeadLetter"),
+    }
+
+
 def _error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
 
@@ -347,6 +882,16 @@ def openapi_document() -> dict[str, Any]:
         },
         "tags": [
             {"name": "profiles", "description": "Unified customer profiles."},
+            {"name": "journeys", "description": "Journeys: definitions, lifecycle, entries."},
+            {
+                "name": "messages",
+                "description": "Messages: policy decisions, consent, in-app inbox, dead letters.",
+            },
+            {
+                "name": "links",
+                "description": "Links in messages (unsubscribe, opens, clicks); the signed "
+                "token is the authorization.",
+            },
             {"name": "tracking", "description": "Segment-compatible event ingestion."},
             {"name": "server", "description": "This server, its health and documentation."},
         ],
@@ -376,6 +921,27 @@ def openapi_document() -> dict[str, Any]:
                     ),
                     "schema": {"type": "string", "pattern": "^[^:]+:.+$"},
                 },
+                "journey_id": {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "description": "The journey's id, as in its file.",
+                    "schema": {"type": "string"},
+                },
+                "item_id": {
+                    "name": "item_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "An in-app message's id.",
+                    "schema": {"type": "string"},
+                },
+                "token": {
+                    "name": "token",
+                    "in": "path",
+                    "required": True,
+                    "description": "The signed token from the message's link.",
+                    "schema": {"type": "string"},
+                },
                 "limit": {
                     "name": "limit",
                     "in": "query",
@@ -389,8 +955,9 @@ def openapi_document() -> dict[str, Any]:
                 "401": _error_response("No key, or a key Safar does not know."),
                 "403": _error_response("The key's scope does not allow this call."),
                 "404": _error_response("Nothing matches."),
+                "409": _error_response("Not allowed in the current state."),
             },
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **_journey_schemas(), **_message_schemas()},
         },
     }
 

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.routing import BaseRoute
 
 from safar.api.auth import ApiKeyAuth
 from safar.api.home import home_routes
+from safar.api.journeys import journey_routes, run_routes
+from safar.api.links import link_routes
+from safar.api.messages import dead_letter_routes, message_routes
 from safar.api.openapi import openapi_routes
 from safar.api.profiles import profile_routes
 from safar.config import IdentitySettings
 from safar.core.identity import IdentityRules
-from safar.ports import Clock, EventLog, KeyStore, ProfileReader
+from safar.ports import (
+    Clock,
+    DeliveryStore,
+    EventLog,
+    JourneyStore,
+    KeyStore,
+    Outbox,
+    ProfileReader,
+    RunStore,
+)
+from safar.runtime.links import Links
 
 
 def management_routes(
@@ -20,8 +35,22 @@ def management_routes(
     profiles: ProfileReader,
     clock: Clock,
     identity: IdentitySettings | None = None,
+    journeys: JourneyStore | None = None,
+    runs: RunStore | None = None,
+    outbox: Outbox | None = None,
+    delivery: DeliveryStore | None = None,
+    links: Links | None = None,
+    templates_dir: Path | None = None,
 ) -> list[BaseRoute]:
-    """Every management route: ``/``, ``/healthz``, ``/openapi.json``, ``/docs``, ``/v1/profiles``.
+    """Every management route: ``/``, ``/healthz``, ``/openapi.json``, ``/docs``, ``/v1/profiles``,
+    and those of the stores given:
+
+    - ``journeys``: ``/v1/journeys`` (``templates_dir``: the templates ``send`` steps are checked
+      against, when it exists);
+    - ``runs``: ``/v1/profiles/{ref}/journeys``;
+    - ``delivery``: decisions, consent and inbox under ``/v1/profiles/{ref}``;
+    - ``outbox``: ``/v1/outbox/dead``;
+    - ``links`` with ``delivery``: the public link endpoints under ``/l/``.
 
     The app serving them should register :data:`safar.api.errors.EXCEPTION_HANDLERS`, so errors
     become JSON. Ingestion routes are separate (``safar.ingest``). ``identity`` (default: the
@@ -29,8 +58,31 @@ def management_routes(
     """
     auth = ApiKeyAuth(keys)
     rules = IdentityRules(identity or IdentitySettings())
-    return [
+    routes: list[BaseRoute] = [
         *home_routes(events=events, profiles=profiles, clock=clock),
         *openapi_routes(),
         *profile_routes(auth, events=events, profiles=profiles, rules=rules),
     ]
+    if journeys is not None:
+        routes += journey_routes(
+            auth,
+            journeys=journeys,
+            events=events,
+            profiles=profiles,
+            rules=rules,
+            clock=clock,
+            templates_dir=templates_dir,
+        )
+    if runs is not None:
+        routes += run_routes(auth, runs=runs, profiles=profiles, rules=rules)
+    if delivery is not None:
+        routes += message_routes(
+            auth, delivery=delivery, profiles=profiles, rules=rules, clock=clock
+        )
+    if outbox is not None:
+        routes += dead_letter_routes(auth, outbox=outbox)
+    if links is not None and delivery is not None:
+        routes += link_routes(
+            links=links, delivery=delivery, events=events, profiles=profiles, clock=clock
+        )
+    return routes

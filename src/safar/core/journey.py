@@ -348,7 +348,7 @@ class _Run:
             context={"event": inst.context.get("event", {}), "journey": context},
         )
         self.commands.append(SendCommand(message=message))
-        self.visit(step.id, "sent")
+        self.visit(step.id, "queued")
 
     def update(self, step: UpdateProfile) -> None:
         traits: dict[str, Any] = dict(step.set)

@@ -143,7 +143,7 @@ class Visit(msgspec.Struct, kw_only=True, frozen=True, array_like=True):
     """One step taken by one instance, for analytics and for explaining a path.
 
     ``outcome`` says what happened: ``entered``, ``waiting``, ``timeout``, ``event``,
-    ``branch:<n>``, ``split:<name>``, ``sent``, ``called``, ``updated``, ``emitted``,
+    ``branch:<n>``, ``split:<name>``, ``queued`` (a message handed to the policy gate), ``called``, ``updated``, ``emitted``,
     ``exited:<reason>``, ``converted``.
     """
 

@@ -1,0 +1,488 @@
+"""``/v1/journeys``: journey definitions and their lifecycle, entries by API, and each customer's
+journeys (``/v1/profiles/{ref}/journeys``).
+
+A journey is sent as its YAML file, parsed and validated as ``safar validate`` does (templates
+from the configured directory when it exists, CEL conditions), then stored as a draft or
+published through :mod:`safar.runtime.catalog`. Definition problems come back as a 400 whose
+``problems`` name the line and field of each.
+
+An entry request is not carried out here: it is appended to the event log as a
+:data:`~safar.runtime.journeys.ENTRY_REQUEST_EVENT` track event whose messageId comes from the
+request id, so it is ordered with the customer's own events and a retried request is
+deduplicated by the log; the journey runtime enters the customer when it reaches it.
+
+Also here, because the journey and message endpoints share them: :func:`read_body`,
+:func:`decode_body`, :func:`resolve_ref` and :func:`find_profile`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from safar.api.auth import ApiKeyAuth
+from safar.api.profiles import identifier_from_ref, parse_limit
+from safar.core.identity import IdentityRules
+from safar.definitions import DefinitionError, Problem, validate_journey
+from safar.definitions.journeys import load_journey
+from safar.definitions.validate import ConditionChecker, cel_checker
+from safar.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
+from safar.model.events import iso
+from safar.model.journeys import Journey, JourneyVersion, Migration
+from safar.model.profiles import Identifier, Profile
+from safar.model.profiles import ref as ref_text
+from safar.model.runs import Instance, Visit
+from safar.ports import Clock, EventLog, JourneyStore, ProfileReader, RunStore
+from safar.runtime import catalog
+from safar.runtime.internal import internal_event
+from safar.runtime.journeys import ENTRY_REQUEST_EVENT
+
+T = TypeVar("T")
+
+#: The largest request body the management API reads; journey files are a few kilobytes.
+MAX_BODY: Final = 1 << 20
+#: Media types a journey file may be sent as; anything else must be JSON.
+YAML_TYPES: Final = frozenset(
+    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
+)
+_MAX_REQUEST_ID: Final = 200
+_AT: Final = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING: Final = re.compile(r"Object missing required field `(.+)`")
+_BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
+
+
+class _CreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    yaml: str
+    publish: bool = False
+    migration: Migration | None = None
+
+
+class _PublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    migration: Migration | None = None
+
+
+class _EntryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    profile: str
+    request_id: str | None = None
+    context: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class JourneyEndpoints:
+    """The journey endpoints. Store work runs in threads: the stores block."""
+
+    def __init__(
+        self,
+        *,
+        journeys: JourneyStore,
+        events: EventLog,
+        profiles: ProfileReader,
+        rules: IdentityRules,
+        clock: Clock,
+        templates_dir: Path | None = None,
+    ) -> None:
+        self._journeys = journeys
+        self._events = events
+        self._profiles = profiles
+        self._rules = rules
+        self._clock = clock
+        self._templates_dir = templates_dir
+        self._conditions: ConditionChecker = cel_checker()
+        # Lifecycle changes read the versions, then write one: two at once could both take the
+        # same version number. One lock serializes them within this process.
+        self._lock = threading.Lock()
+
+    def list_journeys(self, request: Request) -> JSONResponse:
+        """``GET /v1/journeys``: each journey's newest version, by id."""
+        by_id: dict[str, list[JourneyVersion]] = {}
+        for version in self._journeys.all():
+            by_id.setdefault(version.journey_id, []).append(version)
+        return JSONResponse({"data": [summary_document(v) for _, v in sorted(by_id.items())]})
+
+    def get_journey(self, request: Request) -> JSONResponse:
+        """``GET /v1/journeys/{id}``: every version, oldest first."""
+        journey_id = request.path_params["id"]
+        versions = self._journeys.versions(journey_id)
+        if not versions:
+            raise NotFound(f"no journey {journey_id!r}")
+        return JSONResponse({"id": journey_id, "versions": [version_document(v) for v in versions]})
+
+    async def create(self, request: Request) -> JSONResponse:
+        """``POST /v1/journeys``: save a journey file as a draft, or publish it."""
+        body = await read_body(request)
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media in YAML_TYPES:
+            wanted = _CreateRequest(yaml=_utf8(body), publish=_flag(request, "publish"))
+        elif media == "application/json":
+            wanted = decode_body(body, _CreateRequest)
+        else:
+            raise ValidationError(
+                f"send the journey file as application/yaml, or JSON with a 'yaml' field;"
+                f" got {media or 'no Content-Type'}",
+                "Content-Type",
+            )
+        if wanted.migration is not None and not wanted.publish:
+            raise ValidationError("applies only when publishing: add publish: true", "migration")
+        return await run_in_threadpool(self._create, wanted)
+
+    def _create(self, wanted: _CreateRequest) -> JSONResponse:
+        try:
+            journey, lines = load_journey(wanted.yaml)
+        except DefinitionError as exc:
+            return problems_response(exc.problems)
+        problems = self._check(journey, lines)
+        if problems:
+            return problems_response(problems)
+        now = self._clock.now_ms()
+        with self._lock:
+            if wanted.publish:
+                version, changed = catalog.publish(self._journeys, journey, now, wanted.migration)
+            else:
+                self._refuse_stopped(journey.id)
+                version, changed = catalog.save_draft(self._journeys, journey, now), True
+        return JSONResponse(
+            {**version_document(version), "changed": changed},
+            status_code=201 if changed else 200,
+            headers={"Location": f"/v1/journeys/{journey.id}"},
+        )
+
+    async def publish(self, request: Request) -> JSONResponse:
+        """``POST /v1/journeys/{id}/publish``: publish the current draft."""
+        body = await read_body(request)
+        wanted = decode_body(body, _PublishRequest) if body.strip() else _PublishRequest()
+        return await run_in_threadpool(self._publish, request.path_params["id"], wanted)
+
+    def _publish(self, journey_id: str, wanted: _PublishRequest) -> JSONResponse:
+        with self._lock:
+            latest = self._journeys.get(journey_id)
+            if latest is None:
+                raise NotFound(f"no journey {journey_id!r}")
+            if latest.status != "draft":
+                raise Conflict(
+                    f"journey {journey_id!r} has no draft to publish (version {latest.version} is"
+                    f" {latest.status}); POST the journey file to /v1/journeys to make one"
+                )
+            # Templates may have changed since the draft was saved: check again.
+            problems = self._check(latest.definition, {})
+            if problems:
+                return problems_response(problems)
+            version, changed = catalog.publish(
+                self._journeys, latest.definition, self._clock.now_ms(), wanted.migration
+            )
+        return JSONResponse({**version_document(version), "changed": changed})
+
+    def pause(self, request: Request) -> JSONResponse:
+        """``POST /v1/journeys/{id}/pause``: stop entries; customers inside go on."""
+        return self._set_status(request, "pause")
+
+    def resume(self, request: Request) -> JSONResponse:
+        """``POST /v1/journeys/{id}/resume``: take entries again."""
+        return self._set_status(request, "resume")
+
+    def stop(self, request: Request) -> JSONResponse:
+        """``POST /v1/journeys/{id}/stop``: end the journey for good."""
+        return self._set_status(request, "stop")
+
+    def _set_status(self, request: Request, action: str) -> JSONResponse:
+        with self._lock:
+            version = catalog.set_status(
+                self._journeys, request.path_params["id"], action, self._clock.now_ms()
+            )
+        return JSONResponse(version_document(version))
+
+    async def enter(self, request: Request) -> JSONResponse:
+        """``POST /v1/journeys/{id}/entries``: ask for a customer to enter (202)."""
+        wanted = decode_body(await read_body(request), _EntryRequest)
+        request_id = wanted.request_id
+        if request_id is not None and not 0 < len(request_id.strip()) <= _MAX_REQUEST_ID:
+            raise ValidationError(f"must be 1 to {_MAX_REQUEST_ID} characters", "request_id")
+        return await run_in_threadpool(self._enter, request.path_params["id"], wanted)
+
+    def _enter(self, journey_id: str, wanted: _EntryRequest) -> JSONResponse:
+        self._require_api_entry(journey_id)
+        identifier, profile = resolve_ref(self._profiles, self._rules, wanted.profile, "profile")
+        # Randomness is fine here: an id the client did not give cannot be retried anyway.
+        request_id = wanted.request_id or uuid.uuid4().hex
+        now = self._clock.now_ms()
+        event = internal_event(
+            key=f"entry:{journey_id}:{request_id}",
+            type="track",
+            identifier=identifier,
+            timestamp=now,
+            received_at=now,
+            name=ENTRY_REQUEST_EVENT,
+            properties={"journey_id": journey_id, "context": wanted.context},
+        )
+        self._events.append([event])
+        body = {"request_id": request_id, "accepted": True, "profile_id": profile.id}
+        return JSONResponse(body, status_code=202)
+
+    def _require_api_entry(self, journey_id: str) -> None:
+        """NotFound unless the journey's newest non-draft version is published with entry.api."""
+        versions = self._journeys.versions(journey_id)
+        if not versions:
+            raise NotFound(f"no journey {journey_id!r}")
+        live = [v for v in versions if v.status != "draft"]
+        if not live or live[-1].status != "published":
+            state = live[-1].status if live else "only a draft"
+            raise NotFound(
+                f"journey {journey_id!r} is not published ({state}); customers can enter only"
+                " a published journey"
+            )
+        if not live[-1].definition.entry.api:
+            raise NotFound(
+                f"journey {journey_id!r} does not take entries by API: set entry.api: true in"
+                " its file and publish it"
+            )
+
+    def _refuse_stopped(self, journey_id: str) -> None:
+        if any(v.status == "stopped" for v in self._journeys.versions(journey_id)):
+            raise Conflict(f"journey {journey_id!r} was stopped; give it a new id to run it again")
+
+    def _check(self, journey: Journey, lines: Mapping[str, int]) -> list[Problem]:
+        return validate_journey(
+            journey, templates=self._templates(), conditions=self._conditions, lines=lines
+        )
+
+    def _templates(self) -> dict[str, str | None] | None:
+        """Template id -> channel, read afresh (templates are files that change), or None
+        when there is no templates directory to check against."""
+        directory = self._templates_dir
+        if directory is None or not directory.is_dir():
+            return None
+        from safar.templates import TemplateCatalog, TemplateError  # Liquid loads on first use
+
+        loaded = TemplateCatalog.load(directory)
+        channels: dict[str, str | None] = {}
+        for name in loaded.names():
+            try:
+                channels[name] = loaded.get(name).channel
+            except TemplateError:  # a broken template still exists; sending it fails later
+                channels[name] = None
+        return channels
+
+
+class RunEndpoints:
+    """``/v1/profiles/{ref}/journeys``: the journeys a customer went through."""
+
+    def __init__(self, *, runs: RunStore, profiles: ProfileReader, rules: IdentityRules) -> None:
+        self._runs = runs
+        self._profiles = profiles
+        self._rules = rules
+
+    def history(self, request: Request) -> JSONResponse:
+        """``GET /v1/profiles/{ref}/journeys?limit=``: newest entry first, with each path."""
+        limit = parse_limit(request)
+        profile = find_profile(self._profiles, self._rules, request.path_params["ref"])
+        instances: list[Instance] = []
+        visits: dict[str, list[Visit]] = {}
+        # Instances entered before a merge stay filed under the profile id they entered with.
+        for profile_id in profile_ids(profile):
+            found, taken = self._runs.history(profile_id, limit)
+            instances += found
+            for visit in taken:
+                visits.setdefault(visit.instance_id, []).append(visit)
+        instances.sort(key=lambda instance: instance.entered_at, reverse=True)
+        data = [instance_document(i, visits.get(i.id, [])) for i in instances[:limit]]
+        return JSONResponse({"data": data})
+
+
+def journey_routes(
+    auth: ApiKeyAuth,
+    *,
+    journeys: JourneyStore,
+    events: EventLog,
+    profiles: ProfileReader,
+    rules: IdentityRules,
+    clock: Clock,
+    templates_dir: Path | None = None,
+) -> list[Route]:
+    """The ``/v1/journeys`` routes: reading needs ``read``, every change ``write``.
+
+    ``templates_dir`` holds the message templates ``send`` steps are checked against; when it
+    is None or does not exist, template names are not checked.
+    """
+    api = JourneyEndpoints(
+        journeys=journeys,
+        events=events,
+        profiles=profiles,
+        rules=rules,
+        clock=clock,
+        templates_dir=templates_dir,
+    )
+    read, write = auth.require("read"), auth.require("write")
+    return [
+        Route("/v1/journeys", read(api.list_journeys), methods=["GET"]),
+        Route("/v1/journeys", write(api.create), methods=["POST"]),
+        Route("/v1/journeys/{id}", read(api.get_journey), methods=["GET"]),
+        Route("/v1/journeys/{id}/publish", write(api.publish), methods=["POST"]),
+        Route("/v1/journeys/{id}/pause", write(api.pause), methods=["POST"]),
+        Route("/v1/journeys/{id}/resume", write(api.resume), methods=["POST"]),
+        Route("/v1/journeys/{id}/stop", write(api.stop), methods=["POST"]),
+        Route("/v1/journeys/{id}/entries", write(api.enter), methods=["POST"]),
+    ]
+
+
+def run_routes(
+    auth: ApiKeyAuth, *, runs: RunStore, profiles: ProfileReader, rules: IdentityRules
+) -> list[Route]:
+    """``GET /v1/profiles/{ref}/journeys`` (``read``)."""
+    api = RunEndpoints(runs=runs, profiles=profiles, rules=rules)
+    read = auth.require("read")
+    return [Route("/v1/profiles/{ref}/journeys", read(api.history), methods=["GET"])]
+
+
+# -- Shared request helpers -------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused with PayloadTooLarge past ``limit`` bytes (before reading all
+    of it when the client declares its length)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"{declared} bytes, over the {limit}-byte limit", "body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"over the {limit}-byte limit", "body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_body(body: bytes, kind: type[T]) -> T:
+    """A JSON body as ``kind``; ValidationError naming the field that is wrong."""
+    if not body.strip():
+        raise ValidationError("send a JSON object", "body")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        at = _AT.search(text)
+        path = at.group(1) if at else ""
+        reason = text[: at.start()] if at else text
+        missing = _MISSING.fullmatch(reason)
+        if missing:
+            path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+            reason = "is required"
+        raise ValidationError(reason, path or "body") from exc
+    except msgspec.DecodeError as exc:
+        raise ValidationError(f"not valid JSON ({exc})", "body") from exc
+
+
+def resolve_ref(
+    profiles: ProfileReader, rules: IdentityRules, text: str, location: str = "ref"
+) -> tuple[Identifier, Profile]:
+    """The normalized identifier the ``type:value`` ref ``text`` names and the profile holding
+    it; ValidationError (naming ``location``) for a malformed ref, NotFound when no profile
+    holds it."""
+    try:
+        identifier = identifier_from_ref(text, rules)
+    except ValidationError as exc:
+        raise ValidationError(exc.reason, location) from exc
+    profile = profiles.find(identifier)
+    if profile is None:
+        raise NotFound(f"no profile has the identifier {ref_text(identifier)}")
+    return identifier, profile
+
+
+def find_profile(
+    profiles: ProfileReader, rules: IdentityRules, text: str, location: str = "ref"
+) -> Profile:
+    """The profile holding the ref ``text``; see :func:`resolve_ref`."""
+    return resolve_ref(profiles, rules, text, location)[1]
+
+
+def profile_ids(profile: Profile) -> list[str]:
+    """The profile's id and the ids of profiles merged into it: records written before a merge
+    stay under the old id."""
+    return [profile.id, *profile.merged_from]
+
+
+def _utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError("the journey file must be UTF-8 text", "body") from exc
+
+
+def _flag(request: Request, name: str) -> bool:
+    text = request.query_params.get(name, "false").strip().lower()
+    if text not in _BOOLEANS:
+        raise ValidationError(f"must be true or false, got {text!r}", name)
+    return _BOOLEANS[text]
+
+
+# -- Documents ----------------------------------------------------------------------------------
+
+
+def problems_response(problems: Sequence[Problem]) -> JSONResponse:
+    """400 listing what is wrong with a journey file, each with its line and field."""
+    listed = [{"line": p.line, "field": p.field, "message": p.message} for p in problems]
+    summary = "; ".join(
+        f"line {p.line}: {p.field + ': ' if p.field else ''}{p.message}" for p in problems[:3]
+    )
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    error = f"the journey has {len(problems)} problem(s): {summary}{more}"
+    return JSONResponse({"error": error, "problems": listed}, status_code=400)
+
+
+def _time(ms: int | None) -> str | None:
+    return None if ms is None else iso(ms)
+
+
+def version_document(version: JourneyVersion) -> dict[str, Any]:
+    """One stored version with its definition, as the API renders it."""
+    return {
+        "journey_id": version.journey_id,
+        "version": version.version,
+        "status": version.status,
+        "created_at": iso(version.created_at),
+        "published_at": _time(version.published_at),
+        "migration": msgspec.to_builtins(version.migration),
+        "definition": msgspec.to_builtins(version.definition),
+    }
+
+
+def summary_document(versions: Sequence[JourneyVersion]) -> dict[str, Any]:
+    """A journey in a list: its newest version, and which version customers enter."""
+    newest = versions[-1]
+    live = [v for v in versions if v.status in ("published", "paused")]
+    definition = newest.definition
+    return {
+        "id": newest.journey_id,
+        "name": definition.name,
+        "version": newest.version,
+        "status": newest.status,
+        "stage": definition.stage,
+        "published_at": _time(newest.published_at),
+        "live_version": live[-1].version if live else None,
+        "entry": msgspec.to_builtins(definition.entry),
+    }
+
+
+def instance_document(instance: Instance, visits: Sequence[Visit]) -> dict[str, Any]:
+    """One customer's pass through one journey version, with the steps taken."""
+    return {
+        "id": instance.id,
+        "journey_id": instance.journey_id,
+        "version": instance.version,
+        "status": instance.status,
+        "step": instance.step,
+        "entered_at": iso(instance.entered_at),
+        "ended_at": _time(instance.ended_at),
+        "exit_reason": instance.exit_reason,
+        "waiting_for": instance.waiting_for,
+        "wake_at": _time(instance.wake_at),
+        "visits": [{"step": v.step, "at": iso(v.at), "outcome": v.outcome} for v in visits],
+    }
