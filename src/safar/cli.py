@@ -115,16 +115,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from safar.demo.seed import seed_demo
+    from safar.demo.seed import demo_settings, seed_demo
     from safar.runtime.serve import serve
 
-    settings = _with_server(args, settings)
+    settings = demo_settings(_with_server(args, settings))
     info = seed_demo(settings, customers=args.customers)
     if args.no_serve:
         return 0
 
     def announce(url: str) -> None:
-        print(info.banner(url), flush=True)
+        print(info.banner(url, settings.channels.console_path), flush=True)
 
     serve(settings, announce=announce)
     return 0

@@ -36,8 +36,9 @@ def last_line(result: subprocess.CompletedProcess[str]) -> str:
 class LiveServer:
     """Start with :meth:`start`, stop with :meth:`stop` or :meth:`kill` (SIGKILL, no clean-up)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = env or {}
         self.write_key = last_line(safar(data_dir, "sources", "create", "test-site"))
         self.api_key = last_line(safar(data_dir, "keys", "create", "--scope", "read"))
         self.proc: subprocess.Popen[str] | None = None
@@ -54,7 +55,7 @@ class LiveServer:
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
-            env={**os.environ, "SAFAR_STORAGE_SYNCHRONOUS": "normal"},
+            env={**os.environ, "SAFAR_STORAGE_SYNCHRONOUS": "normal", **self.env},
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

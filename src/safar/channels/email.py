@@ -95,7 +95,7 @@ class SmtpEmailChannel:
                 raise DeliveryError(
                     f"SMTP server {self._host}:{self._port} unreachable: {exc}", retryable=True
                 ) from exc
-        return Receipt(provider_id=email["Message-ID"])
+        return Receipt(provider_id=str(email["Message-ID"]))
 
     def build(self, message: RenderedMessage) -> EmailMessage:
         """The MIME message ``send`` hands to the server."""

@@ -142,8 +142,9 @@ Command = SendCommand | WebhookCommand | EventCommand
 class Visit(msgspec.Struct, kw_only=True, frozen=True, array_like=True):
     """One step taken by one instance, for analytics and for explaining a path.
 
-    ``outcome`` says what happened: ``entered``, ``waiting``, ``timeout``, ``event``,
-    ``branch:<n>``, ``split:<name>``, ``queued`` (a message handed to the policy gate), ``called``, ``updated``, ``emitted``,
+    ``outcome`` says what happened: ``entered``, ``waiting``, ``done``, ``timeout``,
+    ``event``, ``branch:<n>``, ``branch:else``, ``split:<name>``, ``queued`` (a message handed
+    to the policy gate), ``called``, ``replied``, ``failed``, ``updated``, ``emitted``,
     ``exited:<reason>``, ``converted``.
     """
 

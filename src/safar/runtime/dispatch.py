@@ -43,6 +43,8 @@ from safar.runtime.render import address_for, render_webhook
 log = logging.getLogger(__name__)
 
 LEASE_MS = 60_000
+#: Seconds to wait after an unexpected error before trying again.
+ERROR_WAIT = 1.0
 #: Recent events read per customer for event-based suppression rules.
 RECENT_EVENTS = 500
 #: A webhook reply larger than this (JSON bytes) is not passed back to the journey.
@@ -142,17 +144,21 @@ class Dispatcher:
         return len(entries)
 
     def run(self, stop: threading.Event, idle_wait: float = 0.05) -> None:
-        """Dispatch until ``stop`` is set; retryable errors are logged and retried."""
+        """Dispatch until ``stop`` is set. Errors are logged and the batch retried (after its
+        leases expire): delivery must outlive a bad message or a store hiccup."""
         while not stop.is_set():
             try:
                 done = self.run_once()
             except SafarError as exc:
-                if not exc.retryable:
-                    raise
                 log.warning("dispatch failed, will retry: %s", exc)
-                done = 0
+                done, wait = 0, idle_wait if exc.retryable else ERROR_WAIT
+            except Exception:
+                log.exception("dispatch failed unexpectedly, will retry")
+                done, wait = 0, ERROR_WAIT
+            else:
+                wait = idle_wait
             if done == 0:
-                stop.wait(idle_wait)
+                stop.wait(wait)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -248,13 +254,11 @@ class Dispatcher:
             self._fail(entry, message, "template", exc.message, work)
             return
         except DeliveryError as exc:
-            if exc.retryable and entry.attempts + 1 < MAX_ATTEMPTS:
-                due = now + self._backoff(entry.attempts, entry.key)
-                work.settlements.append(
-                    Settlement(key=entry.key, status="retry", due=due, error=exc.message)
-                )
-            else:
-                self._fail(entry, message, "channel", exc.message, work, dead=True)
+            self._retry_or_fail(entry, message, exc.message, exc.retryable, work)
+            return
+        except Exception as exc:  # a bug in a channel must not stop delivery of the others
+            log.exception("channel %s failed on %s", message.channel, entry.key)
+            self._retry_or_fail(entry, message, f"{type(exc).__name__}: {exc}", True, work)
             return
         decision = _decision(message, now, "sent", "", receipt.provider_id or "")
         sent = SentRecord(
@@ -270,6 +274,15 @@ class Dispatcher:
             Settlement(key=entry.key, status="done", decision=decision, sent=sent)
         )
         work.events.append(_receipt(message, "Message Sent", now, provider_id=receipt.provider_id))
+
+    def _retry_or_fail(
+        self, entry: OutboxEntry, message: Message, error: str, retryable: bool, work: _Round
+    ) -> None:
+        if retryable and entry.attempts + 1 < MAX_ATTEMPTS:
+            due = work.now + self._backoff(entry.attempts, entry.key)
+            work.settlements.append(Settlement(key=entry.key, status="retry", due=due, error=error))
+        else:
+            self._fail(entry, message, "channel", error, work, dead=True)
 
     def _link(self, rendered: RenderedMessage, message: Message) -> RenderedMessage:
         assert self._links is not None

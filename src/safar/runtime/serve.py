@@ -55,6 +55,8 @@ def serve(
     sock.listen(2048)
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
+    # Links in messages point at where this server really listens (``--port 0`` included).
+    settings.journeys.public_url = settings.journeys.public_url or url
     worker = ProcessorProcess(settings) if process_profiles else None
     try:
         if worker:

@@ -21,7 +21,7 @@ from safar.core.plan import Predicate
 from safar.errors import ConfigError, DeliveryError, SafarError
 from safar.model.policy import Policy
 from safar.ports import Channel, Clock
-from safar.runtime.dispatch import Dispatcher, WebhookCaller
+from safar.runtime.dispatch import ERROR_WAIT, Dispatcher, WebhookCaller
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.links import Links, load_secret
 from safar.runtime.plans import PlanBook
@@ -159,5 +159,11 @@ class Worker:
                     raise
                 log.warning("processing failed, will retry: %s", exc)
                 done = 0
+            except Exception:
+                # A bug met by one batch: log it and try again rather than stop processing
+                # for everyone; the batch is redone from the store, so nothing is lost.
+                log.exception("processing failed unexpectedly, will retry")
+                stop.wait(ERROR_WAIT)
+                continue
             if done == 0:
                 stop.wait(idle_wait)

@@ -1,0 +1,83 @@
+"""A real SDK → ``safar serve`` → profiles → a published journey → a real SMTP server."""
+
+from __future__ import annotations
+
+import email.header
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import segment.analytics as segment
+
+from safar.testing import wait_until
+from safar.testing.providers import SmtpSink
+from tests.e2e.live import LiveServer
+
+pytestmark = pytest.mark.slow
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PUBLISH = [sys.executable, "-m", "safar.cli", "journeys", "publish"]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+def test_welcome_journey_emails_a_new_customer_in_persian(tmp_path: Path, smtp: SmtpSink) -> None:
+    env = {
+        "SAFAR_JOURNEYS_TEMPLATES_DIR": str(EXAMPLES / "templates"),
+        "SAFAR_JOURNEYS_POLICY_FILE": str(tmp_path / "no-policy.yaml"),
+        "SAFAR_CHANNELS_SMTP_HOST": smtp.host,
+        "SAFAR_CHANNELS_SMTP_PORT": str(smtp.port),
+        "SAFAR_CHANNELS_SMTP_SENDER": "Safar Shop <shop@example.com>",
+        "SAFAR_CHANNELS_SMTP_STARTTLS": "false",
+    }
+    published = subprocess.run(
+        [*PUBLISH, str(EXAMPLES / "journeys/welcome.yaml"), "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert published.returncode == 0, published.stderr
+    live = LiveServer(tmp_path, env=env).start()
+    try:
+        client = segment.Client(live.write_key, host=live.url, sync_mode=True, max_retries=0)
+        client.identify(
+            user_id="sara",
+            traits={"email": "sara@example.com", "first_name": "سارا", "locale": "fa-IR"},
+        )
+        client.track(user_id="sara", event="Signed Up")
+        client.flush()
+        wait_until(lambda: len(smtp.messages) >= 1, timeout=60)
+        (mail,) = smtp.messages
+        subject = str(email.header.make_header(email.header.decode_header(mail["Subject"])))
+        assert "خوش آمدید" in subject
+        assert mail["To"] == "sara@example.com"
+        assert mail["Content-Language"] == "fa"
+        unsubscribe = mail["List-Unsubscribe"].strip("<>")
+        assert unsubscribe.startswith(f"{live.url}/l/u/") or "/l/u/" in unsubscribe
+        html = next(p for p in mail.walk() if p.get_content_type() == "text/html")
+        assert 'dir="rtl"' in html.get_content()
+        # Delivered once: the receipt is in the customer's timeline.
+        live.wait_processed()
+        names = [e.get("event") for e in live.events("user_id:sara")]
+        wait_until(
+            lambda: "Message Sent" in [e.get("event") for e in live.events("user_id:sara")],
+            timeout=30,
+        )
+        assert "Signed Up" in names
+        # One-click unsubscribe (RFC 8058) through the signed link.
+        answer = httpx.post(
+            unsubscribe.replace("localhost", "127.0.0.1"),
+            data={"List-Unsubscribe": "One-Click"},
+        )
+        assert answer.status_code == 200
+    finally:
+        live.stop()
+    assert len(smtp.messages) == 1
