@@ -163,7 +163,7 @@ def test_timer_runs_split_then_send_then_waits_a_day() -> None:
     assert steps_of(t) == [
         ("wait_for_order", "done"),
         ("split", "split:email"),
-        ("send_email", "sent"),
+        ("send_email", "queued"),
         ("wait_day", "waiting"),
     ]
     (send,) = sends(t)
