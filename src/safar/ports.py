@@ -120,6 +120,11 @@ class ProfileReader(Protocol):
         """
         ...
 
+    def scan(self, after_id: str, limit: int) -> list[Profile]:
+        """Up to ``limit`` profiles with ids above ``after_id``, ascending by id (for walking
+        every profile in pages, e.g. a scheduled journey entry)."""
+        ...
+
     def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
         """:meth:`find` for many identifiers in a few queries; unknown ones are left out.
 
@@ -228,6 +233,8 @@ class JourneyUpdate(msgspec.Struct, kw_only=True):
     entries: list[EntryRecord] = msgspec.field(default_factory=list)
     outbox: list[OutboxEntry] = msgspec.field(default_factory=list)
     visits: list[Visit] = msgspec.field(default_factory=list)
+    #: Journey id -> the cron instant of its schedule handled last (upserted).
+    schedule_ticks: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class RunStore(Protocol):
@@ -262,6 +269,10 @@ class RunStore(Protocol):
 
     def commit(self, update: JourneyUpdate) -> None:
         """Store one batch's changes atomically (see the class)."""
+        ...
+
+    def schedule_ticks(self) -> dict[str, int]:
+        """Journey id -> the cron instant its scheduled entry last ran for."""
         ...
 
     def next_wake(self) -> int | None:

@@ -1,4 +1,5 @@
-"""Fixtures for the management API: real in-memory key store and event log, a fake profile reader.
+"""Fixtures for the management API: real in-memory key store, event log and journey stores, a
+fake profile reader, and signed links with a fixed secret.
 
 The profile reader is a fake so tests can state exactly which profile holds which events,
 trait changes and merges, without running the profile processor.
@@ -9,8 +10,9 @@ when its test client runs on ``httpx`` instead of ``httpx2``, and warnings are e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -25,9 +27,15 @@ from safar.config import IdentitySettings
 from safar.model.events import Event
 from safar.model.profiles import Identifier, MergeRecord, Profile, TraitChange
 from safar.ports import Clock
+from safar.runtime.links import Links
 from safar.stores.memory.events import MemoryEventLog
+from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.stores.memory.keys import MemoryKeyStore
 from safar.testing import FakeClock
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TEMPLATES = EXAMPLES / "templates"
+LINK_SECRET = b"test-link-secret-0123456789abcdef"
 
 
 class _PortalTransport(httpx.BaseTransport):
@@ -92,6 +100,10 @@ class FakeProfiles:
         profile_id = self._index.get(identifier)
         return None if profile_id is None else self._profiles[profile_id]
 
+    def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
+        found = {identifier: self.find(identifier) for identifier in identifiers}
+        return {identifier: profile for identifier, profile in found.items() if profile}
+
     def timeline(self, profile_id: str, limit: int, before_seq: int | None = None) -> list[int]:
         seqs = sorted(self._timelines.get(profile_id, []), reverse=True)
         return [seq for seq in seqs if before_seq is None or seq < before_seq][:limit]
@@ -134,9 +146,25 @@ def make_app(
     profiles: FakeProfiles,
     clock: Clock,
     identity: IdentitySettings | None = None,
+    stores: MemoryJourneyStores | None = None,
+    links: Links | None = None,
+    templates_dir: Path | None = TEMPLATES,
 ) -> Starlette:
+    """The management app; journey, run, outbox and delivery routes on ``stores`` (default: new
+    empty ones), link routes with ``links`` (default: signed with :data:`LINK_SECRET`)."""
+    stores = stores if stores is not None else MemoryJourneyStores()
     routes = management_routes(
-        keys=keys, events=events, profiles=profiles, clock=clock, identity=identity
+        keys=keys,
+        events=events,
+        profiles=profiles,
+        clock=clock,
+        identity=identity,
+        journeys=stores,
+        runs=stores,
+        outbox=stores,
+        delivery=stores,
+        links=links or Links(LINK_SECRET, "http://testserver"),
+        templates_dir=templates_dir,
     )
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
@@ -161,10 +189,27 @@ def profiles() -> FakeProfiles:
 
 
 @pytest.fixture
+def stores() -> MemoryJourneyStores:
+    return MemoryJourneyStores()
+
+
+@pytest.fixture
+def links() -> Links:
+    return Links(LINK_SECRET, "http://testserver")
+
+
+@pytest.fixture
 def app(
-    keys: MemoryKeyStore, events: MemoryEventLog, profiles: FakeProfiles, clock: FakeClock
+    keys: MemoryKeyStore,
+    events: MemoryEventLog,
+    profiles: FakeProfiles,
+    clock: FakeClock,
+    stores: MemoryJourneyStores,
+    links: Links,
 ) -> Starlette:
-    return make_app(keys=keys, events=events, profiles=profiles, clock=clock)
+    return make_app(
+        keys=keys, events=events, profiles=profiles, clock=clock, stores=stores, links=links
+    )
 
 
 @pytest.fixture
@@ -176,4 +221,16 @@ def client(app: Starlette) -> Iterator[httpx.Client]:
 @pytest.fixture
 def read_headers(keys: MemoryKeyStore) -> dict[str, str]:
     _, secret = keys.create_api_key("reader", "read")
+    return bearer(secret)
+
+
+@pytest.fixture
+def write_headers(keys: MemoryKeyStore) -> dict[str, str]:
+    _, secret = keys.create_api_key("writer", "write")
+    return bearer(secret)
+
+
+@pytest.fixture
+def admin_headers(keys: MemoryKeyStore) -> dict[str, str]:
+    _, secret = keys.create_api_key("admin", "admin")
     return bearer(secret)

@@ -166,8 +166,9 @@ def test_profile_routes_need_an_api_key_in_the_document(client: httpx.Client) ->
     document = client.get("/openapi.json").json()
     for path, item in document["paths"].items():
         if path.startswith("/v1/profiles"):
-            assert item["get"]["security"] == [{"apiKey": []}]
-            assert {"401", "403", "404"} <= set(item["get"]["responses"])
+            for operation in item.values():
+                assert operation["security"] == [{"apiKey": []}]
+                assert {"401", "403", "404"} <= set(operation["responses"])
 
 
 def test_docs_page_lists_every_operation_without_remote_assets(client: httpx.Client) -> None:

@@ -153,6 +153,15 @@ def test_find_many_equals_find_per_identifier(store: ProfileStore) -> None:
     assert store.find_many([]) == {}
 
 
+def test_scan_walks_every_profile_in_id_order(store: ProfileStore) -> None:
+    seed(store)
+    assert [p.id for p in store.scan("", 10)] == ["p1", "p2"]
+    (first,) = store.scan("", 1)
+    assert first == store.find(U1)
+    assert [p.id for p in store.scan("p1", 10)] == ["p2"]
+    assert store.scan("p2", 10) == [] and store.scan("", 0) == []
+
+
 def test_timeline_is_newest_first_across_identifiers_and_pages(store: ProfileStore) -> None:
     seed(store)
     assert store.timeline("p1", 10) == [4, 2, 1]

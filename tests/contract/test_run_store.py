@@ -366,3 +366,11 @@ def test_timers_and_leases_outlive_the_process(journey_backend: Backend, clock: 
     journey_backend.shutdown()
     third = journey_backend.journey_stores()
     assert ids(third.runs.claim_timers(now + LEASE_MS, 10, "w3", LEASE_MS)) == ["i1"]
+
+
+def test_schedule_ticks_are_upserted_per_journey(stores: JourneyStores) -> None:
+    runs = stores.runs
+    assert runs.schedule_ticks() == {}
+    runs.commit(JourneyUpdate(schedule_ticks={"a": 100, "b": 5}))
+    runs.commit(JourneyUpdate(schedule_ticks={"a": 200}))
+    assert runs.schedule_ticks() == {"a": 200, "b": 5}

@@ -424,3 +424,45 @@ def test_a_lost_commit_is_redone_with_the_same_instances_and_keys() -> None:
     assert len(h.sent) == 1
     (instance,) = h.stores.runs.history(h.profile("u").id, 10)[0]
     assert h.sent[0].key.endswith(f"{instance.id}.1")
+
+
+def test_scheduled_entry_enters_matching_profiles_at_each_tick() -> None:
+    from datetime import UTC, datetime
+
+    journey = Journey(
+        id="monday-digest",
+        name="Monday digest",
+        entry=Entry(
+            schedule="0 9 * * mon", where="profile.traits.plan == 'pro'", reentry="after_exit"
+        ),
+        steps=(Send(id="digest", channel="email", template="digest"),),
+    )
+    sunday = int(datetime(2026, 11, 22, 12, 0, tzinfo=UTC).timestamp() * 1000)
+    h = JourneyHarness(start=sunday)
+    customer(h, "pro1", plan="pro")
+    customer(h, "pro2", plan="pro")
+    customer(h, "free", plan="free")
+    h.publish(journey)
+    h.advance(hours=20)
+    assert h.sent == []
+    h.advance(hours=1)  # Monday 09:00
+    assert sorted(m.to for m in h.sent) == ["pro1@shop.example", "pro2@shop.example"]
+    h.advance(days=7)
+    assert len(h.sent) == 4
+    monday = int(datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp() * 1000)
+    assert h.stores.runs.schedule_ticks() == {"monday-digest": monday + 7 * DAY}
+
+
+def test_a_schedule_missed_while_down_runs_once() -> None:
+    journey = Journey(
+        id="hourly",
+        name="Hourly",
+        entry=Entry(schedule="0 * * * *", reentry="always", max_active=100),
+        steps=(Send(id="ping", channel="console", template="ping"),),
+    )
+    h = JourneyHarness()
+    customer(h, "u")
+    h.publish(journey)
+    h.clock.advance(hours=10)  # the runtime was not running meanwhile
+    h.run()
+    assert len(h.sent) == 1

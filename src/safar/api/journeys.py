@@ -57,7 +57,7 @@ YAML_TYPES: Final = frozenset(
 )
 _MAX_REQUEST_ID: Final = 200
 _AT: Final = re.compile(r" - at `\$\.?(.*)`$")
-_MISSING: Final = re.compile(r"Object missing required field `(.+)`")
+_FIELD: Final = re.compile(r"Object (missing required|contains unknown) field `(.+)`")
 _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -371,10 +371,10 @@ def decode_body(body: bytes, kind: type[T]) -> T:
         at = _AT.search(text)
         path = at.group(1) if at else ""
         reason = text[: at.start()] if at else text
-        missing = _MISSING.fullmatch(reason)
-        if missing:
-            path = f"{path}.{missing.group(1)}" if path else missing.group(1)
-            reason = "is required"
+        field = _FIELD.fullmatch(reason)
+        if field:
+            path = f"{path}.{field.group(2)}" if path else field.group(2)
+            reason = "is required" if field.group(1).startswith("missing") else "unknown field"
         raise ValidationError(reason, path or "body") from exc
     except msgspec.DecodeError as exc:
         raise ValidationError(f"not valid JSON ({exc})", "body") from exc

@@ -31,6 +31,7 @@ import msgspec
 from safar.core import journey as core
 from safar.core.identity import IdentityRules, extract
 from safar.core.plan import Plan
+from safar.definitions.cron import next_after
 from safar.errors import SafarError
 from safar.model.events import Event
 from safar.model.profiles import ANONYMOUS_ID, USER_ID, Identifier, Profile
@@ -59,6 +60,8 @@ WEBHOOK_REPLY_EVENT = "Webhook Replied"
 ENTRY_REQUEST_EVENT = "Journey Entry Requested"
 _SPECIAL = frozenset({WEBHOOK_REPLY_EVENT, ENTRY_REQUEST_EVENT})
 DEFAULT_BATCH = 5000
+#: Profiles read per page when a schedule enters customers.
+SCAN_PAGE = 1000
 TIMER_BATCH = 2000
 TIMER_LEASE_MS = 60_000
 
@@ -100,10 +103,14 @@ class JourneyRuntime:
         self._owner = owner
         self.plans = plans or PlanBook()
         self.plans.refresh(journeys)
+        #: Journey id -> the next instant its schedule is due (in memory; the store has the
+        #: last tick handled).
+        self._next_tick: dict[str, int] = {}
 
     def refresh(self) -> None:
         """Re-read the journey catalog (after a publish, pause or stop)."""
         self.plans.refresh(self._journeys)
+        self._next_tick.clear()
 
     # -- events -----------------------------------------------------------------------------
 
@@ -317,6 +324,50 @@ class JourneyRuntime:
         self._commit(batch)
         return len(claimed)
 
+    # -- scheduled entries ------------------------------------------------------------------
+
+    def run_schedules(self) -> int:
+        """Enter customers into journeys whose cron schedule came due; returns how many
+        profiles were looked at. A schedule missed while Safar was down runs once, for its
+        latest due instant."""
+        now = self._clock.now_ms()
+        plans = [p for p in self.plans.scheduled() if self._next_tick.get(p.id, 0) <= now]
+        if not plans:
+            return 0
+        ticks = self._runs.schedule_ticks()
+        seen = 0
+        for plan in plans:
+            expr = plan.journey.entry.schedule or ""
+            last = ticks.get(plan.id, self.plans.published_at.get(plan.id, now))
+            tick = latest_tick(expr, last, now)
+            if tick is not None:
+                seen += self._enter_scheduled(plan, tick, now)
+                last = tick
+            self._next_tick[plan.id] = next_after(expr, last)
+        return seen
+
+    def next_schedule(self) -> int | None:
+        """When the next scheduled entry is due, as known since the last :meth:`run_schedules`."""
+        return min(self._next_tick.values(), default=None)
+
+    def _enter_scheduled(self, plan: Plan, tick: int, now: int) -> int:
+        """Every profile for which the entry condition holds enters, page by page. Redoing a
+        tick after a crash gives the same instance ids and keys, so nothing happens twice."""
+        request = ApiEntry(request_id=f"schedule:{plan.id}:{tick}")
+        after, seen = "", 0
+        while profiles := self._profiles.scan(after, SCAN_PAGE):
+            batch = _Batch()
+            self._load(batch, {p.id for p in profiles}, profiles)
+            for profile in profiles:
+                head = _first_identifier(profile)
+                activation = core.entry_activation(plan, profile, None, now)
+                if head is not None and plan.entry_where(activation):
+                    self._enter(batch, plan, profile, head, request, now)
+            self._commit(batch)
+            after, seen = profiles[-1].id, seen + len(profiles)
+        self._runs.commit(JourneyUpdate(schedule_ticks={plan.id: tick}))
+        return seen
+
     # -- loop -------------------------------------------------------------------------------
 
     def run(
@@ -332,7 +383,7 @@ class JourneyRuntime:
                 if time.monotonic() - refreshed > refresh_every:
                     self.refresh()
                     refreshed = time.monotonic()
-                done = self.run_events() + self.run_timers()
+                done = self.run_events() + self.run_timers() + self.run_schedules()
             except SafarError as exc:
                 if not exc.retryable:
                     raise
@@ -350,6 +401,27 @@ def _identity(profile: Profile, head: Identifier) -> Identifier:
         if values:
             return (kind, values[0])
     return head
+
+
+def latest_tick(expr: str, last: int, now: int) -> int | None:
+    """The latest instant of the cron schedule after ``last`` and at or before ``now``."""
+    tick = next_after(expr, last)
+    if tick > now:
+        return None
+    for _ in range(100_000):  # a minutely schedule missed for two months
+        following = next_after(expr, tick)
+        if following > now:
+            break
+        tick = following
+    return tick
+
+
+def _first_identifier(profile: Profile) -> Identifier | None:
+    for kind in sorted(profile.identifiers):
+        values = profile.identifiers[kind]
+        if values:
+            return (kind, values[0])
+    return None
 
 
 def _unknown(instance: Instance) -> Profile:

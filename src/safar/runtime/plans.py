@@ -35,6 +35,8 @@ class PlanBook:
     entering: dict[str, list[Plan]] = field(default_factory=dict)
     #: Event names an active instance may react to (goals, waits for events, webhook replies).
     listening: set[str] = field(default_factory=set)
+    #: Journey id -> when its newest version was published (ms), for scheduled entries.
+    published_at: dict[str, int] = field(default_factory=dict)
     #: Journey id -> (its newest non-draft plan, that version's migration, its status).
     newest: dict[str, tuple[Plan, Migration, str]] = field(default_factory=dict)
     _stamps: dict[tuple[str, int], tuple[str, int | None]] = field(default_factory=dict)
@@ -65,6 +67,7 @@ class PlanBook:
         for version in newest.values():
             plan = self.plans[(version.journey_id, version.version)]
             self.newest[version.journey_id] = (plan, version.migration, version.status)
+            self.published_at[version.journey_id] = version.published_at or version.created_at
             if version.status == "published" and plan.journey.entry.event:
                 entering.setdefault(plan.journey.entry.event, []).append(plan)
         for key, plan in self.plans.items():
@@ -93,6 +96,14 @@ class PlanBook:
         """
         found = self.newest.get(journey_id)
         return found[0] if found is not None and found[2] == "published" else None
+
+    def scheduled(self) -> list[Plan]:
+        """Published journeys that customers enter on a schedule."""
+        return [
+            plan
+            for plan, _, status in self.newest.values()
+            if status == "published" and plan.journey.entry.schedule
+        ]
 
     def successor(self, journey_id: str, version: int) -> Plan | None:
         """The newer version customers of ``version`` move to, when it was published with

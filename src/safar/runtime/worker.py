@@ -126,10 +126,12 @@ class Worker:
         )
 
     def step_once(self) -> int:
-        """One turn of the stepper: profiles, then journeys over events, then due timers."""
+        """One turn of the stepper: profiles, then journeys over events, due timers and due
+        schedules."""
         done = self.profiler.run_once(RUN_BATCH)
         done += self.runtime.run_events()
         done += self.runtime.run_timers()
+        done += self.runtime.run_schedules()
         return done
 
     def run(self, stop: threading.Event, idle_wait: float = 0.05, refresh: float = 2.0) -> None:

@@ -179,6 +179,7 @@ class JourneyHarness:
             done = self.profiler.run_once()
             done += self.runtime.run_events()
             done += self.runtime.run_timers()
+            done += self.runtime.run_schedules()
             done += self.dispatcher.run_once()
             if done == 0:
                 return
@@ -192,7 +193,11 @@ class JourneyHarness:
         while True:
             wakes = [
                 t
-                for t in (self.stores.runs.next_wake(), self.stores.outbox.next_due())
+                for t in (
+                    self.stores.runs.next_wake(),
+                    self.stores.outbox.next_due(),
+                    self.runtime.next_schedule(),
+                )
                 if t is not None and t > self.clock.now_ms()
             ]
             due = min(wakes, default=None)

@@ -76,6 +76,7 @@ class MemoryJourneyStores:
         self._order = itertools.count()
         self._versions: dict[tuple[str, int], bytes] = {}
         self._processed = 0
+        self._ticks: dict[str, int] = {}
         self._instances: dict[str, _Held] = {}
         self._profile_instances: dict[str, set[str]] = {}
         self._timers: dict[str, int] = {}  # active instance id -> wake_at, when set
@@ -184,6 +185,11 @@ class MemoryJourneyStores:
                 self._visits.setdefault(visit.instance_id, []).append((next(self._order), visit))
             if update.after_seq is not None and update.processed_seq is not None:
                 self._processed = update.processed_seq
+            self._ticks.update(update.schedule_ticks)
+
+    def schedule_ticks(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._ticks)
 
     def _put_instance(self, instance: Instance, data: bytes) -> None:
         old = self._instances.get(instance.id)

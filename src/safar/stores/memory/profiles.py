@@ -74,6 +74,17 @@ class MemoryProfileStore:
                 merged_from=list(state.merged_from),
             )
 
+    def scan(self, after_id: str, limit: int) -> list[Profile]:
+        with self._lock:
+            ids = sorted(pid for pid in self._members if pid > after_id and self._members[pid])
+        found = []
+        for pid in ids[: max(limit, 0)]:
+            member = next(iter(sorted(self._members.get(pid, ()))), None)
+            profile = self.find(member) if member is not None else None
+            if profile is not None:
+                found.append(profile)
+        return found
+
     def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
         found: dict[Identifier, Profile] = {}
         for identifier in identifiers:

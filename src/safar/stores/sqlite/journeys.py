@@ -121,6 +121,12 @@ _MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX journey_inbox_profile ON journey_inbox(profile_id, created_at)
     """,
+    """
+    CREATE TABLE journey_schedules(
+        journey_id TEXT PRIMARY KEY NOT NULL,
+        tick INTEGER NOT NULL
+    )
+    """,
 ]
 
 #: Values bound per ``IN (…)``: far below SQLite's limit, and one cached statement per size.

@@ -163,6 +163,20 @@ class SqliteProfileStore:
             state = _state(conn, pid)
         return _profile(pid, members, state)
 
+    def scan(self, after_id: str, limit: int) -> list[Profile]:
+        if limit <= 0:
+            return []
+        with self._read() as conn:
+            # SQLite takes bare columns from the row min() picked: one real identifier each.
+            heads = conn.execute(
+                "SELECT profile_id, type, value, min(id) FROM profile_identities"
+                " WHERE profile_id > ? GROUP BY profile_id ORDER BY profile_id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        found = self.find_many({(kind, value) for _, kind, value, _ in heads})
+        by_id = {profile.id: profile for profile in found.values()}
+        return [by_id[pid] for pid, _, _, _ in heads if pid in by_id]
+
     def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
         owner: dict[Identifier, str] = {}
         members: dict[str, list[tuple[str, str, int | None, int | None]]] = {}

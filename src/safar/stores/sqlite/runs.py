@@ -151,6 +151,16 @@ class SqliteRunStore:
                 conn.execute(
                     "UPDATE journey_progress SET processed_seq = ?", (update.processed_seq,)
                 )
+            if update.schedule_ticks:
+                conn.executemany(
+                    "INSERT INTO journey_schedules(journey_id, tick) VALUES (?, ?)"
+                    " ON CONFLICT(journey_id) DO UPDATE SET tick = excluded.tick",
+                    list(update.schedule_ticks.items()),
+                )
+
+    def schedule_ticks(self) -> dict[str, int]:
+        with self._db.read() as conn:
+            return dict(conn.execute("SELECT journey_id, tick FROM journey_schedules"))
 
     def next_wake(self) -> int | None:
         with self._db.read() as conn:
