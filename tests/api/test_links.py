@@ -267,3 +267,40 @@ def test_click_without_a_target_or_with_a_forged_token_is_400(
     assert client.get(f"/l/c/{evil}").status_code == 400
     assert client.get(f"/l/c/{body}.{signature[::-1]}").status_code == 400
     assert logged(events) == []
+
+
+# -- delivery reports ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("delivered", [("Message Delivered", "m1:delivered")]),
+        ("undelivered", [("Message Failed", "m1:provider-failed")]),
+        ("failed", [("Message Failed", "m1:provider-failed")]),
+        ("queued", []),
+    ],
+)
+def test_provider_delivery_reports_become_events_once(
+    client: httpx.Client,
+    links: Links,
+    events: MemoryEventLog,
+    status: str,
+    expected: list[tuple[str, str]],
+) -> None:
+    url = path(links.status_url({**CLAIMS, "c": "sms"}))
+    for _ in range(2):
+        response = client.post(url, data={"MessageStatus": status, "MessageSid": "SM1"})
+        assert response.status_code == 204
+    assert [(e.name, e.message_id) for e in logged(events)] == expected
+    for event in logged(events):
+        assert event.payload()["properties"]["provider_status"] == status
+
+
+def test_a_delivery_report_with_a_forged_token_is_refused(
+    client: httpx.Client, links: Links, events: MemoryEventLog
+) -> None:
+    token = links.status_url(CLAIMS).rsplit("/", 1)[1]
+    response = client.post(f"/l/s/{token[:-2]}xx", data={"MessageStatus": "delivered"})
+    assert response.status_code == 400
+    assert logged(events) == []

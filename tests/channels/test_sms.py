@@ -49,6 +49,17 @@ def test_a_message_is_posted_the_twilio_way(
     assert receipt.provider_id == message.sid and message.body == TEXT
 
 
+def test_delivery_reports_are_asked_for_at_the_status_url(
+    provider: FakeSmsProvider, channel: HttpSmsChannel
+) -> None:
+    import msgspec
+
+    report = "http://127.0.0.1:8088/l/s/token"
+    channel.send(msgspec.structs.replace(sms(), status_url=report))
+    [request] = provider.requests
+    assert request.form()["StatusCallback"] == report
+
+
 def test_a_repeated_key_sends_once_and_returns_the_same_sid(
     provider: FakeSmsProvider, channel: HttpSmsChannel
 ) -> None:

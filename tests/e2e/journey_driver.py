@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ TICK_MS = 20 * MINUTE
 #: Carts are abandoned over the first 20 hours, some again 37 hours later; an instance lasts
 #: 1 h + 1 d, so after 4 days every journey has ended, with a margin for timers a crash delays.
 TICKS = 4 * 24 * HOUR // TICK_MS
-CUSTOMERS = 4000
+CUSTOMERS = 6000
 
 NAMES = {
     "en": ["Alice", "Ben", "Chloe", "Dan"],
@@ -74,7 +75,7 @@ def schedule() -> dict[int, list[dict[str, Any]]]:
         ticks.setdefault(tick, []).append(body)
 
     for i in range(CUSTOMERS):
-        uid = f"u{i:02d}"
+        uid = user_id(i)
         locale = LOCALES[i % len(LOCALES)]
         traits = {
             "email": f"{uid}@example.com",
@@ -108,6 +109,10 @@ def _order(i: int) -> dict[str, Any]:
     return {"type": "track", "event": "Order Completed", "properties": {"order_id": f"o{i:02d}"}}
 
 
+def user_id(i: int) -> str:
+    return f"u{i:04d}"
+
+
 def time(tick: int) -> int:
     return T0 + tick * TICK_MS
 
@@ -138,11 +143,11 @@ def settings_for(data_dir: Path) -> Settings:
     )
 
 
-def deterministic_ids(clock: FakeClock) -> Any:
-    """Profile ids that are the same in every run, so instance ids, split branches and
-    idempotency keys are too. Only tick 0 creates profiles (every customer identifies there,
-    appended in one call, folded in one batch), so a batch redone after a crash makes the same
-    ids, and no id made before a crash is made again."""
+def deterministic_ids(clock: FakeClock) -> Callable[[], str]:
+    """Profile ids that are the same in every run, so that instance ids, split branches and
+    idempotency keys are too (the default ids are random). Profiles are only made from the
+    events a tick appends, in one call, folded in one batch: a batch redone after a crash makes
+    the same ids in the same order, and no id of a committed batch is made again."""
     counter = itertools.count(1)
     return lambda: f"{clock.now_ms():012x}{next(counter):020x}"
 
@@ -160,10 +165,12 @@ def run_to_rest(worker: Worker) -> None:
 
 def final_state(stores: Stores) -> dict[str, Any]:
     """Per customer: their journey instances (journey, status, step, exit reason) and the keys
-    of the messages the engine recorded as sent."""
-    found: dict[str, Any] = {}
+    of the messages the engine recorded as sent; under ``_outbox``, what is left undelivered."""
+    found: dict[str, Any] = {
+        "_outbox": {"pending": stores.outbox.pending(), "dead": len(stores.outbox.dead(1000))}
+    }
     for i in range(CUSTOMERS):
-        uid = f"u{i:02d}"
+        uid = user_id(i)
         profile = stores.profiles.find(("user_id", uid))
         assert profile is not None, f"no profile for {uid}"
         instances, _ = stores.runs.history(profile.id, 100)

@@ -20,6 +20,7 @@ from html import escape
 from typing import Any, Final
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -142,6 +143,28 @@ class LinkEndpoints:
         self._record(claims, "Email Clicked", f"clicked:{digest}", properties)
         return RedirectResponse(target, status_code=302, headers=_PRIVATE)
 
+    async def status(self, request: Request) -> Response:
+        """``POST /l/s/{token}``: a provider's delivery report (Twilio's ``StatusCallback``:
+        a form with ``MessageStatus``). ``delivered`` becomes a ``Message Delivered`` event,
+        ``undelivered`` and ``failed`` a ``Message Failed`` one; other states are noted only.
+        """
+        claims = self.claims(request.path_params["token"])
+        form = await request.form()
+        state = str(form.get("MessageStatus") or form.get("status") or "").lower()
+        properties = {**_message_properties(claims), "provider_status": state}
+        error = form.get("ErrorCode")
+        if error:
+            properties["error"] = str(error)
+        if state == "delivered":
+            await run_in_threadpool(
+                self._record, claims, "Message Delivered", "delivered", properties
+            )
+        elif state in ("undelivered", "failed"):
+            await run_in_threadpool(
+                self._record, claims, "Message Failed", "provider-failed", properties
+            )
+        return Response(status_code=204)
+
     def claims(self, token: str) -> LinkClaims:
         """The claims of a token this installation signed; ValidationError otherwise."""
         # hmac.compare_digest refuses non-ASCII text with a TypeError; no valid token has any.
@@ -176,7 +199,8 @@ def link_routes(
     profiles: ProfileReader,
     clock: Clock,
 ) -> list[Route]:
-    """``/l/u/{token}`` (GET, POST), ``/l/o/{token}`` and ``/l/c/{token}``: no API key."""
+    """``/l/u/{token}`` (GET, POST), ``/l/o/{token}``, ``/l/c/{token}`` and ``/l/s/{token}``
+    (POST): no API key, the signed token is the authorization."""
     api = LinkEndpoints(
         links=links, delivery=delivery, events=events, profiles=profiles, clock=clock
     )
@@ -185,6 +209,7 @@ def link_routes(
         Route("/l/u/{token}", api.unsubscribe, methods=["POST"]),
         Route("/l/o/{token}", api.opened, methods=["GET"]),
         Route("/l/c/{token}", api.clicked, methods=["GET"]),
+        Route("/l/s/{token}", api.status, methods=["POST"]),
     ]
 
 

@@ -52,6 +52,9 @@ class HttpSmsChannel:
             raise DeliveryError("the SMS has no text", retryable=False)
         sender_field = "MessagingServiceSid" if self._sender.startswith("MG") else "From"
         form = {"To": message.to, sender_field: self._sender, "Body": message.text}
+        if message.status_url:
+            # Delivery reports come back to Safar and become "Message Delivered" events.
+            form["StatusCallback"] = message.status_url
         try:
             response = self._client.post(
                 self._url,

@@ -59,6 +59,8 @@ class RenderedMessage(msgspec.Struct, kw_only=True, frozen=True):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
     #: A signed URL that unsubscribes the recipient from this message's category and channel.
     unsubscribe_url: str | None = None
+    #: A signed URL the provider posts delivery reports to (SMS ``StatusCallback``).
+    status_url: str | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 

@@ -299,7 +299,10 @@ class Dispatcher:
         if html is not None and message.channel == "email":
             html = self._links.track_html(html, claims)
         return msgspec.structs.replace(
-            rendered, html=html, unsubscribe_url=self._links.unsubscribe_url(claims)
+            rendered,
+            html=html,
+            unsubscribe_url=self._links.unsubscribe_url(claims),
+            status_url=self._links.status_url(claims),
         )
 
     def _done(self, entry: OutboxEntry, decision: Decision, work: _Round) -> None:

@@ -63,6 +63,9 @@ class Links:
     def open_url(self, claims: dict[str, Any]) -> str:
         return f"{self.base_url}/l/o/{self.token(claims)}"
 
+    def status_url(self, claims: dict[str, Any]) -> str:
+        return f"{self.base_url}/l/s/{self.token(claims)}"
+
     def click_url(self, claims: dict[str, Any], target: str) -> str:
         return f"{self.base_url}/l/c/{self.token({**claims, 'url': target})}"
 
