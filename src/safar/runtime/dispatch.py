@@ -143,9 +143,13 @@ class Dispatcher:
         self._outbox.settle(work.settlements)
         return len(entries)
 
-    def run(self, stop: threading.Event, idle_wait: float = 0.05) -> None:
-        """Dispatch until ``stop`` is set. Errors are logged and the batch retried (after its
-        leases expire): delivery must outlive a bad message or a store hiccup."""
+    def run(
+        self, stop: threading.Event, idle_wait: float = 0.05, wake: threading.Event | None = None
+    ) -> None:
+        """Dispatch until ``stop`` is set. When idle, sleep ``idle_wait`` or until ``wake`` is
+        set. Errors are logged and the batch retried (after its leases expire): delivery must
+        outlive a bad message or a store hiccup."""
+        wake = wake or stop
         while not stop.is_set():
             try:
                 done = self.run_once()
@@ -158,7 +162,9 @@ class Dispatcher:
             else:
                 wait = idle_wait
             if done == 0:
-                stop.wait(wait)
+                wake.wait(wait)
+                if wake is not stop:
+                    wake.clear()
 
     # -- messages -----------------------------------------------------------------------------
 

@@ -103,6 +103,8 @@ class JourneyRuntime:
         self._owner = owner
         self.plans = plans or PlanBook()
         self.plans.refresh(journeys)
+        #: Commands committed to the outbox so far (the worker wakes the dispatcher on change).
+        self.queued = 0
         #: Journey id -> the next instant its schedule is due (in memory; the store has the
         #: last tick handled).
         self._next_tick: dict[str, int] = {}
@@ -304,6 +306,7 @@ class JourneyRuntime:
         update.instances = [batch.instances[i] for i in sorted(batch.changed)]
         update.entries = [batch.records[k] for k in sorted(batch.changed_records)]
         self._runs.commit(update)
+        self.queued += len(update.outbox)
 
     # -- timers -----------------------------------------------------------------------------
 

@@ -32,6 +32,10 @@ from safar.templates import TemplateCatalog
 
 log = logging.getLogger(__name__)
 
+#: Longest the dispatcher sleeps when idle: it is woken at once for new commands, so this only
+#: bounds how late a retry or a delayed message is picked up.
+IDLE_DISPATCH = 0.2
+
 
 def load_policy(settings: Settings) -> Policy:
     """The policy file named in the settings, or the defaults when it does not exist."""
@@ -97,6 +101,7 @@ class Worker:
         channels: Mapping[str, Channel] | None = None,
         owner: str = "worker",
     ) -> None:
+        self._wake = threading.Event()
         policy = load_policy(settings)
         self.profiler = ProfileProcessor(stores.events, stores.profiles, settings.identity, clock)
         self.runtime = JourneyRuntime(
@@ -128,22 +133,31 @@ class Worker:
     def step_once(self) -> int:
         """One turn of the stepper: profiles, then journeys over events, due timers and due
         schedules."""
+        queued = self.runtime.queued
         done = self.profiler.run_once(RUN_BATCH)
         done += self.runtime.run_events()
         done += self.runtime.run_timers()
         done += self.runtime.run_schedules()
+        if self.runtime.queued != queued:
+            self._wake.set()
         return done
 
-    def run(self, stop: threading.Event, idle_wait: float = 0.05, refresh: float = 2.0) -> None:
-        """Run both threads until ``stop`` is set."""
+    def run(self, stop: threading.Event, idle_wait: float = 0.01, refresh: float = 2.0) -> None:
+        """Run both threads until ``stop`` is set. The stepper wakes the dispatcher as soon as it
+        has queued commands, so a message does not wait for the dispatcher's next poll."""
         dispatcher = threading.Thread(
-            target=self.dispatcher.run, args=(stop, idle_wait), name="safar-dispatch", daemon=True
+            target=self.dispatcher.run,
+            args=(stop, IDLE_DISPATCH),
+            kwargs={"wake": self._wake},
+            name="safar-dispatch",
+            daemon=True,
         )
         dispatcher.start()
         try:
             self._step_until(stop, idle_wait, refresh)
         finally:
             stop.set()
+            self._wake.set()
             dispatcher.join(timeout=30)
 
     def _step_until(self, stop: threading.Event, idle_wait: float, refresh: float) -> None:
