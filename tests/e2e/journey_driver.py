@@ -15,10 +15,10 @@ Prints ``running`` once the stores are open, so a test knows start-up is over.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,11 +145,18 @@ def settings_for(data_dir: Path) -> Settings:
 
 def deterministic_ids(clock: FakeClock) -> Callable[[], str]:
     """Profile ids that are the same in every run, so that instance ids, split branches and
-    idempotency keys are too (the default ids are random). Profiles are only made from the
-    events a tick appends, in one call, folded in one batch: a batch redone after a crash makes
-    the same ids in the same order, and no id of a committed batch is made again."""
-    counter = itertools.count(1)
-    return lambda: f"{clock.now_ms():012x}{next(counter):020x}"
+    idempotency keys are too (the default ids are random): the tick's time and a count within
+    the tick. Profiles are only made from the events a tick appends, in one call, folded in one
+    batch: a batch redone after a crash makes the same ids in the same order, and no id of a
+    committed batch is made again."""
+    made: Counter[int] = Counter()
+
+    def new_id() -> str:
+        now = clock.now_ms()
+        made[now] += 1
+        return f"{now:012x}{made[now]:020x}"
+
+    return new_id
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -466,3 +466,22 @@ def test_a_schedule_missed_while_down_runs_once() -> None:
     h.clock.advance(hours=10)  # the runtime was not running meanwhile
     h.run()
     assert len(h.sent) == 1
+
+
+def test_an_opt_out_made_before_a_merge_still_holds_after_it() -> None:
+    h = JourneyHarness()
+    h.publish(welcome())
+    h.send({"type": "identify", "anonymousId": "visitor", "traits": {"email": "v@shop.example"}})
+    visitor = h.stores.profiles.find(("anonymous_id", "visitor"))
+    assert visitor is not None
+    h.stores.delivery.set_consent(
+        Consent(profile_id=visitor.id, channel="email", category="*", subscribed=False, at=1)
+    )
+    customer(h, "sara")
+    h.send({"type": "alias", "userId": "sara", "previousId": "visitor"})
+    merged = h.profile("sara")
+    assert visitor.id in merged.merged_from or visitor.id == merged.id
+    h.track("sara", "Signed Up")
+    assert h.sent == []
+    (decision,) = h.decisions("sara")
+    assert decision.rule == "consent"

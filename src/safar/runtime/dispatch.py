@@ -191,10 +191,11 @@ class Dispatcher:
             self._settle_message(entry, message, verdict, profiles.get(message.identifier), work)
 
     def _facts(self, profiles: list[Profile], now: int) -> dict[str, Facts]:
-        ids = {p.id for p in profiles}
-        consents = self._delivery.consents(ids)
-        since = now - self._history_ms if self._history_ms else now + 1
-        sends = self._delivery.sends(ids, since) if self._history_ms else []
+        # Choices and sends recorded under profile ids since merged into a customer are theirs.
+        owner = {pid: p.id for p in profiles for pid in (p.id, *p.merged_from)}
+        consents = self._delivery.consents(owner.keys())
+        since = now - self._history_ms
+        sends = self._delivery.sends(owner.keys(), since) if self._history_ms else []
         facts: dict[str, Facts] = {}
         moment = datetime.fromtimestamp(now / 1000, tz=UTC)
         for profile in profiles:
@@ -207,8 +208,8 @@ class Dispatcher:
                 "now": moment,
             }
             facts[profile.id] = Facts(
-                consents=[c for c in consents if c.profile_id == profile.id],
-                sends=[s for s in sends if s.profile_id == profile.id],
+                consents=[c for c in consents if owner.get(c.profile_id) == profile.id],
+                sends=[s for s in sends if owner.get(s.profile_id) == profile.id],
                 events=self._recent_events(profile) if self._event_rules else [],
                 suppressed_by_condition={
                     rule: holds(activation) for rule, holds in self._conditions.items()
