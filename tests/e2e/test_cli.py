@@ -67,6 +67,28 @@ def test_demo_seeds_once(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     info = msgspec.json.decode((tmp_path / "demo.json").read_bytes())
     assert info["events"] > 2000
+    assert set(info["journeys"]) == {
+        "abandoned-cart",
+        "browse-offer",
+        "post-purchase-survey",
+        "welcome",
+        "winback",
+    }
+    listed = safar(tmp_path, "journeys", "list")
+    assert listed.returncode == 0 and listed.stdout.count("published") == 5
+    simulated = safar(
+        tmp_path,
+        "journeys",
+        "simulate",
+        "examples/journeys/abandoned_cart.yaml",
+        "--events",
+        info["history"],
+        "--until",
+        "3d",
+        "--json",
+    )
+    assert simulated.returncode == 0, simulated.stderr
+    assert msgspec.json.decode(simulated.stdout)["customers_entered"] > 0
     shown = safar(tmp_path, "profiles", "show", info["sample_ref"])
     assert shown.returncode == 0, shown.stderr
     assert msgspec.json.decode(shown.stdout)["recent_events"]
