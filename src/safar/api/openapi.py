@@ -484,6 +484,16 @@ def _link_paths() -> dict[str, Any]:
                 {"302": {"description": "Redirect to the target"}, **_errors(400)},
             )
         },
+        "/l/s/{token}": {
+            "post": _link(
+                "status",
+                "Delivery report",
+                "A provider's delivery report (Twilio `StatusCallback` form with `MessageStatus`):"
+                " `delivered` records `Message Delivered`, `undelivered` and `failed` record"
+                " `Message Failed`; each once per message.",
+                {"204": {"description": "Recorded"}, **_errors(400)},
+            )
+        },
     }
 
 
