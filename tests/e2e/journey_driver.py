@@ -48,7 +48,7 @@ TICK_MS = 20 * MINUTE
 #: Carts are abandoned over the first 20 hours, some again 37 hours later; an instance lasts
 #: 1 h + 1 d, so after 4 days every journey has ended, with a margin for timers a crash delays.
 TICKS = 4 * 24 * HOUR // TICK_MS
-CUSTOMERS = 6000
+CUSTOMERS = 8000
 
 NAMES = {
     "en": ["Alice", "Ben", "Chloe", "Dan"],

@@ -140,9 +140,10 @@ def test_kill_9_during_journeys_loses_and_repeats_nothing(tmp_path: Path) -> Non
 
     seed = int(os.environ.get("SAFAR_KILL_SEED") or random.SystemRandom().randrange(2**32))
     rng = random.Random(seed)
-    # Kills a random 0.05-0.6 s after start-up, unless this machine does the whole run so fast
-    # that KILLS such lives would finish it: then shorter, so they cover about 3/4 of it.
-    longest = max(SHORTEST * 2, min(LONGEST, 1.5 * work / KILLS))
+    # A kill a random 0.05-0.6 s after start-up; on a machine that does the whole run so fast
+    # that MIN_KILLS such lives could finish it, shorter, so that they cover about half of it
+    # (a life spends ~0.1 s before it moves on) and KILLS about three quarters.
+    longest = max(SHORTEST * 2, min(LONGEST, 2 * work / KILLS))
     data_dir, sent_file = tmp_path / "killed", tmp_path / "killed-sent"
     lives: list[int] = []  # lines in the sent file when each killed life ended
     ticks: list[int] = []  # the tick each kill interrupted

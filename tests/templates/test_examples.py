@@ -17,6 +17,8 @@ EXPECTED = {
     "welcome_2": "email",
     "survey_invite": "email",
     "winback_offer": "email",
+    "winback_sms": "sms",
+    "browse_offer": "email",
 }
 # Every property the example templates read; strict rendering proves no path is misspelt.
 EVENT = {
@@ -28,6 +30,7 @@ EVENT = {
         "currency": "USD",
         "cart_id": "cart-42",
         "order_id": "A-1001",
+        "product_id": "kindle-pw",
     },
 }
 PROFILE = {"id": "p1", "traits": {"first_name": "Sara"}, "identifiers": {}}

@@ -27,6 +27,9 @@ from safar.definitions.problems import DefinitionError, Problem, join
 
 #: Nodes one document may expand to, so that nested aliases ("billion laughs") stay small.
 MAX_NODES: Final = 100_000
+#: Deepest nesting of lists and maps; far beyond any definition, well within Python's stack
+#: (not left to RecursionError: test tools and servers change the recursion limit).
+MAX_DEPTH: Final = 200
 
 ScalarValue = str | int | float | bool | None | bytes | datetime.date | datetime.datetime
 
@@ -132,6 +135,8 @@ class _Builder:
             )
         if id(node) in active:
             return self.fail(line, "an alias refers to the value that contains it")
+        if len(active) >= MAX_DEPTH:
+            raise DefinitionError([Problem(self.file, line, "", "values nested too deeply")])
         if isinstance(node, ScalarNode):
             return self.scalar(node, line)
         inner = active | {id(node)}
