@@ -267,7 +267,10 @@ class Dispatcher:
             log.exception("channel %s failed on %s", message.channel, entry.key)
             self._retry_or_fail(entry, message, f"{type(exc).__name__}: {exc}", True, work)
             return
-        decision = _decision(message, now, "sent", "", receipt.provider_id or "")
+        accepted = f"accepted by the {message.channel} provider"
+        if receipt.provider_id:
+            accepted += f" as {receipt.provider_id}"
+        decision = _decision(message, now, "sent", "", accepted)
         sent = SentRecord(
             message_key=message.key,
             profile_id=message.profile_id,
