@@ -40,7 +40,7 @@ JOURNEY = ROOT / "examples" / "journeys" / "abandoned_cart.yaml"
 TEMPLATES = ROOT / "examples" / "templates"
 
 # Noon UTC: carts abandoned in the evening and at night meet the default quiet hours
-# (21:00-08:00 UTC), so some messages are delayed and settled twice.
+# (21:00-08:00 UTC), so many messages are delayed to 08:00 and claimed twice.
 T0 = int(datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp() * 1000)
 MINUTE = 60 * 1000
 HOUR = 60 * MINUTE
@@ -184,7 +184,7 @@ def final_state(stores: Stores) -> dict[str, Any]:
         decisions = stores.delivery.decisions(profile.id, 1000)
         found[uid] = {
             "instances": sorted(
-                [i.journey_id, i.status, i.step, i.exit_reason or ""] for i in instances
+                [run.journey_id, run.status, run.step, run.exit_reason or ""] for run in instances
             ),
             "sent": sorted(d.message_key for d in decisions if d.outcome == "sent"),
         }

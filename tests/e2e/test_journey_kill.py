@@ -4,8 +4,14 @@ between its send and its settlement, and every journey instance ends as in an un
 
 The run is ``tests/e2e/journey_driver.py`` (a shop's abandoned carts over four simulated days,
 on the SQLite stores). The test runs it once uninterrupted for the reference, then again in a
-fresh data directory, killed with SIGKILL a random short time after each start, until
-:data:`KILLS` kills have landed mid-run, and lets that run finish.
+fresh data directory, killed with SIGKILL a random 0.05-0.6 s after each start-up (shorter on a
+machine fast enough to finish the run within MIN_KILLS such lives) until :data:`KILLS` kills
+have landed mid-run, and lets that run finish. ``SAFAR_KILL_SEED`` replays a seed a failure
+printed (the kill times, not the machine's speed).
+
+A provider may be handed a key again after a crash: the dispatcher settles a claimed batch
+after handing over all its messages, so a kill in between re-sends the batch's handed-over
+messages under the same keys. The test checks that this is the only way a key comes again.
 """
 
 from __future__ import annotations
@@ -43,50 +49,55 @@ class Driver:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self._stderr: str | None = None
 
     def wait_running(self, timeout: float = 60) -> None:
         """Wait until start-up is over (the stores are open)."""
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline() if ready else ""
-        assert line == "running\n", f"driver did not start: {line!r} {self.errors()}"
+        if line != "running\n":
+            self.stop()
+            raise AssertionError(f"driver did not start: {line!r} {self.stderr()}")
 
     def kill(self) -> bool:
         """SIGKILL it; True if it was still running (the kill landed mid-run)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
-        stderr = self.errors()
+        stderr = self.stderr()
         if self.proc.returncode == -signal.SIGKILL:
             return True
         assert self.proc.returncode == 0, stderr
         return False
 
     def finish(self, timeout: float = 120) -> None:
-        stderr = self.errors(timeout)
+        """Wait for it to end by itself, successfully."""
+        try:
+            stderr = self.stderr(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
         assert self.proc.returncode == 0, stderr
 
     def stop(self) -> None:
-        """Clean-up after a failure: kill it if it runs, without any check."""
+        """Clean-up after a failure: kill it if it still runs, without any check."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
-        self.proc.communicate(timeout=30)
+        self.stderr()
 
-    def errors(self, timeout: float = 30) -> str:
-        """Wait for it to end; what it wrote to stderr."""
-        _, stderr = self.proc.communicate(timeout=timeout)
-        return stderr
+    def stderr(self, timeout: float = 30) -> str:
+        """Wait for it to end (closing its pipes); what it wrote to stderr."""
+        if self._stderr is None:
+            self._stderr = self.proc.communicate(timeout=timeout)[1]
+        return self._stderr
 
 
 def run_uninterrupted(data_dir: Path, sent_file: Path) -> float:
     """Run the driver to the end; returns how long its work took (start-up excluded)."""
     driver = Driver(data_dir, sent_file)
-    try:
-        driver.wait_running()
-        started = time.monotonic()
-        driver.finish()
-    except BaseException:
-        driver.stop()
-        raise
+    driver.wait_running()
+    started = time.monotonic()
+    driver.finish()
     return time.monotonic() - started
 
 
@@ -101,19 +112,18 @@ def load_final(data_dir: Path) -> dict[str, Any]:
 
 
 def check_reference(keys: list[str], final: dict[str, Any]) -> None:
-    """The uninterrupted run is itself sane: it sends each message once, on both channels,
-    and every instance has ended, some converted, some not."""
+    """The uninterrupted run is itself sane: it hands each message over once, from every send
+    step, the engine recorded exactly those as sent, nothing is left in the outbox, and every
+    instance has ended, some converted, some not."""
     assert keys, "the reference run sent nothing"
     assert len(set(keys)) == len(keys), "the uninterrupted run handed a key over twice"
     assert {k.split(".")[2] for k in keys} == {"send_email", "send_sms", "send_coupon"}
     assert final["_outbox"] == {"pending": 0, "dead": 0}
-    statuses = Counter(
-        status for uid, c in final.items() if uid != "_outbox" for _, status, _, _ in c["instances"]
-    )
+    customers = [c for uid, c in final.items() if uid != "_outbox"]
+    assert sorted(k for c in customers for k in c["sent"]) == sorted(keys)
+    statuses = Counter(status for c in customers for _, status, _, _ in c["instances"])
     assert set(statuses) == {"converted", "exited"}, statuses
-    assert sorted(k for uid, c in final.items() if uid != "_outbox" for k in c["sent"]) == sorted(
-        keys
-    )
+    assert statuses["converted"] > len(customers) / 10, statuses
 
 
 def resent_suffix(segment: list[str], later: set[str]) -> list[str]:
@@ -152,10 +162,9 @@ def test_kill_9_during_journeys_loses_and_repeats_nothing(tmp_path: Path) -> Non
         try:
             driver.wait_running()
             time.sleep(rng.uniform(SHORTEST, longest))
-        except BaseException:
-            driver.stop()
-            raise
-        if not driver.kill():
+        finally:
+            landed = driver.kill()
+        if not landed:
             break  # it finished on its own
         lives.append(len(sent_lines(sent_file)))
         tick_file = data_dir / "tick"
@@ -168,14 +177,15 @@ def test_kill_9_during_journeys_loses_and_repeats_nothing(tmp_path: Path) -> Non
     segments = [lines[a:b] for a, b in zip([0, *lives], [*lives, len(lines)], strict=True)]
     counts = Counter(lines)
     duplicates = sum(n - 1 for n in counts.values())
-    resent: list[str] = []
+    repeating = 0  # kills after which some keys were handed over again
     for i, segment in enumerate(segments):
         assert len(set(segment)) == len(segment), f"life {i} handed a key over twice"
-        resent += resent_suffix(segment, {k for s in segments[i + 1 :] for k in s})
+        repeating += bool(resent_suffix(segment, {k for s in segments[i + 1 :] for k in s}))
     summary = (
         f"seed {seed} (SAFAR_KILL_SEED), {len(lives)} kills within 0.05-{longest:.2f} s,"
         f" {len(lines)} hand-overs of {len(reference)} messages, {duplicates} repeated after"
-        f" a crash, reference work {work:.1f} s, test {elapsed:.0f} s; ticks killed: {ticks}"
+        f" {repeating} of the kills, reference work {work:.1f} s, test {elapsed:.0f} s;"
+        f" ticks killed: {ticks}"
     )
     print(summary)
     assert len(lives) >= MIN_KILLS, f"the run ended before {MIN_KILLS} kills: {summary}"

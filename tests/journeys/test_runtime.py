@@ -485,3 +485,46 @@ def test_an_opt_out_made_before_a_merge_still_holds_after_it() -> None:
     assert h.sent == []
     (decision,) = h.decisions("sara")
     assert decision.rule == "consent"
+
+
+def test_a_crash_repeats_at_most_one_settle_group_of_deliveries() -> None:
+    from safar.errors import StoreError
+    from safar.runtime.dispatch import LEASE_MS, SETTLE_EVERY
+    from safar.runtime.internal import internal_event
+
+    email = RecordingChannel("email")
+    h = JourneyHarness(channels={"email": email})
+    for i in range(3 * SETTLE_EVERY):
+        customer(h, f"u{i}")
+    h.runtime.refresh()
+    settle = h.stores.outbox.settle
+    crashes = [1]
+
+    def crash_once(settlements: Any) -> None:
+        if crashes:
+            crashes.pop()
+            raise StoreError("power cut")
+        settle(settlements)
+
+    h.publish(welcome())
+    h.stores.outbox.settle = crash_once  # type: ignore[method-assign]
+    now = h.clock.now_ms()
+    h.stores.events.append(  # one batch, so that one dispatcher claim holds every message
+        [
+            internal_event(
+                key=f"s{i}",
+                type="track",
+                identifier=("user_id", f"u{i}"),
+                timestamp=now,
+                received_at=now,
+                name="Signed Up",
+            )
+            for i in range(3 * SETTLE_EVERY)
+        ]
+    )
+    with pytest.raises(StoreError):
+        h.run()
+    assert email.attempts == SETTLE_EVERY
+    h.advance(ms=LEASE_MS)
+    assert len(email.sent) == 3 * SETTLE_EVERY
+    assert email.attempts == 4 * SETTLE_EVERY  # only the first group was handed over twice

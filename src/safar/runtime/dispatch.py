@@ -43,6 +43,8 @@ from safar.runtime.render import address_for, render_webhook
 log = logging.getLogger(__name__)
 
 LEASE_MS = 60_000
+#: Deliveries recorded together: the most a crash can make providers see twice.
+SETTLE_EVERY = 20
 #: Seconds to wait after an unexpected error before trying again.
 ERROR_WAIT = 1.0
 #: Recent events read per customer for event-based suppression rules.
@@ -72,9 +74,21 @@ def default_backoff(attempt: int, key: str) -> int:
 
 @dataclass
 class _Round:
+    """What one claimed batch has done so far and not yet recorded."""
+
     now: int
+    flush: Callable[[_Round], None]
     settlements: list[Settlement] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: Entries handed to a provider since the last flush.
+    handed: int = 0
+
+    def delivered(self) -> None:
+        """One more entry reached a provider; record the group once it is big enough, so a
+        crash repeats at most :data:`SETTLE_EVERY` deliveries, not a whole batch."""
+        self.handed += 1
+        if self.handed >= SETTLE_EVERY:
+            self.flush(self)
 
 
 class Dispatcher:
@@ -127,7 +141,7 @@ class Dispatcher:
         entries = self._outbox.claim(now, self._batch, self._owner, LEASE_MS)
         if not entries:
             return 0
-        work = _Round(now)
+        work = _Round(now, self._flush)
         sends = [e for e in entries if isinstance(e.command, SendCommand)]
         if sends:
             self._messages(sends, work)
@@ -135,13 +149,21 @@ class Dispatcher:
             command = entry.command
             if isinstance(command, WebhookCommand):
                 self._webhook(entry, command, work)
+                work.delivered()
             elif isinstance(command, EventCommand):
                 work.events.append(_journey_event(command, now))
                 work.settlements.append(Settlement(key=entry.key, status="done"))
+        self._flush(work)
+        return len(entries)
+
+    def _flush(self, work: _Round) -> None:
+        """Append the receipts, then settle: a crash in between is redone harmlessly (the log
+        drops repeated receipts by messageId)."""
         if work.events:
             self._events.append(work.events)
-        self._outbox.settle(work.settlements)
-        return len(entries)
+        if work.settlements:
+            self._outbox.settle(work.settlements)
+        work.events, work.settlements, work.handed = [], [], 0
 
     def run(
         self, stop: threading.Event, idle_wait: float = 0.05, wake: threading.Event | None = None
@@ -189,6 +211,8 @@ class Dispatcher:
         verdicts = decide_batch(current, recipients, facts, self._policy, work.now)
         for entry, message, verdict in zip(entries, current, verdicts, strict=True):
             self._settle_message(entry, message, verdict, profiles.get(message.identifier), work)
+            if verdict.kind == "go":
+                work.delivered()
 
     def _facts(self, profiles: list[Profile], now: int) -> dict[str, Facts]:
         # Choices and sends recorded under profile ids since merged into a customer are theirs.

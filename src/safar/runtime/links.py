@@ -8,30 +8,55 @@ it with the installation's secret. Nobody can forge one, so the endpoints that a
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
-from safar.errors import ValidationError
+from safar.errors import ConfigError, ValidationError
 
 _SIGNATURE_BYTES = 16
 _HREF = re.compile(r"""href=(["'])(https?://[^"']+)\1""", re.IGNORECASE)
 
 
 def load_secret(path: Path) -> bytes:
-    """The installation's link secret, created (readable only by its owner) on first use."""
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_bytes(32)
-    path.touch(mode=0o600)
-    path.write_text(secret.hex())
+    """The installation's link secret, created (readable only by its owner) on first use.
+
+    Created whole or not at all: written to a temporary file, flushed, then linked into place,
+    so a crash never leaves an empty or partial secret, and of two processes starting at once
+    the first to link wins and both read its secret. An existing file that is not a secret is
+    refused rather than used: links signed with a weak key could be forged.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".link-secret-")
+        try:
+            with os.fdopen(fd, "w") as file:  # mkstemp creates it readable by its owner only
+                file.write(secrets.token_bytes(32).hex())
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    text = path.read_text().strip()
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        secret = b""
+    if len(secret) < 32:
+        raise ConfigError(
+            f"{path} does not hold a valid link secret; remove it to make a new one"
+            " (links in messages already sent will stop working)"
+        )
     return secret
 
 
