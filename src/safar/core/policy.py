@@ -85,19 +85,7 @@ class Verdict(msgspec.Struct, kw_only=True, frozen=True):
 
         ``go`` maps to ``sent``: record it once the channel has accepted the message.
         """
-        return Decision(
-            message_key=message.key,
-            profile_id=message.profile_id,
-            journey_id=message.journey_id,
-            step_id=message.step_id,
-            channel=message.channel,
-            category=message.category,
-            at=at,
-            outcome=_OUTCOMES[self.kind],
-            rule=self.rule,
-            detail=self.detail,
-            until=self.until,
-        )
+        return message.decision(at, _OUTCOMES[self.kind], self.rule, self.detail, self.until)
 
 
 GO: Final = Verdict(kind="go")

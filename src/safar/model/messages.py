@@ -39,6 +39,24 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
     created_at: int
     context: dict[str, Any] = msgspec.field(default_factory=dict)
 
+    def decision(
+        self, at: int, outcome: Outcome, rule: str = "", detail: str = "", until: int | None = None
+    ) -> Decision:
+        """A :class:`Decision` about this message."""
+        return Decision(
+            message_key=self.key,
+            profile_id=self.profile_id,
+            journey_id=self.journey_id,
+            step_id=self.step_id,
+            channel=self.channel,
+            category=self.category,
+            at=at,
+            outcome=outcome,
+            rule=rule,
+            detail=detail,
+            until=until,
+        )
+
 
 class RenderedMessage(msgspec.Struct, kw_only=True, frozen=True):
     """A message ready for a channel: addressed and rendered.

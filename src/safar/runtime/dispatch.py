@@ -294,7 +294,7 @@ class Dispatcher:
         accepted = f"accepted by the {message.channel} provider"
         if receipt.provider_id:
             accepted += f" as {receipt.provider_id}"
-        decision = _decision(message, now, "sent", "", accepted)
+        decision = message.decision(now, "sent", "", accepted)
         sent = SentRecord(
             message_key=message.key,
             profile_id=message.profile_id,
@@ -352,7 +352,7 @@ class Dispatcher:
         *,
         dead: bool = False,
     ) -> None:
-        decision = _decision(message, work.now, "failed", rule, detail)
+        decision = message.decision(work.now, "failed", rule, detail)
         work.settlements.append(
             Settlement(
                 key=entry.key,
@@ -405,21 +405,6 @@ def _with_profile(message: Message, profile_id: str) -> Message:
     if message.profile_id == profile_id:
         return message
     return msgspec.structs.replace(message, profile_id=profile_id)
-
-
-def _decision(message: Message, at: int, outcome: Any, rule: str, detail: str) -> Decision:
-    return Decision(
-        message_key=message.key,
-        profile_id=message.profile_id,
-        journey_id=message.journey_id,
-        step_id=message.step_id,
-        channel=message.channel,
-        category=message.category,
-        at=at,
-        outcome=outcome,
-        rule=rule,
-        detail=detail,
-    )
 
 
 def _receipt(message: Message, name: str, now: int, **extra: Any) -> Event:

@@ -20,7 +20,6 @@ produces the same rows and the same keys: nothing is entered or sent twice.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ from safar.core import journey as core
 from safar.core.identity import IdentityRules, extract
 from safar.core.plan import Plan
 from safar.definitions.cron import next_after
-from safar.errors import SafarError
 from safar.model.events import Event
 from safar.model.profiles import ANONYMOUS_ID, USER_ID, Identifier, Profile
 from safar.model.runs import (
@@ -370,30 +368,6 @@ class JourneyRuntime:
             after, seen = profiles[-1].id, seen + len(profiles)
         self._runs.commit(JourneyUpdate(schedule_ticks={plan.id: tick}))
         return seen
-
-    # -- loop -------------------------------------------------------------------------------
-
-    def run(
-        self, stop: threading.Event, idle_wait: float = 0.05, refresh_every: float = 2.0
-    ) -> None:
-        """Handle events and timers until ``stop`` is set. Retryable errors are logged and
-        retried; others propagate."""
-        import time
-
-        refreshed = time.monotonic()
-        while not stop.is_set():
-            try:
-                if time.monotonic() - refreshed > refresh_every:
-                    self.refresh()
-                    refreshed = time.monotonic()
-                done = self.run_events() + self.run_timers() + self.run_schedules()
-            except SafarError as exc:
-                if not exc.retryable:
-                    raise
-                log.warning("journey processing failed, will retry: %s", exc)
-                done = 0
-            if done == 0:
-                stop.wait(idle_wait)
 
 
 def _identity(profile: Profile, head: Identifier) -> Identifier:
