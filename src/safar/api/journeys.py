@@ -10,19 +10,15 @@ An entry request is not carried out here: it is appended to the event log as a
 :data:`~safar.runtime.journeys.ENTRY_REQUEST_EVENT` track event whose messageId comes from the
 request id, so it is ordered with the customer's own events and a retried request is
 deduplicated by the log; the journey runtime enters the customer when it reaches it.
-
-Also here, because the journey and message endpoints share them: :func:`read_body`,
-:func:`decode_body`, :func:`resolve_ref` and :func:`find_profile`.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -31,33 +27,33 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from safar.api.auth import ApiKeyAuth
-from safar.api.profiles import identifier_from_ref, parse_limit
+from safar.api.profiles import parse_limit
+from safar.api.requests import (
+    decode_body,
+    find_profile,
+    iso_or_none,
+    profile_ids,
+    read_body,
+    resolve_ref,
+)
 from safar.core.identity import IdentityRules
 from safar.definitions import DefinitionError, Problem, validate_journey
 from safar.definitions.journeys import load_journey
 from safar.definitions.validate import ConditionChecker, cel_checker
-from safar.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
+from safar.errors import Conflict, NotFound, ValidationError
 from safar.model.events import iso
 from safar.model.journeys import Journey, JourneyVersion, Migration
-from safar.model.profiles import Identifier, Profile
-from safar.model.profiles import ref as ref_text
 from safar.model.runs import Instance, Visit
 from safar.ports import Clock, EventLog, JourneyStore, ProfileReader, RunStore
 from safar.runtime import catalog
 from safar.runtime.internal import internal_event
 from safar.runtime.journeys import ENTRY_REQUEST_EVENT
 
-T = TypeVar("T")
-
-#: The largest request body the management API reads; journey files are a few kilobytes.
-MAX_BODY: Final = 1 << 20
 #: Media types a journey file may be sent as; anything else must be JSON.
 YAML_TYPES: Final = frozenset(
     {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 )
 _MAX_REQUEST_ID: Final = 200
-_AT: Final = re.compile(r" - at `\$\.?(.*)`$")
-_FIELD: Final = re.compile(r"Object (missing required|contains unknown) field `(.+)`")
 _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -341,74 +337,6 @@ def run_routes(
     return [Route("/v1/profiles/{ref}/journeys", read(api.history), methods=["GET"])]
 
 
-# -- Shared request helpers -------------------------------------------------------------------
-
-
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The request body, refused with PayloadTooLarge past ``limit`` bytes (before reading all
-    of it when the client declares its length)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"{declared} bytes, over the {limit}-byte limit", "body")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"over the {limit}-byte limit", "body")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def decode_body(body: bytes, kind: type[T]) -> T:
-    """A JSON body as ``kind``; ValidationError naming the field that is wrong."""
-    if not body.strip():
-        raise ValidationError("send a JSON object", "body")
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        at = _AT.search(text)
-        path = at.group(1) if at else ""
-        reason = text[: at.start()] if at else text
-        field = _FIELD.fullmatch(reason)
-        if field:
-            path = f"{path}.{field.group(2)}" if path else field.group(2)
-            reason = "is required" if field.group(1).startswith("missing") else "unknown field"
-        raise ValidationError(reason, path or "body") from exc
-    except msgspec.DecodeError as exc:
-        raise ValidationError(f"not valid JSON ({exc})", "body") from exc
-
-
-def resolve_ref(
-    profiles: ProfileReader, rules: IdentityRules, text: str, location: str = "ref"
-) -> tuple[Identifier, Profile]:
-    """The normalized identifier the ``type:value`` ref ``text`` names and the profile holding
-    it; ValidationError (naming ``location``) for a malformed ref, NotFound when no profile
-    holds it."""
-    try:
-        identifier = identifier_from_ref(text, rules)
-    except ValidationError as exc:
-        raise ValidationError(exc.reason, location) from exc
-    profile = profiles.find(identifier)
-    if profile is None:
-        raise NotFound(f"no profile has the identifier {ref_text(identifier)}")
-    return identifier, profile
-
-
-def find_profile(
-    profiles: ProfileReader, rules: IdentityRules, text: str, location: str = "ref"
-) -> Profile:
-    """The profile holding the ref ``text``; see :func:`resolve_ref`."""
-    return resolve_ref(profiles, rules, text, location)[1]
-
-
-def profile_ids(profile: Profile) -> list[str]:
-    """The profile's id and the ids of profiles merged into it: records written before a merge
-    stay under the old id."""
-    return [profile.id, *profile.merged_from]
-
-
 def _utf8(body: bytes) -> str:
     try:
         return body.decode("utf-8")
@@ -437,10 +365,6 @@ def problems_response(problems: Sequence[Problem]) -> JSONResponse:
     return JSONResponse({"error": error, "problems": listed}, status_code=400)
 
 
-def _time(ms: int | None) -> str | None:
-    return None if ms is None else iso(ms)
-
-
 def version_document(version: JourneyVersion) -> dict[str, Any]:
     """One stored version with its definition, as the API renders it."""
     return {
@@ -448,7 +372,7 @@ def version_document(version: JourneyVersion) -> dict[str, Any]:
         "version": version.version,
         "status": version.status,
         "created_at": iso(version.created_at),
-        "published_at": _time(version.published_at),
+        "published_at": iso_or_none(version.published_at),
         "migration": msgspec.to_builtins(version.migration),
         "definition": msgspec.to_builtins(version.definition),
     }
@@ -465,7 +389,7 @@ def summary_document(versions: Sequence[JourneyVersion]) -> dict[str, Any]:
         "version": newest.version,
         "status": newest.status,
         "stage": definition.stage,
-        "published_at": _time(newest.published_at),
+        "published_at": iso_or_none(newest.published_at),
         "live_version": live[-1].version if live else None,
         "entry": msgspec.to_builtins(definition.entry),
     }
@@ -480,9 +404,9 @@ def instance_document(instance: Instance, visits: Sequence[Visit]) -> dict[str, 
         "status": instance.status,
         "step": instance.step,
         "entered_at": iso(instance.entered_at),
-        "ended_at": _time(instance.ended_at),
+        "ended_at": iso_or_none(instance.ended_at),
         "exit_reason": instance.exit_reason,
         "waiting_for": instance.waiting_for,
-        "wake_at": _time(instance.wake_at),
+        "wake_at": iso_or_none(instance.wake_at),
         "visits": [{"step": v.step, "at": iso(v.at), "outcome": v.outcome} for v in visits],
     }

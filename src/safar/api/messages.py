@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from safar.api.auth import ApiKeyAuth
-from safar.api.journeys import decode_body, find_profile, profile_ids, read_body
 from safar.api.profiles import parse_limit
+from safar.api.requests import decode_body, find_profile, iso_or_none, profile_ids, read_body
 from safar.core.identity import IdentityRules
 from safar.errors import NotFound, ValidationError
 from safar.model.events import iso
@@ -166,10 +166,6 @@ def dead_letter_routes(auth: ApiKeyAuth, *, outbox: Outbox) -> list[Route]:
     return [Route("/v1/outbox/dead", auth.require("admin")(dead), methods=["GET"])]
 
 
-def _time(ms: int | None) -> str | None:
-    return None if ms is None else iso(ms)
-
-
 def decision_document(decision: Decision) -> dict[str, Any]:
     """One policy decision as the API renders it."""
     return {
@@ -182,7 +178,7 @@ def decision_document(decision: Decision) -> dict[str, Any]:
         "outcome": decision.outcome,
         "rule": decision.rule,
         "detail": decision.detail,
-        "until": _time(decision.until),
+        "until": iso_or_none(decision.until),
     }
 
 
@@ -205,8 +201,8 @@ def inbox_document(item: InboxItem) -> dict[str, Any]:
         "subject": item.subject,
         "text": item.text,
         "data": item.data,
-        "read_at": _time(item.read_at),
-        "dismissed_at": _time(item.dismissed_at),
+        "read_at": iso_or_none(item.read_at),
+        "dismissed_at": iso_or_none(item.dismissed_at),
     }
 
 
