@@ -95,6 +95,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--json", action="store_true", help="print the result as JSON")
     ingest.set_defaults(run=_bench_ingest)
+    journeys = bench_sub.add_parser("journeys", parents=[common], help="journey engine benchmarks")
+    journeys.add_argument("--customers", type=int, default=100_000)
+    journeys.add_argument("--latency-seconds", type=float, default=30.0)
+    journeys.add_argument("--latency-rate", type=float, default=5_000.0, help="events/s")
+    journeys.add_argument("--waiting", type=int, default=1_000_000)
+    journeys.add_argument("--dbos-customers", type=int, default=2_000)
+    journeys.add_argument(
+        "--only", choices=["e2e", "latency", "waiting", "dbos"], help="run one part only"
+    )
+    journeys.add_argument("--json", action="store_true", help="print the result as JSON")
+    journeys.set_defaults(run=_bench_journeys)
+    cel = bench_sub.add_parser("cel", parents=[common], help="CEL conditions against peers")
+    cel.add_argument("--iterations", type=int, default=200_000)
+    cel.add_argument("--json", action="store_true", help="print the result as JSON")
+    cel.set_defaults(run=_bench_cel)
     return parser
 
 
@@ -231,6 +246,35 @@ def _bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
         profiles=not args.no_profiles,
         as_json=args.json,
     )
+
+
+def _bench_journeys(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.bench.journeys import PARTS, run_journeys_bench
+
+    return run_journeys_bench(
+        settings,
+        customers=args.customers,
+        latency_seconds=args.latency_seconds,
+        latency_rate=args.latency_rate,
+        waiting=args.waiting,
+        dbos_customers=args.dbos_customers,
+        parts=(args.only,) if args.only else PARTS,
+        as_json=args.json,
+    )
+
+
+def _bench_cel(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.bench.cel import format_table, run
+
+    result = run(args.iterations)
+    if args.json:
+        print(msgspec.json.encode(result).decode())
+    else:
+        rows = result["rows"]
+        assert isinstance(rows, list)
+        print(f"{result['machine']}, Python {result['python']}")
+        print(format_table(rows))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
-"""Latency: from an event acknowledged by ``/v1/batch`` to its message reaching the channel.
+"""Latency: from an event acknowledged by ``/v1/batch`` to its message handed to the channel.
 
-A real ``safar serve`` (API process + worker process) runs a journey that sends a webhook at once
-on every "Bench Ping" event. The webhook channel posts to a sink in this process (a threaded
-``http.server``), which notes when each message arrives by the event's ``n``. A load generator
-sends batches of events at a fixed rate over a few keep-alive connections and notes when each
-batch is acknowledged. Latency per event = arrival at the sink − acknowledgement of its batch
-(both ``time.perf_counter`` in this process); so it includes the worker's log polling, profile
-processing, journey step, outbox, policy gate, rendering and the webhook's HTTP call itself.
-The first seconds are warm-up and not counted.
+A real ``safar serve`` (API process + worker process) runs a journey that sends a ``webhook``
+message at once on every "Bench Ping" event, rendered from a template that carries the event's
+``n``. Where the message goes (``sink``):
+
+- ``console``: ``channels.console_for = ["webhook"]`` makes the channel append one line per
+  message to a file, which a thread here tails (polling every 0.5 ms): the moment the engine
+  hands the message to a channel that does next to nothing;
+- ``webhook``: the real webhook channel, a signed HTTP POST per message from the dispatcher to a
+  threaded ``http.server`` here: the above plus one HTTP round trip per message.
+
+A load generator sends batches of events at a fixed rate over a few keep-alive connections and
+notes when each batch is acknowledged. Latency per event = arrival at the sink − acknowledgement
+of its batch (both ``time.perf_counter`` in this process); it includes the worker's log polling,
+profile processing, journey step, outbox, policy gate and rendering. The first seconds are
+warm-up and not counted.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import os
+import re
 import signal
 import threading
 import time
@@ -60,6 +68,9 @@ class _Sink(http.server.ThreadingHTTPServer):
 
 class _SinkHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the webhook client expects
+    # The answer goes out in writes of its own: without this, Nagle's algorithm and the
+    # client's delayed ACK hold each response ~40 ms.
+    disable_nagle_algorithm = True
     server: _Sink
 
     def do_POST(self) -> None:
@@ -75,6 +86,41 @@ class _SinkHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _Tail:
+    """Follows the console channel's file, noting when each message's line appears."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.arrived: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _follow(self) -> None:
+        self.path.touch()
+        with self.path.open("rb") as file:
+            pending = b""
+            while not self._stop.is_set():
+                chunk = file.read(1 << 20)
+                if not chunk:
+                    time.sleep(0.0005)
+                    continue
+                at = time.perf_counter()
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    found = _N.search(line)
+                    if found:
+                        self.arrived.setdefault(int(found.group(1)), at)
+
+
+_N = re.compile(rb'data=\{"n":"(\d+)"\}')
 
 
 class _Load:
@@ -138,6 +184,7 @@ def run_latency(
     *,
     seconds: float,
     rate: float = 5_000.0,
+    sink: str = "console",
     warmup: float = 3.0,
     drain: float = 30.0,
 ) -> dict[str, Any]:
@@ -158,46 +205,67 @@ def run_latency(
         write_key = stores.keys.create_source("bench").write_key
         publish(stores.journeys, parse_journey(JOURNEY, "bench-ping.yaml"), clock.now_ms())
 
-    sink = _Sink()
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
     env = dict(os.environ)
     env.update(
         SAFAR_STORAGE_SYNCHRONOUS=settings.storage.synchronous,
         SAFAR_JOURNEYS_TEMPLATES_DIR=str(templates),
         SAFAR_JOURNEYS_POLICY_FILE=str(work / "policy.yaml"),
-        SAFAR_CHANNELS_WEBHOOK_SECRET="bench-secret",
-        SAFAR_CHANNELS_WEBHOOK_ALLOW_PRIVATE="true",
-        SAFAR_CHANNELS_WEBHOOK_URL=f"http://127.0.0.1:{sink.server_address[1]}/",
     )
-    proc, port = _start_server(data, env, profiles=True)
+    server: _Sink | None = None
+    tail: _Tail | None = None
+    if sink == "webhook":
+        server = _Sink()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        arrived = server.arrived
+        env.update(
+            SAFAR_CHANNELS_WEBHOOK_SECRET="bench-secret",
+            SAFAR_CHANNELS_WEBHOOK_ALLOW_PRIVATE="true",
+            SAFAR_CHANNELS_WEBHOOK_URL=f"http://127.0.0.1:{server.server_address[1]}/",
+        )
+    else:
+        tail = _Tail(work / "messages.txt")
+        arrived = tail.arrived
+        env.update(
+            SAFAR_CHANNELS_CONSOLE_FOR='["webhook"]',
+            SAFAR_CHANNELS_CONSOLE_PATH=str(tail.path),
+        )
     try:
-        load = _Load(port, write_key, rate, warmup + seconds)
-        elapsed = load.run()
-        deadline = time.perf_counter() + drain
-        total = load.batches * BATCH
-        while len(sink.arrived) < total and time.perf_counter() < deadline:
-            time.sleep(0.1)
-        rss = _peak_rss_mb(proc.pid)
+        proc, port = _start_server(data, env, profiles=True)
+        try:
+            load = _Load(port, write_key, rate, warmup + seconds)
+            elapsed = load.run()
+            deadline = time.perf_counter() + drain
+            total = load.batches * BATCH
+            while len(arrived) < total and time.perf_counter() < deadline:
+                time.sleep(0.1)
+            rss = _peak_rss_mb(proc.pid)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+            if proc.stdout is not None:
+                proc.stdout.close()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        sink.shutdown()
-        sink.server_close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if tail is not None:
+            tail.close()
 
     first = int(warmup / load.interval)
     latencies: list[float] = []
     missing = 0
     for k in range(first, load.batches):
         for i in range(BATCH):
-            arrived = sink.arrived.get(k * BATCH + i)
-            if arrived is None:
+            at = arrived.get(k * BATCH + i)
+            if at is None:
                 missing += 1
             else:
-                latencies.append(arrived - load.acked[k])
+                latencies.append(at - load.acked[k])
     latencies.sort()
     acks = sorted(load.acked[k] - load.sent[k] for k in range(first, load.batches))
     measured = load.batches - first
     return {
+        "sink": sink,
         "rate_target": rate,
         "rate_achieved": round(load.batches * BATCH / elapsed),
         "events_measured": measured * BATCH,
