@@ -57,10 +57,10 @@ def serve(
     url = f"http://{host}:{port}"
     # Links in messages point at where this server really listens (``--port 0`` included).
     settings.journeys.public_url = settings.journeys.public_url or url
-    worker = ProcessorProcess(settings) if process_profiles else None
+    children = [ChildProcess(settings, role) for role in ROLES] if process_profiles else []
     try:
-        if worker:
-            worker.start()
+        for child in children:
+            child.start()
         app = create_app(stores=stores, settings=settings, clock=clock)
         tune_gc()
         config = uvicorn.Config(
@@ -76,8 +76,8 @@ def serve(
         (announce or _print)(url)
         server.run(sockets=[sock])
     finally:
-        if worker:
-            worker.stop()
+        for child in children:
+            child.stop()
         stores.close()
         sock.close()
 
@@ -97,18 +97,26 @@ def _print(url: str) -> None:
     print(f"Safar is listening on {url}", flush=True)
 
 
-class ProcessorProcess:
-    """The worker in a child process (spawned, so it shares no state with the API)."""
+#: The child processes ``safar serve`` runs beside the API: the stepper (profiles, journeys,
+#: timers) and the dispatcher (policy gate, rendering, channels). Separate processes, because a
+#: Python process runs on one core and both are CPU-bound under load (ADR 4).
+ROLES = ("worker", "dispatcher")
+#: How often the dispatcher process looks for due messages when idle.
+DISPATCH_POLL = 0.01
 
-    def __init__(self, settings: Settings) -> None:
+
+class ChildProcess:
+    """One role in a child process (spawned, so it shares no state with the API)."""
+
+    def __init__(self, settings: Settings, role: str) -> None:
         ctx = multiprocessing.get_context("spawn")
         # A pipe, not a multiprocessing.Event: it needs no semaphore, and the child also sees it
         # close when this process dies.
         self._reader, self._writer = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
-            target=run_processor,
-            args=(msgspec.json.encode(settings), self._reader, os.getpid()),
-            name="safar-profiles",
+            target=run_child,
+            args=(role, msgspec.json.encode(settings), self._reader, os.getpid()),
+            name=f"safar-{role}",
             daemon=True,
         )
 
@@ -125,9 +133,9 @@ class ProcessorProcess:
         self._reader.close()
 
 
-def run_processor(encoded_settings: bytes, stop: Connection, parent_pid: int) -> None:
-    """Child-process entry point: profiles, journeys and delivery until told to stop."""
-    from safar.runtime.worker import Worker
+def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: int) -> None:
+    """Child-process entry point: run ``role`` (see :data:`ROLES`) until told to stop."""
+    from safar.runtime.worker import Worker, build_dispatcher
 
     settings = msgspec.json.decode(encoded_settings, type=Settings)
     clock = SystemClock()
@@ -148,7 +156,10 @@ def run_processor(encoded_settings: bytes, stop: Connection, parent_pid: int) ->
     watcher.start()
     tune_gc()
     try:
-        Worker(stores, settings, clock).run(halt)
+        if role == "worker":
+            Worker(stores, settings, clock).run(halt, dispatch=False)
+        else:
+            build_dispatcher(stores, settings, clock).run(halt, idle_wait=DISPATCH_POLL)
     finally:
         halt.set()
         stores.close()

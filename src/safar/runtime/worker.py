@@ -89,6 +89,34 @@ def webhook_caller(settings: Settings, clock: Clock) -> WebhookCaller:
     return refuse
 
 
+def build_dispatcher(
+    stores: Stores,
+    settings: Settings,
+    clock: Clock,
+    *,
+    channels: Mapping[str, Channel] | None = None,
+    owner: str = "dispatcher",
+    policy: Policy | None = None,
+) -> Dispatcher:
+    """The dispatcher for these stores, with the configured channels, templates and policy."""
+    policy = policy or load_policy(settings)
+    ch = settings.channels
+    return Dispatcher(
+        stores.outbox,
+        stores.delivery,
+        stores.profiles,
+        stores.events,
+        channels if channels is not None else build_channels(ch, stores.delivery, clock),
+        TemplateRenderer(load_templates(settings)),
+        policy,
+        clock,
+        call_webhook=webhook_caller(settings, clock),
+        suppression_conditions=suppression_conditions(policy),
+        links=Links(load_secret(settings.secret_path), settings.public_url),
+        owner=owner,
+    )
+
+
 class Worker:
     """Everything after ingestion, for one set of stores."""
 
@@ -114,20 +142,8 @@ class Worker:
             plans=PlanBook(default_timezone=policy.default_timezone),
             owner=owner,
         )
-        ch = settings.channels
-        self.dispatcher = Dispatcher(
-            stores.outbox,
-            stores.delivery,
-            stores.profiles,
-            stores.events,
-            channels if channels is not None else build_channels(ch, stores.delivery, clock),
-            TemplateRenderer(load_templates(settings)),
-            policy,
-            clock,
-            call_webhook=webhook_caller(settings, clock),
-            suppression_conditions=suppression_conditions(policy),
-            links=Links(load_secret(settings.secret_path), settings.public_url),
-            owner=owner,
+        self.dispatcher = build_dispatcher(
+            stores, settings, clock, channels=channels, owner=owner, policy=policy
         )
 
     def step_once(self) -> int:
@@ -142,9 +158,21 @@ class Worker:
             self._wake.set()
         return done
 
-    def run(self, stop: threading.Event, idle_wait: float = 0.01, refresh: float = 2.0) -> None:
-        """Run both threads until ``stop`` is set. The stepper wakes the dispatcher as soon as it
-        has queued commands, so a message does not wait for the dispatcher's next poll."""
+    def run(
+        self,
+        stop: threading.Event,
+        idle_wait: float = 0.01,
+        refresh: float = 2.0,
+        *,
+        dispatch: bool = True,
+    ) -> None:
+        """Run the stepper, and with ``dispatch`` the dispatcher beside it in a thread, until
+        ``stop`` is set. The stepper wakes that dispatcher as soon as it has queued commands,
+        so a message does not wait for the dispatcher's next poll. ``safar serve`` runs the
+        dispatcher in a process of its own instead (``dispatch=False``)."""
+        if not dispatch:
+            self._step_until(stop, idle_wait, refresh)
+            return
         dispatcher = threading.Thread(
             target=self.dispatcher.run,
             args=(stop, IDLE_DISPATCH),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -18,7 +19,16 @@ from safar.errors import StoreError
 #: A migration is SQL (one or more statements) or a function given the connection.
 Migration = str | Callable[[sqlite3.Connection], None]
 
-_BUSY_TIMEOUT_MS = 30_000
+#: How long a writer waits for the write lock before giving up.
+_WRITE_TIMEOUT_S = 30.0
+#: SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between tries, so a writer waiting
+#: behind another process's 1 ms commit often slept ten times longer than needed, and processing
+#: fell behind at a few thousand events/s. Writers wait in :func:`_begin_immediate` instead;
+#: this short timeout only covers the rare busy read.
+_READ_BUSY_TIMEOUT_MS = 1
+#: The first and the longest pause between tries for the write lock.
+_FIRST_PAUSE_S = 0.0001
+_LONGEST_PAUSE_S = 0.002
 
 
 class Database:
@@ -48,11 +58,14 @@ class Database:
     def _open(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=_READ_BUSY_TIMEOUT_MS / 1000,
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout={_READ_BUSY_TIMEOUT_MS}")
             conn.execute(f"PRAGMA cache_size=-{self.cache_mb * 1024}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA temp_store=MEMORY")
@@ -65,7 +78,7 @@ class Database:
         """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back if the body raises."""
         conn = self.connection()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            _begin_immediate(conn)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
         try:
@@ -141,3 +154,19 @@ class Database:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    """Take the write lock, retrying with short pauses while another connection holds it."""
+    deadline = time.monotonic() + _WRITE_TIMEOUT_S
+    pause = _FIRST_PAUSE_S
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, _LONGEST_PAUSE_S)
