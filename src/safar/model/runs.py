@@ -87,10 +87,14 @@ class WebhookReply(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class ApiEntry(msgspec.Struct, kw_only=True, frozen=True):
-    """An entry requested by ``POST /v1/journeys/{id}/entries``."""
+    """An entry requested by ``POST /v1/journeys/{id}/entries`` or by a schedule.
+
+    ``at`` is when it was requested (the request event's time, or the schedule's tick).
+    """
 
     request_id: str
     context: dict[str, Any] = msgspec.field(default_factory=dict)
+    at: int = 0
 
 
 Input = EventInput | TimerFired | WebhookReply | ApiEntry

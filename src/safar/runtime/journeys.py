@@ -211,7 +211,9 @@ class JourneyRuntime:
             return
         context = props.get("context")
         request = ApiEntry(
-            request_id=item.message_id, context=context if isinstance(context, dict) else {}
+            request_id=item.message_id,
+            context=context if isinstance(context, dict) else {},
+            at=item.timestamp,
         )
         self._enter(batch, plan, profile, head, request, now)
 
@@ -354,7 +356,7 @@ class JourneyRuntime:
     def _enter_scheduled(self, plan: Plan, tick: int, now: int) -> int:
         """Every profile for which the entry condition holds enters, page by page. Redoing a
         tick after a crash gives the same instance ids and keys, so nothing happens twice."""
-        request = ApiEntry(request_id=f"schedule:{plan.id}:{tick}")
+        request = ApiEntry(request_id=f"schedule:{plan.id}:{tick}", at=tick)
         after, seen = "", 0
         while profiles := self._profiles.scan(after, SCAN_PAGE):
             batch = _Batch()
