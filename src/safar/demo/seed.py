@@ -32,8 +32,11 @@ class DemoInfo(msgspec.Struct, kw_only=True):
         auth = f"-H 'Authorization: Bearer {self.api_key}'"
         profile = f"{url}/v1/profiles/{self.sample_ref}"
         track = """'{"userId":"demo-1","event":"Demo Clicked"}'"""
-        signup = """'{"userId":"demo-2","event":"Signed Up","context":{"traits":"""
-        signup += """{"email":"demo-2@example.com","locale":"fa"}}}'"""
+        signup = (
+            """'{"batch":[{"type":"identify","userId":"demo-2","traits":{"""
+            """"email":"demo-2@example.com","first_name":"سارا","locale":"fa"}},"""
+            """{"type":"track","userId":"demo-2","event":"Signed Up"}]}'"""
+        )
         lines = [
             "",
             f"Safar demo shop: {self.customers:,} customers, {self.events:,} events.",
@@ -48,7 +51,7 @@ class DemoInfo(msgspec.Struct, kw_only=True):
             lines += [
                 f"Journeys live: {', '.join(self.journeys)} (examples/journeys).",
                 f"  Why (not) sent  curl {auth} {profile}/decisions",
-                f"  Welcome a user  curl -u '{self.write_key}:' -d {signup} {url}/v1/track",
+                f"  Welcome a user  curl -u '{self.write_key}:' -d {signup} {url}/v1/batch",
             ]
             if messages:
                 lines.append(f"  Messages        printed to {messages} (console channel)")
