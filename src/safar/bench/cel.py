@@ -145,7 +145,8 @@ def _rust() -> Engine:
         return Engine("common-expression-language", "", None)
 
     def compile_rust(source: str) -> Evaluate:
-        return cel.compile(source).execute
+        execute: Evaluate = cel.compile(source).execute
+        return execute
 
     version = importlib.metadata.version("common-expression-language")
     return Engine("common-expression-language", version, compile_rust)
