@@ -28,7 +28,10 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/safar bench ingest
+	$(BIN)/safar bench journeys
+	$(BIN)/safar bench cel
 
 clean:
 	rm -rf $(VENV) .safar .pytest_cache .mypy_cache .ruff_cache
