@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 
@@ -167,7 +166,7 @@ class JourneyRuntime:
             for plan in self.plans.entering.get(event.name or "", ()):
                 self._enter(batch, plan, profile, head, item, now)
 
-    def _load(self, batch: _Batch, pids: set[str], profiles: Any) -> None:
+    def _load(self, batch: _Batch, pids: set[str], profiles: Iterable[Profile]) -> None:
         ids = set(pids)
         for profile in profiles:
             ids.update(profile.merged_from)
