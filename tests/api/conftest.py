@@ -66,6 +66,20 @@ def asgi_client(app: ASGIApp) -> Iterator[httpx.Client]:
         yield client
 
 
+def add_sara(profiles: FakeProfiles, at: int) -> Profile:
+    """Sara: user 42 with an email, into whose profile ``prof_old`` was merged."""
+    return profiles.add(
+        Profile(
+            id="prof_sara",
+            identifiers={"user_id": ["42"], "email": ["sara@example.com"]},
+            traits={},
+            first_seen=at,
+            last_seen=at,
+            merged_from=["prof_old"],
+        )
+    )
+
+
 class FakeProfiles:
     """A :class:`safar.ports.ProfileReader` over plain dicts that tests fill directly."""
 

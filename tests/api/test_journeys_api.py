@@ -19,7 +19,7 @@ from safar.runtime.journeys import ENTRY_REQUEST_EVENT, JourneyRuntime
 from safar.stores.memory.events import MemoryEventLog
 from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.testing import FakeClock
-from tests.api.conftest import EXAMPLES, FakeProfiles
+from tests.api.conftest import EXAMPLES, FakeProfiles, add_sara
 
 CART = (EXAMPLES / "journeys" / "abandoned_cart.yaml").read_text()
 WELCOME = """\
@@ -37,16 +37,7 @@ T0 = 1_767_225_600_000
 
 
 def sara(profiles: FakeProfiles) -> Profile:
-    return profiles.add(
-        Profile(
-            id="prof_sara",
-            identifiers={"user_id": ["42"], "email": ["sara@example.com"]},
-            traits={},
-            first_seen=T0,
-            last_seen=T0,
-            merged_from=["prof_old"],
-        )
-    )
+    return add_sara(profiles, T0)
 
 
 def create(

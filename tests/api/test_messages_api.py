@@ -13,23 +13,14 @@ from safar.model.runs import EventCommand, OutboxEntry, SendCommand
 from safar.ports import JourneyUpdate, Settlement
 from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.testing import FakeClock
-from tests.api.conftest import FakeProfiles
+from tests.api.conftest import FakeProfiles, add_sara
 
 T0 = 1_767_225_600_000
 CONSENT = "/v1/profiles/user_id:42/consent"
 
 
 def sara(profiles: FakeProfiles) -> Profile:
-    return profiles.add(
-        Profile(
-            id="prof_sara",
-            identifiers={"user_id": ["42"], "email": ["sara@example.com"]},
-            traits={},
-            first_seen=T0,
-            last_seen=T0,
-            merged_from=["prof_old"],
-        )
-    )
+    return add_sara(profiles, T0)
 
 
 def message(key: str, profile_id: str) -> Message:

@@ -214,17 +214,16 @@ KEY_STORE_BACKENDS = [
 BackendFactory = Callable[[], Backend]
 
 
-@pytest.fixture(params=EVENT_LOG_BACKENDS)
-def make_event_backend(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+def _fresh_backends(
+    kind: Callable[[Path, FakeClock], Backend], root: Path, clock: FakeClock
 ) -> Iterator[BackendFactory]:
-    """Makes fresh, empty backends, for tests (hypothesis) that need a new one per example."""
-    kind: Callable[[Path, FakeClock], Backend] = request.param
+    """A factory of backends of ``kind``, each in a new directory under ``root``; all are shut
+    down when the test ends."""
     made: list[Backend] = []
 
     def make() -> Backend:
-        directory = tmp_path / f"backend-{len(made)}"
-        directory.mkdir()
+        directory = root / f"backend-{len(made)}"
+        directory.mkdir(parents=True)
         backend = kind(directory, clock)
         made.append(backend)
         return backend
@@ -232,6 +231,14 @@ def make_event_backend(
     yield make
     for backend in made:
         backend.shutdown()
+
+
+@pytest.fixture(params=EVENT_LOG_BACKENDS)
+def make_event_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[BackendFactory]:
+    """Makes fresh, empty backends, for tests (hypothesis) that need a new one per example."""
+    yield from _fresh_backends(request.param, tmp_path / "events", clock)
 
 
 @pytest.fixture
@@ -269,19 +276,7 @@ def make_journey_backend(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[BackendFactory]:
     """Makes fresh, empty backends for the journey suites (hypothesis needs one per example)."""
-    kind: Callable[[Path, FakeClock], Backend] = request.param
-    made: list[Backend] = []
-
-    def make() -> Backend:
-        directory = tmp_path / f"journeys-{len(made)}"
-        directory.mkdir()
-        backend = kind(directory, clock)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.shutdown()
+    yield from _fresh_backends(request.param, tmp_path / "journeys", clock)
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ from safar.model.journeys import Journey, JourneyVersion, Migration
 from safar.model.runs import Instance, Visit
 from safar.ports import Clock, EventLog, JourneyStore, ProfileReader, RunStore
 from safar.runtime import catalog
-from safar.runtime.internal import internal_event
+from safar.runtime.internal import track_event
 from safar.runtime.journeys import ENTRY_REQUEST_EVENT
 
 #: Media types a journey file may be sent as; anything else must be JSON.
@@ -209,14 +209,12 @@ class JourneyEndpoints:
         # Randomness is fine here: an id the client did not give cannot be retried anyway.
         request_id = wanted.request_id or uuid.uuid4().hex
         now = self._clock.now_ms()
-        event = internal_event(
+        event = track_event(
             key=f"entry:{journey_id}:{request_id}",
-            type="track",
             identifier=identifier,
-            timestamp=now,
-            received_at=now,
             name=ENTRY_REQUEST_EVENT,
             properties={"journey_id": journey_id, "context": wanted.context},
+            at=now,
         )
         self._events.append([event])
         body = {"request_id": request_id, "accepted": True, "profile_id": profile.id}

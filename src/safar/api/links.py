@@ -28,7 +28,7 @@ from starlette.routing import Route
 from safar.errors import ValidationError
 from safar.model.messages import Consent
 from safar.ports import Clock, DeliveryStore, EventLog, ProfileReader
-from safar.runtime.internal import internal_event
+from safar.runtime.internal import track_event
 from safar.runtime.links import Links, safe_target
 
 #: A 1x1 transparent GIF.
@@ -178,15 +178,12 @@ class LinkEndpoints:
     def _record(
         self, claims: LinkClaims, name: str, suffix: str, properties: dict[str, Any]
     ) -> None:
-        now = self._clock.now_ms()
-        event = internal_event(
+        event = track_event(
             key=f"{claims.k}:{suffix}",
-            type="track",
             identifier=claims.i,
-            timestamp=now,
-            received_at=now,
             name=name,
             properties=properties,
+            at=self._clock.now_ms(),
         )
         self._events.append([event])
 

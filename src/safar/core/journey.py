@@ -167,6 +167,14 @@ def advance(plan: Plan, instance: Instance, profile: Profile, item: Input, now: 
     return run.transition()
 
 
+def leave(plan: Plan, instance: Instance, profile: Profile, reason: str, now: int) -> Transition:
+    """End an active instance from outside its steps: its journey was stopped, or the step it
+    was moved to by a new version does not exist."""
+    run = _Run(plan, _copy(instance), profile, now)
+    run.end("exited", reason, instance.step)
+    return run.transition()
+
+
 def split_bucket(seed: str, profile_id: str) -> float:
     """A number in [0, 1) fixed by (seed, profile id): the same customer always lands alike."""
     digest = hashlib.sha256(f"{seed}\0{profile_id}".encode()).digest()

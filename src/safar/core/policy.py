@@ -174,15 +174,5 @@ def decide_batch(
         verdict = decide(message, recipients[i], facts, policy, now)
         verdicts[i] = verdict
         if verdict.kind == "go":
-            sends.setdefault(message.profile_id, []).append(
-                SentRecord(
-                    message_key=message.key,
-                    profile_id=message.profile_id,
-                    journey_id=message.journey_id,
-                    channel=message.channel,
-                    category=message.category,
-                    priority=message.priority,
-                    at=now,
-                )
-            )
+            sends.setdefault(message.profile_id, []).append(message.sent_record(now))
     return verdicts

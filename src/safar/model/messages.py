@@ -57,6 +57,18 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
             until=until,
         )
 
+    def sent_record(self, at: int) -> SentRecord:
+        """The :class:`SentRecord` of this message handed to its channel at ``at``."""
+        return SentRecord(
+            message_key=self.key,
+            profile_id=self.profile_id,
+            journey_id=self.journey_id,
+            channel=self.channel,
+            category=self.category,
+            priority=self.priority,
+            at=at,
+        )
+
 
 class RenderedMessage(msgspec.Struct, kw_only=True, frozen=True):
     """A message ready for a channel: addressed and rendered.

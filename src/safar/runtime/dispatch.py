@@ -30,12 +30,12 @@ from safar.channels.retry import MAX_ATTEMPTS, backoff_ms
 from safar.core.policy import Facts, Recipient, Verdict, decide_batch
 from safar.errors import DeliveryError, SafarError, ValidationError
 from safar.model.events import Event
-from safar.model.messages import Decision, Message, RenderedMessage, SentRecord
+from safar.model.messages import Decision, Message, RenderedMessage
 from safar.model.policy import Policy
 from safar.model.profiles import Profile
 from safar.model.runs import EventCommand, OutboxEntry, SendCommand, WebhookCommand
 from safar.ports import Channel, Clock, DeliveryStore, EventLog, Outbox, ProfileReader, Settlement
-from safar.runtime.internal import internal_event
+from safar.runtime.internal import internal_event, track_event
 from safar.runtime.journeys import WEBHOOK_REPLY_EVENT
 from safar.runtime.links import Links
 from safar.runtime.render import address_for, render_webhook
@@ -295,17 +295,10 @@ class Dispatcher:
         if receipt.provider_id:
             accepted += f" as {receipt.provider_id}"
         decision = message.decision(now, "sent", "", accepted)
-        sent = SentRecord(
-            message_key=message.key,
-            profile_id=message.profile_id,
-            journey_id=message.journey_id,
-            channel=message.channel,
-            category=message.category,
-            priority=message.priority,
-            at=now,
-        )
         work.settlements.append(
-            Settlement(key=entry.key, status="done", decision=decision, sent=sent)
+            Settlement(
+                key=entry.key, status="done", decision=decision, sent=message.sent_record(now)
+            )
         )
         work.events.append(_receipt(message, "Message Sent", now, provider_id=receipt.provider_id))
 
@@ -419,14 +412,12 @@ def _receipt(message: Message, name: str, now: int, **extra: Any) -> Event:
     }
     properties.update({k: v for k, v in extra.items() if v is not None})
     suffix = name.split()[-1].lower()
-    return internal_event(
+    return track_event(
         key=f"{message.key}:{suffix}",
-        type="track",
         identifier=message.identifier,
-        timestamp=now,
-        received_at=now,
         name=name,
         properties=properties,
+        at=now,
     )
 
 
@@ -462,12 +453,10 @@ def _reply(
         properties["response"] = response
     if error is not None:
         properties["error"] = error
-    return internal_event(
+    return track_event(
         key=f"{command.key}:reply",
-        type="track",
         identifier=command.identifier,
-        timestamp=now,
-        received_at=now,
         name=WEBHOOK_REPLY_EVENT,
         properties=properties,
+        at=now,
     )

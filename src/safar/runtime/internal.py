@@ -65,3 +65,19 @@ def internal_event(
         received_at=received_at,
         body=_encode(body),
     )
+
+
+def track_event(
+    *, key: str, identifier: Identifier, name: str, properties: dict[str, Any], at: int
+) -> Event:
+    """A ``track`` event about something Safar saw happen at ``at`` (also its receipt time):
+    a receipt, an open, a reply, an entry request."""
+    return internal_event(
+        key=key,
+        type="track",
+        identifier=identifier,
+        timestamp=at,
+        received_at=at,
+        name=name,
+        properties=properties,
+    )

@@ -42,7 +42,6 @@ from safar.model.runs import (
     OutboxEntry,
     SendCommand,
     TimerFired,
-    Visit,
     WebhookReply,
 )
 from safar.ports import Clock, EventLog, JourneyStore, JourneyUpdate, ProfileReader, RunStore
@@ -255,41 +254,20 @@ class JourneyRuntime:
         if plan is None:
             return
         if self.plans.stopped(instance.journey_id, instance.version):
-            self._stop(batch, instance, now)
+            self._keep(batch, core.leave(plan, instance, profile, "journey stopped", now), now)
             return
         successor = self.plans.successor(instance.journey_id, instance.version)
         if successor is not None:
             step = self.plans.moved_step(instance.journey_id, instance.step)
             if step not in successor.steps:
                 reason = f"step {instance.step!r} is not in version {successor.version}"
-                self._stop(batch, instance, now, reason)
+                self._keep(batch, core.leave(plan, instance, profile, reason, now), now)
                 return
             plan = successor
             instance = msgspec.structs.replace(instance, version=plan.version, step=step)
         transition = core.advance(plan, instance, profile, item, now)
         if transition.changed:
             self._keep(batch, transition, now)
-
-    def _stop(
-        self, batch: _Batch, instance: Instance, now: int, reason: str = "journey stopped"
-    ) -> None:
-        ended = msgspec.structs.replace(
-            instance,
-            status="exited",
-            ended_at=now,
-            exit_reason=reason,
-            wake_at=None,
-            waiting_for=None,
-        )
-        visit = Visit(
-            instance_id=ended.id,
-            journey_id=ended.journey_id,
-            version=ended.version,
-            step=ended.step,
-            at=now,
-            outcome=f"exited:{reason}",
-        )
-        self._keep(batch, core.Transition(ended, visits=[visit]), now)
 
     def _keep(self, batch: _Batch, transition: core.Transition, now: int) -> None:
         instance = transition.instance

@@ -9,6 +9,7 @@ so it runs beside the stepper rather than holding it up.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -142,9 +143,15 @@ class Worker:
             plans=PlanBook(default_timezone=policy.default_timezone),
             owner=owner,
         )
-        self.dispatcher = build_dispatcher(
-            stores, settings, clock, channels=channels, owner=owner, policy=policy
+        self._build_dispatcher = functools.partial(
+            build_dispatcher, stores, settings, clock, channels=channels, owner=owner, policy=policy
         )
+
+    @functools.cached_property
+    def dispatcher(self) -> Dispatcher:
+        """Built on first use: ``safar serve``'s worker process never delivers, so it does not
+        load templates and channels for nothing."""
+        return self._build_dispatcher()
 
     def step_once(self) -> int:
         """One turn of the stepper: profiles, then journeys over events, due timers and due
