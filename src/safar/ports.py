@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from safar.model.audiences import AudienceVersion, Fold, Membership
 from safar.model.events import AppendResult, Event
 from safar.model.journeys import JourneyVersion
 from safar.model.keys import ApiKey, Source
@@ -366,6 +367,116 @@ class DeliveryStore(Protocol):
 
     def mark_inbox(self, profile_id: str, item_id: str, action: str, at: int) -> bool:
         """``read`` or ``dismiss`` an item; False when the profile has no such item."""
+        ...
+
+
+class AudienceCatalog(Protocol):
+    """Segment and computed trait definitions, every version of each, with their status.
+
+    A version is identified by ``(id, version)``; ``save`` inserts or replaces it whole. Lists
+    are ordered by id, then version ascending.
+    """
+
+    def save(self, version: AudienceVersion) -> None:
+        """Insert or replace this version."""
+        ...
+
+    def get(self, audience_id: str, version: int | None = None) -> AudienceVersion | None:
+        """That version, or the highest version when ``version`` is None; None when unknown."""
+        ...
+
+    def versions(self, audience_id: str) -> list[AudienceVersion]:
+        """Every version of one segment or computed trait (empty when unknown)."""
+        ...
+
+    def all(self) -> list[AudienceVersion]:
+        """Every version of every segment and computed trait."""
+        ...
+
+
+class AudienceUpdate(msgspec.Struct, kw_only=True):
+    """What one audience batch changes, committed by :meth:`AudienceStore.commit` atomically."""
+
+    #: The ``processed_seq`` this batch read events after, or None for a batch of timers only.
+    after_seq: int | None = None
+    processed_seq: int | None = None
+    #: Identifier -> its folds by aggregate key, replacing what is stored; an empty mapping
+    #: deletes the identifier's folds.
+    folds: dict[tuple[str, str], dict[str, Fold]] = msgspec.field(default_factory=dict)
+    #: Memberships evaluated: stored whole (upserted by profile id). Committing one releases
+    #: its timer lease.
+    memberships: list[Membership] = msgspec.field(default_factory=list)
+    #: Profile ids whose membership is gone (merged into another profile).
+    deleted: list[str] = msgspec.field(default_factory=list)
+    #: Membership-change events, kept until :meth:`AudienceStore.forwarded` says they are in
+    #: the event log. One whose message id is already pending is skipped.
+    emits: list[Event] = msgspec.field(default_factory=list)
+    #: Job name -> its new progress (see :meth:`AudienceStore.progress`); None forgets it.
+    progress: dict[str, str | None] = msgspec.field(default_factory=dict)
+
+
+class AudienceStore(Protocol):
+    """What the audience processor keeps per customer: the folds of their events per aggregate
+    (filed under the identifier each event is attributed to, so they move with identifiers),
+    their segment memberships with a timer for the next change a window brings, and the
+    membership-change events not yet in the event log.
+
+    - ``commit`` is atomic. With ``after_seq`` set it raises :class:`~safar.errors.StoreError`
+      and changes nothing unless ``after_seq == processed_seq()``, then sets the cursor to
+      ``processed_seq``.
+    - A timer is a membership with ``wake_at`` set. ``claim_due`` returns memberships whose
+      ``wake_at <= now`` and whose lease is free or expired, earliest first, and leases them
+      to ``owner`` until ``now + lease_ms``.
+    - ``members`` and ``count`` reflect the last commit.
+    """
+
+    def processed_seq(self) -> int:
+        """The ``seq`` of the last event the audience processor has handled (0 before any)."""
+        ...
+
+    def folds(
+        self, identifiers: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Fold]]:
+        """The folds filed under these identifiers; identifiers without any are left out."""
+        ...
+
+    def memberships(self, profile_ids: Collection[str]) -> dict[str, Membership]:
+        """The stored memberships of these profiles; unknown ids are left out."""
+        ...
+
+    def claim_due(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Membership]:
+        """Up to ``limit`` memberships whose timer is due, leased to ``owner`` (see the class)."""
+        ...
+
+    def next_wake(self) -> int | None:
+        """The earliest ``wake_at`` of any membership (leased or not), or None."""
+        ...
+
+    def commit(self, update: AudienceUpdate) -> None:
+        """Store one batch's changes atomically (see the class)."""
+        ...
+
+    def pending_emits(self, limit: int) -> list[Event]:
+        """Up to ``limit`` membership-change events not yet forwarded, in commit order."""
+        ...
+
+    def forwarded(self, message_ids: Collection[str]) -> None:
+        """Forget these pending events: they are in the event log."""
+        ...
+
+    def members(self, segment_id: str, after_profile_id: str, limit: int) -> list[Membership]:
+        """Up to ``limit`` memberships holding ``segment_id``, with profile ids above
+        ``after_profile_id``, ascending by profile id (for paging through an audience)."""
+        ...
+
+    def count(self, segment_id: str) -> int:
+        """How many customers are in the segment."""
+        ...
+
+    def progress(self) -> dict[str, str]:
+        """Where the processor's background jobs are (history folded in for a new aggregate,
+        customers evaluated for a new segment), by job name, as committed with the state they
+        produced."""
         ...
 
 

@@ -24,10 +24,21 @@ from safar.model.runs import (
     SendCommand,
     Visit,
 )
-from safar.ports import DeliveryStore, EventLog, JourneyStore, KeyStore, Outbox, RunStore
+from safar.ports import (
+    AudienceCatalog,
+    AudienceStore,
+    DeliveryStore,
+    EventLog,
+    JourneyStore,
+    KeyStore,
+    Outbox,
+    RunStore,
+)
+from safar.stores.memory.audiences import MemoryAudienceStores
 from safar.stores.memory.events import MemoryEventLog
 from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.stores.memory.keys import MemoryKeyStore
+from safar.stores.sqlite.audiences import SqliteAudienceCatalog, SqliteAudienceStore
 from safar.stores.sqlite.db import Database
 from safar.stores.sqlite.delivery import SqliteDeliveryStore
 from safar.stores.sqlite.events import SqliteEventLog
@@ -49,6 +60,14 @@ class JourneyStores:
     runs: RunStore
     outbox: Outbox
     delivery: DeliveryStore
+
+
+@dataclass
+class AudienceStores:
+    """The two audience ports of one backend, as one process opens them."""
+
+    catalog: AudienceCatalog
+    store: AudienceStore
 
 
 class Backend:
@@ -95,6 +114,15 @@ class Backend:
         False if not supported."""
         return False
 
+    def audience_stores(self) -> AudienceStores:
+        """The audience stores on this storage, opened as a new process would."""
+        raise NotImplementedError
+
+    def fail_commits_emitting(self, message_id: str) -> bool:
+        """Make the storage reject, half-way, an audience commit emitting ``message_id``;
+        False if not supported."""
+        return False
+
 
 class MemoryBackend(Backend):
     shares_storage = False
@@ -104,6 +132,7 @@ class MemoryBackend(Backend):
         self._events: MemoryEventLog | None = None
         self._keys: MemoryKeyStore | None = None
         self._journeys: MemoryJourneyStores | None = None
+        self._audiences: MemoryAudienceStores | None = None
 
     def event_log(self, *, dedupe_window_ms: int = DAY_MS) -> EventLog:
         if self._events is None:
@@ -123,6 +152,11 @@ class MemoryBackend(Backend):
             self._journeys = MemoryJourneyStores()
         one = self._journeys
         return JourneyStores(journeys=one, runs=one, outbox=one, delivery=one)
+
+    def audience_stores(self) -> AudienceStores:
+        if self._audiences is None:
+            self._audiences = MemoryAudienceStores()
+        return AudienceStores(catalog=self._audiences, store=self._audiences)
 
 
 class SqliteBackend(Backend):
@@ -174,13 +208,22 @@ class SqliteBackend(Backend):
         )
 
     def fail_commits_visiting(self, instance_id: str) -> bool:
+        self.journey_stores()  # the tables exist before the trigger
         return self._fail_inserts("journey_visits", f"NEW.instance_id = '{instance_id}'")
 
     def fail_settles_sending(self, message_key: str) -> bool:
+        self.journey_stores()
         return self._fail_inserts("journey_sends", f"NEW.message_key = '{message_key}'")
 
+    def audience_stores(self) -> AudienceStores:
+        db = self._database()
+        return AudienceStores(catalog=SqliteAudienceCatalog(db), store=SqliteAudienceStore(db))
+
+    def fail_commits_emitting(self, message_id: str) -> bool:
+        self.audience_stores()
+        return self._fail_inserts("audience_emits", f"NEW.message_id = '{message_id}'")
+
     def _fail_inserts(self, table: str, condition: str) -> bool:
-        self.journey_stores()  # the tables exist before the trigger
         with self._database().write() as conn:
             conn.execute(
                 f"CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} WHEN {condition}"
@@ -275,7 +318,8 @@ JOURNEY_BACKENDS = [
 def make_journey_backend(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[BackendFactory]:
-    """Makes fresh, empty backends for the journey suites (hypothesis needs one per example)."""
+    """Makes fresh, empty backends for the journey and audience suites (hypothesis needs one
+    per example)."""
     yield from _fresh_backends(request.param, tmp_path / "journeys", clock)
 
 
@@ -287,6 +331,16 @@ def journey_backend(make_journey_backend: BackendFactory) -> Backend:
 @pytest.fixture
 def stores(journey_backend: Backend) -> JourneyStores:
     return journey_backend.journey_stores()
+
+
+@pytest.fixture
+def audience_backend(make_journey_backend: BackendFactory) -> Backend:
+    return make_journey_backend()
+
+
+@pytest.fixture
+def audiences(audience_backend: Backend) -> AudienceStores:
+    return audience_backend.audience_stores()
 
 
 # -- Builders for the journey suites ----------------------------------------------------------

@@ -111,7 +111,8 @@ def test_build_reports_every_problem_with_yaml_field_names() -> None:
     assert [str(problem) for problem in caught.value.problems] == [
         "<journey>: steps[0].wait.for: bad duration '1x': use a number and a unit s, m, h, d or "
         "w, e.g. 90m or 3d",
-        "<journey>: entry: customers cannot enter: give an event, a schedule or api: true",
+        "<journey>: entry: customers cannot enter: give an event, a segment, a schedule or"
+        " api: true",
         "<journey>: steps[0].wait.for: must be longer than 0s",
         "<journey>: steps[1].next: no step 'nowhere'; name a step id or 'exit'",
         "<journey>: steps[1].send.channel: unknown channel 'pigeon'; use email, sms, webhook, "

@@ -1,4 +1,4 @@
-"""The examples in docs/journeys.md and docs/policy.md read as the docs say."""
+"""The examples in docs/journeys.md, docs/policy.md and docs/audiences.md read as the docs say."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from safar.definitions.audiences import parse_audience, validate_audiences
 from safar.definitions.journeys import parse_journey
 from safar.definitions.policy import parse_policy
 from safar.definitions.validate import cel_checker, validate_journey
@@ -56,3 +57,13 @@ def test_the_python_example_builds_the_example() -> None:
 @pytest.mark.parametrize("block", blocks("policy.md", "yaml"))
 def test_policy_snippets_parse(block: str) -> None:
     parse_policy(block)
+
+
+def test_audience_examples_read_and_validate_together() -> None:
+    definitions = [
+        parse_audience(block)
+        for block in blocks("audiences.md", "yaml")
+        if block.startswith("id:")  # whole definitions; other blocks are fragments
+    ]
+    assert len(definitions) >= 5
+    assert validate_audiences(definitions) == []

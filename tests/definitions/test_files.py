@@ -45,7 +45,9 @@ def project(root: Path) -> Path:
     )
     write(root / "templates" / "hello.yaml", TEMPLATE)
     write(root / "policy.yaml", "quiet_hours: {start: '21:00', end: '08:00'}\n")
-    write(root / "segments" / "vip.yaml", "segment: vip\nwhere: profile.traits.vip\n")
+    write(root / "segments" / "vip.yaml", "id: vip\nname: VIPs\nwhere: {trait: vip, eq: true}\n")
+    write(root / "traits" / "orders.yaml", "id: orders\ncompute: {event: Order Completed}\n")
+    write(root / "ci.yaml", "jobs: {test: {runs-on: ubuntu-latest}}\n")
     write(root / ".git" / "config.yaml", "not: [valid\n")
     write(root / "README.md", "not YAML at all: [\n")
     return root
@@ -62,6 +64,7 @@ def test_a_good_project_has_no_problems(tmp_path: Path) -> None:
 def test_the_examples_have_no_problems() -> None:
     assert validate_paths([EXAMPLE]) == []
     assert validate_paths([EXAMPLE.parent]) == []
+    assert validate_paths([EXAMPLE.parents[1]]) == []  # policy, templates, audiences too
 
 
 def test_problems_name_file_line_and_field(tmp_path: Path) -> None:
@@ -114,10 +117,16 @@ def test_a_templates_dir_beside_the_journey(tmp_path: Path) -> None:
 def test_files_named_on_their_own(tmp_path: Path) -> None:
     project(tmp_path)
     found = validate_paths(
-        [tmp_path / "segments" / "vip.yaml", tmp_path / "nothing.yaml", tmp_path / "policy.yaml"]
+        [
+            tmp_path / "ci.yaml",
+            tmp_path / "nothing.yaml",
+            tmp_path / "policy.yaml",
+            tmp_path / "segments" / "vip.yaml",
+        ]
     )
     assert lines(found, tmp_path) == [
-        "segments/vip.yaml:1: neither a journey (no 'steps') nor a policy file",
+        "ci.yaml:1: neither a journey (no 'steps'), a segment (no 'where'), a computed trait "
+        "(no 'compute') nor a policy file",
         "nothing.yaml: no such file or directory",
     ]
 

@@ -11,7 +11,7 @@ from safar.definitions.problems import DefinitionError
 from safar.definitions.validate import POLICY_NAMES, cel_checker, validate_policy
 from safar.model.policy import FrequencyCap, Policy, QuietHours, Suppression
 
-FORMS = "give where, or event (and within), or after_event with until_event"
+FORMS = "give segment, or where, or event (and within), or after_event with until_event"
 HOUR = 3_600_000
 DAY = 24 * HOUR
 

@@ -210,7 +210,13 @@ def test_the_example_is_valid(example_text: str) -> None:
         (
             HEADER.replace("{event: A}", "{where: profile.traits.new}")
             + "  - {id: a, exit: true}\n",
-            [(3, "entry", "customers cannot enter: give an event, a schedule or api: true")],
+            [
+                (
+                    3,
+                    "entry",
+                    "customers cannot enter: give an event, a segment, a schedule or api: true",
+                )
+            ],
         ),
         (
             HEADER.replace("{event: A}", "{event: A, cooldown: 1d}") + "  - {id: a, exit: true}\n",

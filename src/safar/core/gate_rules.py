@@ -7,7 +7,7 @@ exactly one window old no longer counts, and none stamped after ``now`` counts y
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal, NamedTuple
 
 from safar.core.localtime import local_clock, next_local_time, parse_hhmm, utc_text, zone
@@ -39,28 +39,37 @@ def _in_window(at: int, window_ms: int, now: int) -> bool:
     return now - window_ms < at <= now
 
 
-def consent(
-    message: Message, who: str, consents: Iterable[Consent], *, transactional: bool
-) -> Stop | None:
-    """The customer's choice for the message's channel and category decides, else their choice
-    for the channel and ``*``; the latest ``at`` wins, and a tie counts as unsubscribed.
-
-    A transactional message heeds only a choice for its own category.
+def effective_consent(
+    consents: Iterable[Consent], channel: str, category: str, *, transactional: bool = False
+) -> Consent | None:
+    """The choice that holds for (channel, category): the customer's choice for that category,
+    else their choice for the channel and ``*``; the latest ``at`` wins, and a tie counts as
+    unsubscribed. A transactional message heeds only a choice for its own category.
     """
     exact: list[Consent] = []
     every: list[Consent] = []
     for choice in consents:
-        if choice.channel != message.channel:
+        if choice.channel != channel:
             continue
-        if choice.category == message.category:
+        if choice.category == category:
             exact.append(choice)
         elif choice.category == "*" and not transactional:
             every.append(choice)
     choices = exact or every
     if not choices:
         return None
-    latest = max(choices, key=lambda c: (c.at, not c.subscribed))
-    if latest.subscribed:
+    return max(choices, key=lambda c: (c.at, not c.subscribed))
+
+
+def consent(
+    message: Message, who: str, consents: Iterable[Consent], *, transactional: bool
+) -> Stop | None:
+    """Stops the message when the choice that holds (:func:`effective_consent`) is
+    unsubscribed."""
+    latest = effective_consent(
+        consents, message.channel, message.category, transactional=transactional
+    )
+    if latest is None or latest.subscribed:
         return None
     what = "all" if latest.category == "*" else latest.category
     return Stop(
@@ -72,12 +81,18 @@ def consent(
 
 
 def _holds(
-    rule: Suppression, events: list[tuple[str, int]], conditions: Mapping[str, bool], now: int
+    rule: Suppression,
+    events: list[tuple[str, int]],
+    conditions: Mapping[str, bool],
+    now: int,
+    segments: Collection[str],
 ) -> str | None:
     """Why ``rule`` holds now (a parenthesis for the detail), or ``None``.
 
     A rule written with more than one form (validation rejects that) holds when any does.
     """
+    if rule.segment is not None and rule.segment in segments:
+        return f"in segment {rule.segment}"
     if rule.where is not None and conditions.get(rule.id, False):
         return f"its condition holds: {rule.where}"
     if rule.event is not None:
@@ -110,15 +125,16 @@ def suppression(
     conditions: Mapping[str, bool],
     policy: Policy,
     now: int,
+    segments: Collection[str] = (),
 ) -> Stop | None:
     """The first suppression rule, in policy order, that covers the message's category and
-    channel and holds for the customer now."""
+    channel and holds for the customer now (in ``segments``, for rules by segment)."""
     for rule in policy.suppressions:
         if message.category not in rule.categories:
             continue
         if rule.channels and message.channel not in rule.channels:
             continue
-        why = _holds(rule, events, conditions, now)
+        why = _holds(rule, events, conditions, now, segments)
         if why is not None:
             return Stop("suppress", f"suppression:{rule.id}", f"{who} is held by {rule.id} ({why})")
     return None

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from safar.core.localtime import next_local_time, zone
+from safar.core.paths import dig
 from safar.core.plan import Plan
 from safar.model.journeys import (
     EXIT,
@@ -104,6 +105,22 @@ def entry_activation(
 ) -> dict[str, Any]:
     """What the entry condition sees."""
     return _activation(profile, event.payload if event else {}, plan.journey.context, now)
+
+
+def entry_holds(plan: Plan, profile: Profile, event: EventInput | None, now: int) -> bool:
+    """Whether the entry's segment and condition let the customer in: on an event (for a
+    segment entry, the segment's ``Segment Entered``), or at a schedule's tick (``event`` None;
+    a segment then means its members)."""
+    segment = plan.journey.entry.segment
+    if segment is not None:
+        if event is None:
+            if segment not in profile.segments:
+                return False
+        else:
+            properties = event.payload.get("properties")
+            if not isinstance(properties, dict) or properties.get("segment_id") != segment:
+                return False
+    return plan.entry_where(entry_activation(plan, profile, event, now))
 
 
 def enter(
@@ -241,7 +258,7 @@ class _Run:
             return
         if reply.ok:
             for key, path in step.save.items():
-                inst.context[key] = _dig(reply.response, path)
+                inst.context[key] = dig(reply.response, path)
             outcome = "replied"
         else:
             inst.context[WEBHOOK_ERROR.format(step=step.id)] = reply.error or "failed"
@@ -469,6 +486,7 @@ def _activation(
             "id": profile.id,
             "traits": profile.traits,
             "identifiers": profile.identifiers,
+            "segments": profile.segments,
         },
         "journey": journey,
         "now": datetime.fromtimestamp(now / 1000, tz=UTC),
@@ -485,17 +503,6 @@ def _event_summary(event: EventInput) -> dict[str, Any]:
     if "traits" in payload:
         summary["traits"] = payload["traits"]
     return summary
-
-
-def _dig(value: Any, path: str) -> Any:
-    for part in path.split(".") if path else ():
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
 
 
 def _copy(instance: Instance) -> Instance:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from safar.model.audiences import SEGMENT_ENTERED
 from safar.model.journeys import AnyStep, Branch, Journey, Wait
 
 #: A compiled condition: True only when it holds (an evaluation error counts as not holding).
@@ -46,6 +47,15 @@ class Plan:
     @property
     def first(self) -> str:
         return self.journey.steps[0].id
+
+    @property
+    def entry_event(self) -> str | None:
+        """The event name customers enter on, if any: a segment entry enters on
+        ``Segment Entered`` (unless it is scheduled)."""
+        entry = self.journey.entry
+        if entry.segment is not None and entry.schedule is None:
+            return SEGMENT_ENTERED
+        return entry.event
 
 
 def compile_plan(

@@ -49,6 +49,8 @@ class Recipient(msgspec.Struct, kw_only=True, frozen=True):
     profile_id: str
     traits: dict[str, Any] = msgspec.field(default_factory=dict)
     address: str | None = None
+    #: The segments the customer is in (for suppression by segment).
+    segments: tuple[str, ...] = ()
 
 
 class Facts(msgspec.Struct, kw_only=True, frozen=True):
@@ -121,7 +123,15 @@ def decide(
     found = consent(message, who, facts.consents, transactional=transactional)
     if found is None and not transactional:
         found = (
-            suppression(message, who, facts.events, facts.suppressed_by_condition, policy, now)
+            suppression(
+                message,
+                who,
+                facts.events,
+                facts.suppressed_by_condition,
+                policy,
+                now,
+                recipient.segments,
+            )
             or priority(message, who, facts.sends, policy.priority_window_ms, now)
             or frequency_cap(message, who, facts.sends, policy.frequency_caps, now)
             or quiet_hours(message, who, recipient.traits, policy, now)

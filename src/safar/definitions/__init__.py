@@ -1,15 +1,26 @@
-"""Journey and policy definition files: reading YAML, validating, building in Python.
+"""Journey, policy, segment and computed-trait definition files: reading YAML, validating,
+building in Python.
 
-- :func:`parse_journey` / :func:`parse_policy`: YAML text to the model, raising
-  :class:`DefinitionError` with every :class:`Problem` (file, line, field, message);
+- :func:`parse_journey` / :func:`parse_policy` / :func:`parse_audience`: YAML text to the model,
+  raising :class:`DefinitionError` with every :class:`Problem` (file, line, field, message);
 - :func:`validate_journey`: checks on the whole journey (targets, loops, stages, templates,
   conditions), returning problems;
+- :func:`validate_audiences`: checks on a set of segments and computed traits (ids, ``member:``
+  references and cycles, conditions); :func:`topological_order` puts segments members-first;
 - :class:`JourneyBuilder`: the same journeys written in Python;
 - :func:`validate_paths`: what ``safar validate`` runs over files and directories.
 
-Formats: ``docs/journeys.md`` and ``docs/policy.md``.
+Formats: ``docs/journeys.md``, ``docs/policy.md`` and ``docs/audiences.md``.
 """
 
+from safar.definitions.audiences import (
+    audience_kind,
+    load_audience,
+    parse_audience,
+    segment_dependencies,
+    topological_order,
+    validate_audiences,
+)
 from safar.definitions.builder import JourneyBuilder
 from safar.definitions.dump import dump_journey
 from safar.definitions.durations import format_duration, parse_duration
@@ -24,13 +35,19 @@ __all__ = [
     "DefinitionError",
     "JourneyBuilder",
     "Problem",
+    "audience_kind",
     "dump_journey",
     "format_duration",
+    "load_audience",
     "load_journey",
     "load_policy",
+    "parse_audience",
     "parse_duration",
     "parse_journey",
     "parse_policy",
+    "segment_dependencies",
+    "topological_order",
+    "validate_audiences",
     "validate_journey",
     "validate_paths",
     "validate_policy",

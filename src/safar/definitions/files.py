@@ -1,11 +1,14 @@
-"""``safar validate``: check journey and policy files, and directories of them.
+"""``safar validate``: check journey, policy, segment and computed-trait files, and directories
+of them.
 
 Each path is a file or a directory walked for ``*.yaml`` / ``*.yml`` (hidden directories and
 ``templates/`` directories are not walked). A YAML file is a *journey* when its top level has
-``steps`` or ``entry``, and a *policy* when it is named ``policy.yaml`` (``.yml``) or its top
-level has policy keys (``quiet_hours``, ``frequency_caps``, ...). Other YAML files met while
-walking a directory are left alone (they may be segments); named on their own, they are a
-problem.
+``steps`` or ``entry``, a *policy* when it is named ``policy.yaml`` (``.yml``) or its top level
+has policy keys (``quiet_hours``, ``frequency_caps``, ...), a *computed trait* when it has
+``compute`` and a *segment* when it has ``where``. Other YAML files met while walking a directory
+are left alone; named on their own, they are a problem. Segments and computed traits are also
+checked together, once every file is read: ids shared between them, ``member:`` references
+across files, cycles.
 
 Templates (``<id>.yaml`` files, see :mod:`safar.templates`) for ``send`` steps come from
 ``templates_dir``, else from ``templates/`` beside the
@@ -21,6 +24,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+from safar.definitions.audiences import (
+    Audience,
+    audience_from_node,
+    audience_kind,
+    validate_audiences,
+)
 from safar.definitions.journeys import journey_from_node
 from safar.definitions.policy import POLICY_FILE_KEYS, policy_from_node
 from safar.definitions.problems import DefinitionError, Problem
@@ -32,17 +41,21 @@ from safar.definitions.validate import (
     validate_journey,
     validate_policy,
 )
-from safar.definitions.yamlsource import Map, Node, line_map, load
+from safar.definitions.yamlsource import Map, Node, Scalar, line_map, load
 
 YAML_SUFFIXES: Final = (".yaml", ".yml")
 POLICY_FILE_NAMES: Final = ("policy.yaml", "policy.yml")
 TEMPLATES_DIR_NAME: Final = "templates"
 _JOURNEY_MARKERS: Final = frozenset({"steps", "entry"})
+_NOT_A_DEFINITION: Final = (
+    "neither a journey (no 'steps'), a segment (no 'where'), a computed trait (no 'compute') "
+    "nor a policy file"
+)
 
 
 def validate_paths(paths: Sequence[Path], templates_dir: Path | None = None) -> list[Problem]:
-    """Every problem in the journey and policy files at ``paths``, file by file in line order;
-    [] when all is well."""
+    """Every problem in the definition files at ``paths``, file by file in line order, then
+    what is wrong across segments and computed traits; [] when all is well."""
     run = _Run(templates_dir)
     for path in paths:
         if path.is_dir():
@@ -55,6 +68,7 @@ def validate_paths(paths: Sequence[Path], templates_dir: Path | None = None) -> 
             run.file(path, named=True)
         else:
             run.problems.append(Problem(str(path), 0, "", "no such file or directory"))
+    run.check_audiences()
     run.check_templates()
     return run.problems
 
@@ -76,7 +90,7 @@ def _kind(file: Path, root: Node) -> str | None:
         return "journey"
     if root.items.keys() & set(POLICY_FILE_KEYS):
         return "policy"
-    return None
+    return audience_kind(root)
 
 
 class _Run:
@@ -89,6 +103,10 @@ class _Run:
         self.journey_ids: dict[str, str] = {}
         self.seen: set[Path] = set()
         self.policy_file: str | None = None
+        self.audiences: list[Audience] = []
+        self.audience_lines: dict[str, dict[str, int]] = {}
+        #: Ids of segments with problems of their own: other segments may still name them.
+        self.unreadable_segments: set[str] = set()
         try:
             self.journey_conditions: ConditionChecker | None = cel_checker(JOURNEY_NAMES)
             self.policy_conditions: ConditionChecker | None = cel_checker(POLICY_NAMES)
@@ -113,8 +131,8 @@ class _Run:
         kind = _kind(file, root)
         if kind is None:
             if not named:
-                return []  # e.g. a segment: someone else's file
-            return [Problem(name, 1, "", "neither a journey (no 'steps') nor a policy file")]
+                return []  # e.g. a CI or docs configuration file
+            return [Problem(name, 1, "", _NOT_A_DEFINITION)]
         found = []
         if kind == "policy":
             if self.policy_file is not None:
@@ -122,9 +140,19 @@ class _Run:
                 found.append(Problem(name, 1, "", message))
             self.policy_file = self.policy_file or name
         try:
-            found += self.journey(file, root) if kind == "journey" else self.policy(file, root)
+            if kind == "journey":
+                found += self.journey(file, root)
+            elif kind == "policy":
+                found += self.policy(file, root)
+            else:
+                self.audiences.append(audience_from_node(root, name))
+                self.audience_lines[name] = line_map(root)
         except DefinitionError as exc:
             found += exc.problems
+            if kind == "segment" and isinstance(root, Map):
+                given = root.items.get("id")
+                if isinstance(given, Scalar) and isinstance(given.value, str):
+                    self.unreadable_segments.add(given.value)
         return found
 
     def journey(self, file: Path, root: Node) -> list[Problem]:
@@ -148,6 +176,13 @@ class _Run:
         policy = policy_from_node(root, name)
         return validate_policy(
             policy, conditions=self.policy_conditions, origin=name, lines=line_map(root)
+        )
+
+    def check_audiences(self) -> None:
+        """What needs every segment and computed trait read (each file's own problems are
+        already reported)."""
+        self.problems += validate_audiences(
+            self.audiences, self.audience_lines, known_segments=self.unreadable_segments
         )
 
     def templates(self, journeys_dir: Path) -> Mapping[str, str | None] | None:

@@ -40,7 +40,9 @@ from safar.model.journeys import (
 JOURNEY_KEYS: Final = (
     "id", "name", "description", "stage", "context", "entry", "goal", "policy", "steps"
 )  # fmt: skip
-ENTRY_KEYS: Final = ("event", "where", "schedule", "api", "reentry", "cooldown", "max_active")
+ENTRY_KEYS: Final = (
+    "event", "segment", "where", "schedule", "api", "reentry", "cooldown", "max_active"
+)  # fmt: skip
 GOAL_KEYS: Final = ("event", "where", "within")
 POLICY_KEYS: Final = ("category", "priority", "quiet_hours")
 #: Keys any step may have besides its kind.
@@ -102,6 +104,7 @@ def _entry(f: Fields) -> Entry:
     return Entry(
         line=f.line,
         event=f.optional_text("event"),
+        segment=f.optional_text("segment"),
         where=f.optional_text("where"),
         schedule=f.optional_text("schedule"),
         api=f.boolean("api", False),

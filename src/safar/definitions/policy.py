@@ -31,15 +31,23 @@ POLICY_FILE_KEYS: Final = (
 QUIET_HOURS_KEYS: Final = ("start", "end", "max_delay")
 CAP_KEYS: Final = ("id", "max", "per", "category", "channel")
 SUPPRESSION_KEYS: Final = (
-    "id", "categories", "channels", "where", "event", "within", "after_event", "until_event"
+    "id", "categories", "channels", "segment", "where", "event", "within", "after_event",
+    "until_event",
 )  # fmt: skip
 
 _ORIGIN: Final = "<policy>"
 #: The ways a suppression can say when it holds; exactly one per rule.
-_FORMS: Final = (("where",), ("event", "within"), ("after_event", "until_event"))
+_FORMS: Final = (("segment",), ("where",), ("event", "within"), ("after_event", "until_event"))
 #: The keys each form cannot do without (``within`` is optional: without it, any such event ever).
-_NEEDS: Final = {"where": ("where",), "event": ("event",), "after_event": _FORMS[2]}
-_FORMS_HELP: Final = "give where, or event (and within), or after_event with until_event"
+_NEEDS: Final = {
+    "segment": ("segment",),
+    "where": ("where",),
+    "event": ("event",),
+    "after_event": _FORMS[3],
+}
+_FORMS_HELP: Final = (
+    "give segment, or where, or event (and within), or after_event with until_event"
+)
 
 
 def parse_policy(text: str, origin: str | None = None) -> Policy:
@@ -171,6 +179,7 @@ def _suppressions(top: Fields) -> tuple[Suppression, ...]:
             id=f.text("id"),
             categories=f.texts("categories", ("marketing",)),
             channels=f.texts("channels"),
+            segment=f.optional_text("segment"),
             where=f.optional_text("where"),
             event=f.optional_text("event"),
             within_ms=f.duration("within"),

@@ -50,8 +50,8 @@ POLICY_NAMES: Final = frozenset({"profile", "now"})
 _TEMPLATED: Final = frozenset(CHANNELS) - {"null"}
 HTTP_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
 #: Letters (any script), digits, ``_``, ``-`` and ``.``; ids appear in URLs, keys and reports.
-_ID: Final = re.compile(r"[^\W][\w.-]{0,99}")
-_ID_HELP: Final = "use letters, digits, '_', '-' or '.' (at most 100), not starting with '-' or '.'"
+ID_PATTERN: Final = re.compile(r"[^\W][\w.-]{0,99}")
+ID_HELP: Final = "use letters, digits, '_', '-' or '.' (at most 100), not starting with '-' or '.'"
 
 
 def validate_journey(
@@ -119,6 +119,27 @@ def cel_checker(names: Collection[str] = JOURNEY_NAMES) -> ConditionChecker:
     return check
 
 
+def line_of(lines: Mapping[str, int], field: str, fallback: int) -> int:
+    """The line of ``field`` in ``lines`` (from :func:`~safar.definitions.yamlsource.line_map`);
+    else of the closest enclosing field; else ``fallback``, the line of the node it belongs to."""
+    path = field
+    while path and path not in lines:
+        path = _parent(path)
+    line = lines.get(path, 0) if path else 0
+    return line or fallback
+
+
+def condition_problem(source: str | None, conditions: ConditionChecker | None) -> str | None:
+    """What is wrong with the condition ``source`` (None: there is no condition), or None.
+    Without ``conditions`` only emptiness is checked."""
+    if source is None:
+        return None
+    if not source.strip():
+        return "an empty condition"
+    error = conditions(source) if conditions is not None else None
+    return None if error is None else f"bad condition: {error}"
+
+
 class _Checker:
     def __init__(
         self, journey: Journey, lines: Mapping[str, int], conditions: ConditionChecker | None
@@ -131,22 +152,13 @@ class _Checker:
         self.ids = {step.id for step in journey.steps}
 
     def add(self, field: str, fallback: int, message: str) -> None:
-        # The exact line of the field when known, else the closest enclosing one, else the node's.
-        path = field
-        while path and path not in self.lines:
-            path = _parent(path)
-        line = self.lines.get(path, 0) if path else 0
-        self.problems.append(Problem(self.file, line or fallback, field, message))
+        line = line_of(self.lines, field, fallback)
+        self.problems.append(Problem(self.file, line, field, message))
 
     def condition(self, field: str, line: int, source: str | None) -> None:
-        if source is None:
-            return
-        if not source.strip():
-            self.add(field, line, "an empty condition")
-            return
-        error = self.conditions(source) if self.conditions is not None else None
+        error = condition_problem(source, self.conditions)
         if error is not None:
-            self.add(field, line, f"bad condition: {error}")
+            self.add(field, line, error)
 
     def stage(self, field: str, line: int, stage: str | None) -> None:
         if stage is not None and stage not in STAGES:
@@ -161,8 +173,8 @@ class _Checker:
 
     def journey(self) -> None:
         j = self.j
-        if not _ID.fullmatch(j.id):
-            self.add("id", 0, f"bad journey id {j.id!r}: {_ID_HELP}")
+        if not ID_PATTERN.fullmatch(j.id):
+            self.add("id", 0, f"bad journey id {j.id!r}: {ID_HELP}")
         if not j.name.strip():
             self.add("name", 0, "must not be empty")
         self.stage("stage", 0, j.stage)
@@ -177,11 +189,17 @@ class _Checker:
 
     def entry(self) -> None:
         e = self.j.entry
-        if e.event is None and e.schedule is None and not e.api:
+        if e.event is None and e.segment is None and e.schedule is None and not e.api:
             self.add(
                 "entry",
                 e.line,
-                "customers cannot enter: give an event, a schedule or api: true",
+                "customers cannot enter: give an event, a segment, a schedule or api: true",
+            )
+        if e.event is not None and e.segment is not None:
+            self.add(
+                "entry.segment",
+                e.line,
+                "give an event or a segment, not both (a segment entry is its own event)",
             )
         self.condition("entry.where", e.line, e.where)
         if e.schedule is not None:
@@ -222,8 +240,8 @@ class _Checker:
                 first[step.id] = index
             if step.id == EXIT:
                 self.add(join(path, "id"), step.line, "'exit' is reserved: it ends the journey")
-            elif not _ID.fullmatch(step.id):
-                self.add(join(path, "id"), step.line, f"bad step id {step.id!r}: {_ID_HELP}")
+            elif not ID_PATTERN.fullmatch(step.id):
+                self.add(join(path, "id"), step.line, f"bad step id {step.id!r}: {ID_HELP}")
             self.stage(join(path, "stage"), step.line, step.stage)
             if step.next is not None:
                 if isinstance(step, Branch | Split | Exit):

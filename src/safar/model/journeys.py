@@ -41,9 +41,12 @@ class EventMatch(_Node, frozen=True):
 
 
 class Entry(_Node, frozen=True):
-    """How customers enter. At least one of ``event``, ``schedule`` or ``api`` is set.
+    """How customers enter. At least one of ``event``, ``segment``, ``schedule`` or ``api`` is
+    set.
 
     - ``event`` / ``where``: the event that enters a customer, and its condition.
+    - ``segment``: customers enter when they enter this segment (its ``Segment Entered``
+      event); with ``schedule``, the segment's members enter at each tick instead.
     - ``schedule``: a cron expression (5 fields, UTC); at each tick every profile for which
       ``where`` holds enters.
     - ``api``: customers may be entered with ``POST /v1/journeys/{id}/entries``.
@@ -53,6 +56,7 @@ class Entry(_Node, frozen=True):
     """
 
     event: str | None = None
+    segment: str | None = None
     where: str | None = None
     schedule: str | None = None
     api: bool = False

@@ -36,6 +36,7 @@ class Suppression(msgspec.Struct, kw_only=True, frozen=True):
     """While this rule holds for a customer, messages of ``categories`` are not sent.
 
     One of:
+    - ``segment``: the customer is in this segment (e.g. customers with an open ticket);
     - ``where``: a CEL condition over ``profile`` and ``now``;
     - ``event`` with ``within_ms``: such an event in that window (e.g. a return in 7 days);
     - ``after_event`` with ``until_event``: the latest ``after_event`` has no ``until_event``
@@ -46,6 +47,7 @@ class Suppression(msgspec.Struct, kw_only=True, frozen=True):
     id: str
     categories: tuple[str, ...] = ("marketing",)
     channels: tuple[str, ...] = ()
+    segment: str | None = None
     where: str | None = None
     event: str | None = None
     within_ms: int | None = None

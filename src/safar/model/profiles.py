@@ -39,6 +39,8 @@ class Profile(msgspec.Struct, kw_only=True):
     first_seen: int
     last_seen: int
     merged_from: list[str] = msgspec.field(default_factory=list)
+    #: Ids of the segments the customer is in (filled in when audiences are read with it).
+    segments: list[str] = msgspec.field(default_factory=list)
 
 
 class TraitChange(msgspec.Struct, frozen=True, kw_only=True):

@@ -201,6 +201,7 @@ class Dispatcher:
                     profile_id=profile.id if profile else message.profile_id,
                     traits=profile.traits if profile else {},
                     address=address_for(message.channel, profile),
+                    segments=tuple(profile.segments) if profile else (),
                 )
             )
         facts = self._facts(list(profiles.values()), work.now)

@@ -234,9 +234,7 @@ class JourneyRuntime:
         if why is not None:
             return why
         event = item if isinstance(item, EventInput) else None
-        if event is not None and not plan.entry_where(
-            core.entry_activation(plan, profile, event, now)
-        ):
+        if event is not None and not core.entry_holds(plan, profile, event, now):
             return "entry condition does not hold"
         transition, record = core.enter(plan, profile, _identity(profile, head), item, record, now)
         if transition.instance.id in batch.instances:
@@ -340,8 +338,7 @@ class JourneyRuntime:
             self._load(batch, {p.id for p in profiles}, profiles)
             for profile in profiles:
                 head = _first_identifier(profile)
-                activation = core.entry_activation(plan, profile, None, now)
-                if head is not None and plan.entry_where(activation):
+                if head is not None and core.entry_holds(plan, profile, None, now):
                     self._enter(batch, plan, profile, head, request, now)
             self._commit(batch)
             after, seen = profiles[-1].id, seen + len(profiles)

@@ -68,8 +68,8 @@ class PlanBook:
             plan = self.plans[(version.journey_id, version.version)]
             self.newest[version.journey_id] = (plan, version.migration, version.status)
             self.published_at[version.journey_id] = version.published_at or version.created_at
-            if version.status == "published" and plan.journey.entry.event:
-                entering.setdefault(plan.journey.entry.event, []).append(plan)
+            if version.status == "published" and plan.entry_event:
+                entering.setdefault(plan.entry_event, []).append(plan)
         for key, plan in self.plans.items():
             if self.status.get(key) == "draft":
                 continue

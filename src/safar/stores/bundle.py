@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from safar.config import Settings
 from safar.ports import (
+    AudienceCatalog,
+    AudienceStore,
     Clock,
     DeliveryStore,
     EventLog,
@@ -29,6 +31,8 @@ class Stores:
     runs: RunStore
     outbox: Outbox
     delivery: DeliveryStore
+    audience_catalog: AudienceCatalog
+    audiences: AudienceStore
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -49,6 +53,7 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
     Two database files: the event log (written by ingestion) and the state (written by the
     processors), so neither ever waits for the other's write lock (ADR 5).
     """
+    from safar.stores.sqlite.audiences import SqliteAudienceCatalog, SqliteAudienceStore
     from safar.stores.sqlite.db import Database
     from safar.stores.sqlite.delivery import SqliteDeliveryStore
     from safar.stores.sqlite.events import SqliteEventLog
@@ -71,6 +76,8 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
         runs=SqliteRunStore(state_db),
         outbox=SqliteOutbox(state_db),
         delivery=SqliteDeliveryStore(state_db),
+        audience_catalog=SqliteAudienceCatalog(state_db),
+        audiences=SqliteAudienceStore(state_db),
         # Flushing the dedupe keys first spares the next start re-reading the log's tail.
         closers=[events.close, log_db.close, state_db.close],
     )
@@ -78,12 +85,14 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
 
 def memory_stores(clock: Clock, *, dedupe_window_ms: int = 24 * 3600 * 1000) -> Stores:
     """In-memory stores, for tests and simulations."""
+    from safar.stores.memory.audiences import MemoryAudienceStores
     from safar.stores.memory.events import MemoryEventLog
     from safar.stores.memory.journeys import MemoryJourneyStores
     from safar.stores.memory.keys import MemoryKeyStore
     from safar.stores.memory.profiles import MemoryProfileStore
 
     journeys = MemoryJourneyStores()
+    audiences = MemoryAudienceStores()
     return Stores(
         events=MemoryEventLog(clock, dedupe_window_ms=dedupe_window_ms),
         keys=MemoryKeyStore(clock),
@@ -92,4 +101,6 @@ def memory_stores(clock: Clock, *, dedupe_window_ms: int = 24 * 3600 * 1000) -> 
         runs=journeys,
         outbox=journeys,
         delivery=journeys,
+        audience_catalog=audiences,
+        audiences=audiences,
     )

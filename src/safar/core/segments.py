@@ -1,0 +1,329 @@
+"""Segment membership: pure evaluation of segment conditions for one customer, and the compiled
+catalog (:class:`AudiencePlan`) that says which aggregates an event feeds and which segments a
+change may affect.
+
+The audience processor keeps a customer's memberships current by re-evaluating only the
+segments that what happened can change: an event feeds the aggregates listening to its name;
+trait, identifier and consent changes touch the segments that read them; a segment whose result
+changed touches the segments that name it (``member:``). Segments are evaluated members-first
+(:func:`safar.definitions.topological_order`), so one pass sees the others' new results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from safar.core import aggregates as ag
+from safar.core.gate_rules import effective_consent
+from safar.model.audiences import (
+    Aggregate,
+    AllOf,
+    AnyOf,
+    ComputedTrait,
+    Condition,
+    ConsentCondition,
+    Fold,
+    IdentifierCondition,
+    MemberCondition,
+    Not,
+    PerformedCondition,
+    ProfileCondition,
+    Segment,
+    TraitCondition,
+)
+from safar.model.messages import Consent
+from safar.model.profiles import Profile
+
+#: A compiled CEL condition: activation -> bool (never raises).
+Predicate = Callable[[Mapping[str, Any]], bool]
+Compile = Callable[[str, tuple[str, ...]], Predicate]
+
+#: What a change may touch (see :class:`Reads`).
+TRAITS = "traits"
+IDENTIFIERS = "identifiers"
+CONSENT = "consent"
+
+
+@dataclass
+class Reads:
+    """What a segment's result depends on."""
+
+    aggregates: set[str] = field(default_factory=set)
+    #: Raw or computed trait names read by ``trait`` leaves; ``*`` when a CEL leaf reads the
+    #: profile (any trait).
+    traits: set[str] = field(default_factory=set)
+    identifiers: bool = False
+    consent: bool = False
+    members: set[str] = field(default_factory=set)
+
+
+@dataclass
+class CompiledAggregate:
+    aggregate: Aggregate
+    where: Predicate | None
+
+
+@dataclass
+class View:
+    """What segment conditions see of one customer at one instant."""
+
+    profile: Profile
+    #: Profile traits with computed traits laid over them.
+    traits: Mapping[str, Any]
+    #: Aggregate key -> this customer's combined fold.
+    folds: Mapping[str, Fold]
+    consents: Sequence[Consent]
+    now: int
+    #: Segments the customer is in, as far as this pass has evaluated them.
+    segments: set[str] = field(default_factory=set)
+
+
+class AudiencePlan:
+    """The live segments and computed traits, compiled once per catalog change."""
+
+    def __init__(
+        self,
+        segments: Sequence[Segment],
+        traits: Sequence[ComputedTrait],
+        compile: Compile,
+    ) -> None:
+        #: Segments members-first (the caller orders them).
+        self.segments = list(segments)
+        self.traits = {t.id: t.aggregate for t in traits}
+        self._compile = compile
+        self.aggregates: dict[str, CompiledAggregate] = {}
+        self.by_event: dict[str, list[CompiledAggregate]] = {}
+        self.reads: dict[str, Reads] = {}
+        self._tests: dict[str, Callable[[View], bool]] = {}
+        for aggregate in self.traits.values():
+            self._aggregate(aggregate)
+        for segment in self.segments:
+            reads = Reads()
+            self._tests[segment.id] = self._condition(segment.where, reads)
+            self.reads[segment.id] = reads
+        #: Aggregate keys whose value changes with time, read by some segment (they set timers).
+        self.timed: set[str] = set()
+        for reads in self.reads.values():
+            keys = set(reads.aggregates)
+            names = set(self.traits) if "*" in reads.traits else reads.traits & set(self.traits)
+            keys.update(self.traits[name].key for name in names)
+            self.timed.update(k for k in keys if _timed(self.aggregates[k].aggregate))
+        self._dependents: dict[str, list[str]] = {}
+        for segment in self.segments:
+            for member in self.reads[segment.id].members:
+                self._dependents.setdefault(member, []).append(segment.id)
+
+    # -- compiling --------------------------------------------------------------------------
+
+    def _aggregate(self, aggregate: Aggregate) -> str:
+        key = aggregate.key
+        if key not in self.aggregates:
+            where = self._compile(aggregate.where, ("event",)) if aggregate.where else None
+            compiled = CompiledAggregate(aggregate, where)
+            self.aggregates[key] = compiled
+            self.by_event.setdefault(aggregate.event, []).append(compiled)
+        return key
+
+    def _condition(self, node: Condition, reads: Reads) -> Callable[[View], bool]:
+        if isinstance(node, AllOf):
+            parts = [self._condition(c, reads) for c in node.conditions]
+            return lambda view: all(part(view) for part in parts)
+        if isinstance(node, AnyOf):
+            parts = [self._condition(c, reads) for c in node.conditions]
+            return lambda view: any(part(view) for part in parts)
+        if isinstance(node, Not):
+            inner = self._condition(node.condition, reads)
+            return lambda view: not inner(view)
+        if isinstance(node, TraitCondition):
+            reads.traits.add(node.trait)
+            return _trait_test(node)
+        if isinstance(node, IdentifierCondition):
+            reads.identifiers = True
+            kind = node.type
+            return lambda view: bool(view.profile.identifiers.get(kind))
+        if isinstance(node, ConsentCondition):
+            reads.consent = True
+            return _consent_test(node)
+        if isinstance(node, MemberCondition):
+            reads.members.add(node.segment)
+            segment_id = node.segment
+            return lambda view: segment_id in view.segments
+        if isinstance(node, PerformedCondition):
+            key = self._aggregate(node.aggregate)
+            reads.aggregates.add(key)
+            return _performed_test(node, key)
+        if isinstance(node, ProfileCondition):
+            reads.traits.add("*")
+            reads.identifiers = True
+            return _profile_test(self._compile(node.where, ("profile", "now")))
+        raise TypeError(f"unknown condition {node!r}")
+
+    # -- what a change touches ----------------------------------------------------------------
+
+    def fed_by(self, event_name: str | None) -> list[CompiledAggregate]:
+        """The aggregates an event of this name may feed (their ``where`` still to test)."""
+        return self.by_event.get(event_name or "", []) if event_name else []
+
+    def touched(
+        self, aggregates: Iterable[str], traits: bool, identifiers: bool, consent: bool
+    ) -> set[str]:
+        """Segments whose result may change when these aggregates change, and, as flagged,
+        traits, identifiers or consent (not counting ``member:`` dependents: :meth:`evaluate`
+        follows those)."""
+        changed = set(aggregates)
+        computed = {name for name, agg in self.traits.items() if agg.key in changed}
+        found: set[str] = set()
+        for segment_id, reads in self.reads.items():
+            if (
+                reads.aggregates & changed
+                or (traits and reads.traits)
+                or (computed and ("*" in reads.traits or reads.traits & computed))
+                or (identifiers and reads.identifiers)
+                or (consent and reads.consent)
+            ):
+                found.add(segment_id)
+        return found
+
+    # -- evaluating ---------------------------------------------------------------------------
+
+    def evaluate(self, view: View, before: set[str], touched: set[str] | None) -> set[str]:
+        """The customer's segments now. ``before`` is what they were; only ``touched`` ones
+        (all when None) and those naming a segment whose result changed are re-evaluated."""
+        view.segments = set(before)
+        pending = set(self._tests) if touched is None else set(touched)
+        for segment in self.segments:
+            sid = segment.id
+            if sid not in pending:
+                continue
+            now_in = self._tests[sid](view)
+            if now_in != (sid in view.segments):
+                if now_in:
+                    view.segments.add(sid)
+                else:
+                    view.segments.discard(sid)
+                pending.update(self._dependents.get(sid, ()))
+        return view.segments & set(self._tests)
+
+    def computed_traits(self, folds: Mapping[str, Fold], now: int) -> dict[str, Any]:
+        """The computed traits' values for a customer with these combined folds."""
+        return {
+            name: ag.value(folds.get(agg.key) or Fold(), agg, now)
+            for name, agg in self.traits.items()
+        }
+
+    def wake_at(self, folds: Mapping[str, Fold], now: int) -> int | None:
+        """When time alone may next change a segment of this customer, or None."""
+        found: int | None = None
+        for key in self.timed:
+            fold = folds.get(key)
+            if fold is None:
+                continue
+            at = ag.next_change(fold, self.aggregates[key].aggregate, now)
+            if at is not None and (found is None or at < found):
+                found = at
+        return found
+
+
+def _timed(aggregate: Aggregate) -> bool:
+    return aggregate.within_ms is not None or aggregate.kind == "days_since"
+
+
+def _performed_test(node: PerformedCondition, key: str) -> Callable[[View], bool]:
+    aggregate, times, op = node.aggregate, node.times, node.op
+
+    def test(view: View) -> bool:
+        fold = view.folds.get(key)
+        count = ag.value(fold, aggregate, view.now) if fold is not None else 0
+        if op == "gte":
+            return bool(count >= times)
+        if op == "lte":
+            return bool(count <= times)
+        return bool(count == times)
+
+    return test
+
+
+def _consent_test(node: ConsentCondition) -> Callable[[View], bool]:
+    def test(view: View) -> bool:
+        choice = effective_consent(view.consents, node.channel, node.category)
+        return choice is not None and choice.subscribed == node.subscribed
+
+    return test
+
+
+def _profile_test(predicate: Predicate) -> Callable[[View], bool]:
+    def test(view: View) -> bool:
+        profile = view.profile
+        activation = {
+            "profile": {
+                "id": profile.id,
+                "traits": view.traits,
+                "identifiers": profile.identifiers,
+            },
+            "now": datetime.fromtimestamp(view.now / 1000, tz=UTC),
+        }
+        return predicate(activation)
+
+    return test
+
+
+def _trait_test(node: TraitCondition) -> Callable[[View], bool]:
+    name, op, operand = node.trait, node.op, node.value
+
+    def test(view: View) -> bool:
+        return compare(view.traits.get(name), op, operand)
+
+    return test
+
+
+def compare(value: Any, op: str, operand: Any) -> bool:
+    """A trait's value against an operand. Values of different kinds (text and number, true and
+    1) are never equal nor ordered; a missing (null) trait is only ``ne``, ``not_in`` and
+    ``missing``."""
+    if op == "exists":
+        return value is not None
+    if op == "missing":
+        return value is None
+    if op == "eq":
+        return _same(value, operand)
+    if op == "ne":
+        return not _same(value, operand)
+    if op == "in":
+        return isinstance(operand, list | tuple) and any(_same(value, o) for o in operand)
+    if op == "not_in":
+        return not (isinstance(operand, list | tuple) and any(_same(value, o) for o in operand))
+    if op == "contains":
+        if isinstance(value, list):
+            return any(_same(item, operand) for item in value)
+        return isinstance(value, str) and isinstance(operand, str) and operand in value
+    if not _comparable(value, operand):
+        return False
+    if op == "gt":
+        return bool(value > operand)
+    if op == "gte":
+        return bool(value >= operand)
+    if op == "lt":
+        return bool(value < operand)
+    if op == "lte":
+        return bool(value <= operand)
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _same(value: Any, operand: Any) -> bool:
+    return value is not None and _kind(value) == _kind(operand) and bool(value == operand)
+
+
+def _comparable(value: Any, operand: Any) -> bool:
+    kind = _kind(value)
+    return value is not None and kind == _kind(operand) and kind in ("number", "str")

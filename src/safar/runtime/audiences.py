@@ -1,0 +1,613 @@
+"""The audience processor: keeps computed traits and segment memberships current, per event.
+
+Per event batch (after the profile processor, never past it):
+
+1. read the events after the processor's cursor;
+2. find the aggregates each event feeds (by name, then its ``where``), and what else it may
+   change: traits (identify calls), identifiers (calls linking two or more), consent
+   (``Unsubscribed``, ``Consent Changed``);
+3. one :meth:`~safar.ports.ProfileReader.find_many` for the customers, one
+   :meth:`~safar.ports.AudienceStore.folds` for all their identifiers, one
+   :meth:`~safar.ports.AudienceStore.memberships`, and consent only if a segment reads it;
+4. fold the events in, and re-evaluate only the segments what happened can change
+   (:class:`~safar.core.segments.AudiencePlan`);
+5. one :meth:`~safar.ports.AudienceStore.commit` with the new cursor, the changed folds and
+   memberships, and a ``Segment Entered`` / ``Segment Exited`` event per change; then those
+   events are appended to the event log (deduplicated by message id, so a crash in between
+   appends them again harmlessly).
+
+Time: windows that expire change memberships with no event. Each membership carries the
+instant of its customer's next such change (``wake_at``); due ones are claimed with a lease and
+re-evaluated. Nothing ever scans every customer on a clock.
+
+New definitions: an aggregate published when the cursor was at ``C`` (its *generation*) folds
+events after ``C`` as they come, while a background job folds the history up to ``C`` page by
+page (folding is order-independent, so the two may interleave). Its folds are stored under
+``key@C``, so an aggregate archived and published again starts clean. A segment is evaluated
+for every customer by a second job once the aggregates it reads are complete; until the job
+reaches a customer, the segment is left alone for them. Both jobs commit their progress with
+the state they produce (:meth:`~safar.ports.AudienceStore.progress`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+
+from safar.core import aggregates as ag
+from safar.core.identity import IdentityRules, extract
+from safar.core.segments import AudiencePlan, Compile, Predicate, View
+from safar.model.audiences import (
+    SEGMENT_ENTERED,
+    SEGMENT_EXITED,
+    AudienceVersion,
+    ComputedTrait,
+    Fold,
+    Membership,
+    Segment,
+)
+from safar.model.events import Event
+from safar.model.messages import Consent
+from safar.model.profiles import ANONYMOUS_ID, USER_ID, Identifier, Profile
+from safar.ports import (
+    AudienceCatalog,
+    AudienceStore,
+    AudienceUpdate,
+    Clock,
+    DeliveryStore,
+    EventLog,
+    ProfileReader,
+)
+from safar.runtime.internal import track_event
+
+log = logging.getLogger(__name__)
+
+#: Events after which a customer's consent may have changed.
+CONSENT_EVENTS: Final = frozenset({"Unsubscribed", "Consent Changed"})
+DEFAULT_BATCH = 5000
+TIMER_BATCH = 2000
+LEASE_MS = 60_000
+#: Events read per page when folding an aggregate's history.
+HISTORY_PAGE = 20_000
+#: Customers evaluated per page when a segment is evaluated for everyone.
+SCAN_PAGE = 1000
+FORWARD_PAGE = 1000
+_DONE: Final = "done"
+
+
+def audience_compile(source: str, names: tuple[str, ...]) -> Predicate:
+    """Compile a CEL condition (:mod:`safar.cel`) over ``names``."""
+    from safar.cel import compile_expression
+
+    test: Predicate = compile_expression(source, names=names).test
+    return test
+
+
+def live_definitions(
+    versions: Iterable[AudienceVersion],
+) -> tuple[list[Segment], list[ComputedTrait]]:
+    """The newest published version of each segment (members first) and computed trait."""
+    from safar.definitions import topological_order
+
+    newest: dict[str, AudienceVersion] = {}
+    for version in versions:
+        if version.status != "published":
+            continue
+        held = newest.get(version.id)
+        if held is None or version.version > held.version:
+            newest[version.id] = version
+    segments = [v.definition for v in newest.values() if isinstance(v.definition, Segment)]
+    traits = [v.definition for v in newest.values() if isinstance(v.definition, ComputedTrait)]
+    return topological_order(segments), sorted(traits, key=lambda t: t.id)
+
+
+def fingerprint(segment: Segment) -> str:
+    """Names a segment's condition: a new one is evaluated for everyone again."""
+    return hashlib.blake2b(msgspec.json.encode(segment.where), digest_size=8).hexdigest()
+
+
+@dataclass
+class _Jobs:
+    """Where background work stands, as read from the store at refresh and kept since."""
+
+    #: Aggregate key -> (generation, history folded up to).
+    folds: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Segment id -> (fingerprint, last profile id evaluated or ``done``).
+    scans: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Progress to commit with the next update.
+    dirty: dict[str, str | None] = field(default_factory=dict)
+
+    def storage_key(self, key: str) -> str:
+        return f"{key}@{self.folds[key][0]}"
+
+    def complete(self, key: str) -> bool:
+        generation, upto = self.folds[key]
+        return upto >= generation
+
+    def set_fold(self, key: str, generation: int, upto: int) -> None:
+        self.folds[key] = (generation, upto)
+        self.dirty[f"fold:{key}"] = f"{generation}:{upto}"
+
+    def set_scan(self, segment_id: str, print_: str, position: str) -> None:
+        self.scans[segment_id] = (print_, position)
+        self.dirty[f"scan:{segment_id}"] = f"{print_}:{position}"
+
+    def take(self) -> dict[str, str | None]:
+        taken, self.dirty = self.dirty, {}
+        return taken
+
+
+@dataclass
+class _Batch:
+    """The customers one batch works on, and what it will commit."""
+
+    now: int
+    update: AudienceUpdate
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    folds: dict[Identifier, dict[str, Fold]] = field(default_factory=dict)
+    changed: set[Identifier] = field(default_factory=set)
+    memberships: dict[str, Membership] = field(default_factory=dict)
+    consents: dict[str, list[Consent]] = field(default_factory=lambda: defaultdict(list))
+
+
+@dataclass
+class _Touch:
+    """What a batch's events changed for one customer."""
+
+    aggregates: set[str] = field(default_factory=set)
+    traits: bool = False
+    identifiers: bool = False
+    consent: bool = False
+
+
+class AudienceProcessor:
+    """Keeps one store's audiences current. One processor per store at a time for events;
+    timers are leased."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        profiles: ProfileReader,
+        delivery: DeliveryStore,
+        catalog: AudienceCatalog,
+        store: AudienceStore,
+        rules: IdentityRules,
+        clock: Clock,
+        *,
+        owner: str = "audiences",
+        compile: Compile = audience_compile,
+    ) -> None:
+        self._events = events
+        self._profiles = profiles
+        self._delivery = delivery
+        self._catalog = catalog
+        self._store = store
+        self._rules = rules
+        self._clock = clock
+        self._owner = owner
+        self._compile = compile
+        self._names: dict[str, str] = {}
+        self._webhooks: dict[str, str] = {}
+        self.plan = AudiencePlan([], [], compile)
+        self._jobs = _Jobs()
+        self._stamp: object = None
+        self.refresh()
+
+    # -- the catalog ------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-read the catalog; new aggregates and segments start their background jobs."""
+        versions = self._catalog.all()
+        stamp = [(v.id, v.version, v.status) for v in versions]
+        if stamp == self._stamp:
+            return
+        segments, traits = live_definitions(versions)
+        self.plan = AudiencePlan(segments, traits, self._compile)
+        self._names = {s.id: s.name for s in segments}
+        self._webhooks = {s.id: s.webhook for s in segments if s.webhook}
+        self._stamp = stamp
+        self._jobs = _Jobs()
+        stored = self._store.progress()
+        cursor = self._store.processed_seq()
+        for key in self.plan.aggregates:
+            generation, upto = _fold_progress(stored.get(f"fold:{key}"))
+            if generation < 0:
+                # New: history up to the cursor is folded in the background.
+                self._jobs.set_fold(key, cursor, 0)
+            else:
+                self._jobs.folds[key] = (generation, upto)
+        for name in stored:
+            kind, _, rest = name.partition(":")
+            if kind == "fold" and rest not in self.plan.aggregates:
+                self._jobs.dirty[name] = None
+            if kind == "scan" and rest not in self.plan.reads:
+                self._jobs.dirty[name] = None
+        for segment in segments:
+            print_ = fingerprint(segment)
+            held_print, _, position = (stored.get(f"scan:{segment.id}") or "").partition(":")
+            if held_print == print_:
+                self._jobs.scans[segment.id] = (print_, position)
+            else:
+                self._jobs.set_scan(segment.id, print_, "")
+
+    @property
+    def busy(self) -> bool:
+        """Whether background jobs (history folds, segment scans) have work left."""
+        return any(not self._jobs.complete(k) for k in self._jobs.folds) or any(
+            pos != _DONE for _, pos in self._jobs.scans.values()
+        )
+
+    def _allowed(self, profile_id: str) -> set[str]:
+        """Segments kept current for this customer: those evaluated for everyone, and those
+        whose evaluation job has reached them."""
+        found = set()
+        for segment_id, (_, position) in self._jobs.scans.items():
+            if position == _DONE or (position and profile_id <= position):
+                found.add(segment_id)
+        return found
+
+    # -- events -----------------------------------------------------------------------------
+
+    def run_events(self, max_events: int = DEFAULT_BATCH) -> int:
+        """Handle the next batch of events; returns how many were read (0: nothing to do)."""
+        after = self._store.processed_seq()
+        ready = self._profiles.processed_seq()
+        if ready <= after:
+            return 0
+        events = self._events.read(after, min(max_events, ready - after))
+        if not events:
+            return 0
+        now = self._clock.now_ms()
+        update = AudienceUpdate(after_seq=after, processed_seq=events[-1].seq)
+        batch = _Batch(now=now, update=update)
+        if self.plan.reads or self.plan.aggregates:
+            self._handle(batch, events)
+        self._commit(batch)
+        return len(events)
+
+    def _handle(self, batch: _Batch, events: Sequence[Event]) -> None:
+        found: list[tuple[Event, Identifier, list[tuple[str, Any]], _Touch]] = []
+        for event in events:
+            extracted = extract(event, self._rules)
+            if not extracted.identifiers:
+                continue
+            fed = self._feeds(event, batch.now)
+            # An event naming two identifiers may merge profiles, which changes traits too.
+            linking = len(extracted.identifiers) > 1 or event.type == "alias"
+            touch = _Touch(
+                aggregates={key for key, _ in fed},
+                traits=bool(extracted.traits) or linking,
+                identifiers=linking,
+                consent=event.name in CONSENT_EVENTS,
+            )
+            found.append((event, extracted.identifiers[0], fed, touch))
+        if not found:
+            return
+        profiles = self._profiles.find_many({head for _, head, _, _ in found})
+        touches: dict[str, _Touch] = {}
+        for _, head, _, touch in found:
+            profile = profiles.get(head)
+            if profile is None:
+                continue
+            held = touches.setdefault(profile.id, _Touch())
+            held.aggregates |= touch.aggregates
+            held.traits |= touch.traits
+            held.identifiers |= touch.identifiers
+            held.consent |= touch.consent
+            batch.profiles[profile.id] = profile
+        self._load(batch, batch.profiles.values())
+        for event, head, fed, _ in found:
+            # Only into folds loaded above (the customer's): a fold not loaded would replace
+            # the stored one.
+            if fed and head in profiles:
+                self._fold(batch, head, event, fed)
+        for pid, touch in touches.items():
+            self._evaluate(batch, batch.profiles[pid], touch)
+
+    def _feeds(self, event: Event, now: int) -> list[tuple[str, Any]]:
+        """(aggregate key, value) for each aggregate this event feeds."""
+        candidates = self.plan.fed_by(event.name)
+        if not candidates:
+            return []
+        payload: dict[str, Any] | None = None
+        fed: list[tuple[str, Any]] = []
+        for compiled in candidates:
+            aggregate = compiled.aggregate
+            if not ag.alive(aggregate, event.timestamp, now):
+                continue
+            if payload is None:
+                payload = event.payload()
+            if compiled.where is not None and not compiled.where({"event": payload}):
+                continue
+            usable, value = ag.extract(aggregate, payload)
+            if usable:
+                fed.append((aggregate.key, value))
+        return fed
+
+    def _fold(
+        self, batch: _Batch, head: Identifier, event: Event, fed: list[tuple[str, Any]]
+    ) -> None:
+        folds = batch.folds.setdefault(head, {})
+        for key, value in fed:
+            storage = self._jobs.storage_key(key)
+            fold = folds.setdefault(storage, Fold())
+            aggregate = self.plan.aggregates[key].aggregate
+            if ag.add(fold, aggregate, event.timestamp, event.seq, value, batch.now):
+                batch.changed.add(head)
+
+    def _load(self, batch: _Batch, profiles: Iterable[Profile]) -> None:
+        identifiers: set[Identifier] = set()
+        pids: set[str] = set()
+        for profile in profiles:
+            pids.add(profile.id)
+            pids.update(profile.merged_from)
+            for kind, values in profile.identifiers.items():
+                identifiers.update((kind, value) for value in values)
+        batch.folds.update(self._store.folds(identifiers))
+        batch.memberships.update(self._store.memberships(pids))
+        if any(reads.consent for reads in self.plan.reads.values()):
+            for choice in self._delivery.consents(pids):
+                batch.consents[choice.profile_id].append(choice)
+
+    # -- evaluating -------------------------------------------------------------------------
+
+    def _evaluate(
+        self, batch: _Batch, profile: Profile, touch: _Touch | None, *, store: bool = False
+    ) -> None:
+        """Re-evaluate a customer (all their allowed segments when ``touch`` is None) and record
+        the membership and its changes; ``store`` stores it even when unchanged (releasing a
+        timer's lease)."""
+        now = batch.now
+        combined = self._combined(batch, profile)
+        traits = dict(profile.traits)
+        traits.update(self.plan.computed_traits(combined, now))
+        consents = [c for pid in (profile.id, *profile.merged_from) for c in batch.consents[pid]]
+        held = batch.memberships.get(profile.id)
+        before: dict[str, int] = dict(held.segments) if held is not None else {}
+        for old in profile.merged_from:
+            gone = batch.memberships.pop(old, None)
+            if gone is not None:
+                for sid, since in gone.segments.items():
+                    before[sid] = min(since, before.get(sid, since))
+                batch.update.deleted.append(old)
+        allowed = self._allowed(profile.id)
+        if touch is None or held is None:
+            touched = allowed
+        else:
+            touched = allowed & self.plan.touched(
+                touch.aggregates, touch.traits, touch.identifiers, touch.consent
+            )
+        view = View(profile=profile, traits=traits, folds=combined, consents=consents, now=now)
+        after = self.plan.evaluate(view, set(before), touched) if touched else set(before)
+        after &= set(self.plan.reads)
+        segments = {sid: before.get(sid, now) for sid in after}
+        wake = self.plan.wake_at(combined, now)
+        identifier = _identifier(profile)
+        membership = Membership(
+            profile_id=profile.id,
+            identifier=identifier,
+            segments=segments,
+            wake_at=wake,
+            evaluated_at=now,
+        )
+        if store or held is None or held.segments != segments or held.wake_at != wake:
+            batch.update.memberships.append(membership)
+        batch.memberships[profile.id] = membership
+        for sid in sorted(after - before.keys()):
+            batch.update.emits.append(self._change(SEGMENT_ENTERED, sid, profile, identifier, now))
+        for sid in sorted(before.keys() - after):
+            if sid in self._names:
+                change = self._change(SEGMENT_EXITED, sid, profile, identifier, now)
+                batch.update.emits.append(change)
+
+    def _combined(self, batch: _Batch, profile: Profile) -> dict[str, Fold]:
+        """Aggregate key -> the customer's fold, across their identifiers (complete
+        aggregates only: one still folding its history would give a partial answer)."""
+        by_storage: dict[str, list[Fold]] = defaultdict(list)
+        for kind, values in profile.identifiers.items():
+            for value in values:
+                for storage, fold in batch.folds.get((kind, value), {}).items():
+                    by_storage[storage].append(fold)
+        combined: dict[str, Fold] = {}
+        for key, compiled in self.plan.aggregates.items():
+            if not self._jobs.complete(key):
+                continue
+            parts = by_storage.get(self._jobs.storage_key(key))
+            if parts:
+                combined[key] = ag.combine(parts, compiled.aggregate)
+        return combined
+
+    def _change(
+        self, name: str, segment_id: str, profile: Profile, identifier: Identifier, now: int
+    ) -> Event:
+        direction = "in" if name == SEGMENT_ENTERED else "out"
+        digest = hashlib.blake2b(
+            f"{segment_id}|{profile.id}|{direction}|{now}".encode(), digest_size=16
+        ).hexdigest()
+        properties: dict[str, Any] = {
+            "segment_id": segment_id,
+            "segment_name": self._names.get(segment_id, segment_id),
+            "profile_id": profile.id,
+        }
+        return track_event(
+            key=f"seg_{digest}", identifier=identifier, name=name, properties=properties, at=now
+        )
+
+    def _commit(self, batch: _Batch) -> None:
+        update = batch.update
+        live = {self._jobs.storage_key(k) for k in self.plan.aggregates}
+        for identifier in batch.changed:
+            folds = batch.folds.get(identifier, {})
+            kept: dict[str, Fold] = {}
+            for storage, fold in folds.items():
+                if storage not in live:
+                    continue  # an archived aggregate's, or an older generation's
+                key = storage.partition("@")[0]
+                ag.expire(fold, self.plan.aggregates[key].aggregate, batch.now)
+                if not ag.empty(fold):
+                    kept[storage] = fold
+            update.folds[identifier] = kept
+        update.progress = self._jobs.take()
+        self._store.commit(update)
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def run_timers(self, limit: int = TIMER_BATCH) -> int:
+        """Re-evaluate customers whose windows changed something by now; returns how many."""
+        now = self._clock.now_ms()
+        claimed = self._store.claim_due(now, limit, self._owner, LEASE_MS)
+        if not claimed:
+            return 0
+        batch = _Batch(now=now, update=AudienceUpdate())
+        profiles = self._profiles.find_many({m.identifier for m in claimed})
+        for membership in claimed:
+            profile = profiles.get(membership.identifier)
+            if profile is None:
+                batch.update.deleted.append(membership.profile_id)
+                continue
+            batch.profiles[profile.id] = profile
+            if profile.id != membership.profile_id:
+                batch.update.deleted.append(membership.profile_id)
+        self._load(batch, batch.profiles.values())
+        for profile in batch.profiles.values():
+            self._evaluate(batch, profile, None, store=True)
+        self._commit(batch)
+        return len(claimed)
+
+    def next_wake(self) -> int | None:
+        """When the next timer is due, or None."""
+        return self._store.next_wake()
+
+    # -- background jobs ----------------------------------------------------------------------
+
+    def run_jobs(self) -> int:
+        """One page of background work: an aggregate's history, else a segment's scan.
+        Returns how much was done (0: nothing left)."""
+        for key, (generation, upto) in sorted(self._jobs.folds.items()):
+            if upto < generation:
+                return self._fold_history(key, generation, upto)
+        for segment in self.plan.segments:
+            print_, position = self._jobs.scans[segment.id]
+            if position == _DONE:
+                continue
+            if not self._ready_to_scan(segment.id):
+                continue
+            return self._scan(segment.id, print_, position)
+        return 0
+
+    def _ready_to_scan(self, segment_id: str) -> bool:
+        reads = self.plan.reads[segment_id]
+        keys = set(reads.aggregates)
+        names = set(self.plan.traits) if "*" in reads.traits else reads.traits
+        keys.update(self.plan.traits[n].key for n in names if n in self.plan.traits)
+        if not all(self._jobs.complete(k) for k in keys):
+            return False
+        return all(self._jobs.scans.get(m, ("", _DONE))[1] == _DONE for m in reads.members)
+
+    def _fold_history(self, key: str, generation: int, upto: int) -> int:
+        read = self._events.read(upto, min(HISTORY_PAGE, generation - upto))
+        events = [e for e in read if e.seq <= generation]
+        compiled = self.plan.aggregates[key]
+        aggregate = compiled.aggregate
+        now = self._clock.now_ms()
+        batch = _Batch(now=now, update=AudienceUpdate())
+        matched: list[tuple[Event, Identifier, Any]] = []
+        for event in events:
+            if event.name != aggregate.event or not ag.alive(aggregate, event.timestamp, now):
+                continue
+            identifiers = extract(event, self._rules).identifiers
+            if not identifiers:
+                continue
+            payload = event.payload()
+            if compiled.where is not None and not compiled.where({"event": payload}):
+                continue
+            usable, value = ag.extract(aggregate, payload)
+            if usable:
+                matched.append((event, identifiers[0], value))
+        if matched:
+            batch.folds.update(self._store.folds({head for _, head, _ in matched}))
+            storage = self._jobs.storage_key(key)
+            for event, head, value in matched:
+                fold = batch.folds.setdefault(head, {}).setdefault(storage, Fold())
+                if ag.add(fold, aggregate, event.timestamp, event.seq, value, now):
+                    batch.changed.add(head)
+        # Past the generation (or at the end of the log) the history is complete.
+        done = len(events) < len(read) or not read
+        self._jobs.set_fold(key, generation, generation if done else events[-1].seq)
+        self._commit(batch)
+        return max(1, len(events))
+
+    def _scan(self, segment_id: str, print_: str, position: str) -> int:
+        profiles = self._profiles.scan(position, SCAN_PAGE)
+        now = self._clock.now_ms()
+        batch = _Batch(now=now, update=AudienceUpdate())
+        # The job's position moves first, so the evaluation below includes this segment.
+        last = profiles[-1].id if profiles else _DONE
+        self._jobs.set_scan(segment_id, print_, last)
+        if profiles:
+            for profile in profiles:
+                batch.profiles[profile.id] = profile
+            self._load(batch, profiles)
+            for profile in profiles:
+                self._evaluate(batch, profile, None)
+        if len(profiles) < SCAN_PAGE:
+            self._jobs.set_scan(segment_id, print_, _DONE)
+        self._commit(batch)
+        return max(1, len(profiles))
+
+    # -- forwarding ---------------------------------------------------------------------------
+
+    def forward(self, limit: int = FORWARD_PAGE) -> int:
+        """Append pending membership changes to the event log; returns how many."""
+        pending = self._store.pending_emits(limit)
+        if not pending:
+            return 0
+        self._events.append(pending)
+        self._store.forwarded([e.message_id for e in pending])
+        return len(pending)
+
+    def step(self) -> int:
+        """One turn: events, due timers, a page of background work, forwarding."""
+        done = self.run_events()
+        done += self.run_timers()
+        if not done:
+            done += self.run_jobs()
+        done += self.forward()
+        return done
+
+
+def complete_folds(progress: Mapping[str, str], keys: Iterable[str]) -> dict[str, str]:
+    """Aggregate key -> the key its folds are stored under, for the aggregates among ``keys``
+    whose history is complete (as :meth:`AudienceStore.progress` says)."""
+    found: dict[str, str] = {}
+    for key in keys:
+        generation, upto = _fold_progress(progress.get(f"fold:{key}"))
+        if generation >= 0 and upto >= generation:
+            found[key] = f"{key}@{generation}"
+    return found
+
+
+def _fold_progress(text: str | None) -> tuple[int, int]:
+    if not text:
+        return -1, -1
+    generation, _, upto = text.partition(":")
+    return int(generation), int(upto)
+
+
+def _identifier(profile: Profile) -> Identifier:
+    """The identifier membership events name the customer by: their user id, else an
+    anonymous id, else any."""
+    for kind in (USER_ID, ANONYMOUS_ID):
+        values = profile.identifiers.get(kind)
+        if values:
+            return kind, values[0]
+    for kind, values in sorted(profile.identifiers.items()):
+        if values:
+            return kind, values[0]
+    raise ValueError(f"profile {profile.id} has no identifiers")

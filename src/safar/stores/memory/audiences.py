@@ -1,0 +1,209 @@
+"""In-memory :class:`safar.ports.AudienceCatalog` and :class:`~safar.ports.AudienceStore` in one
+object, behind one lock.
+
+Folds, memberships and pending events are kept encoded as the SQLite adapter keeps them (JSON,
+and MessagePack for events), so callers can change what they passed in or got back without
+changing the store, and a value the SQLite store cannot hold fails here too. Versions are kept
+as deep copies: their definition is an untagged union msgspec cannot decode whole. Ties in time
+are broken by write order, as SQLite's rowids break them.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import msgspec
+
+from safar.errors import StoreError, ValidationError
+from safar.model.audiences import AudienceVersion, ComputedTrait, Fold, Membership, Segment
+from safar.model.events import Event
+from safar.ports import AudienceUpdate
+
+_encode = msgspec.json.Encoder().encode
+_decode_folds = msgspec.json.Decoder(dict[str, Fold]).decode
+_decode_membership = msgspec.json.Decoder(Membership).decode
+_encode_event = msgspec.msgpack.Encoder().encode
+_decode_event = msgspec.msgpack.Decoder(Event).decode
+
+
+@dataclass(slots=True)
+class _Evaluated:
+    """A stored membership with the fields queries need beside it."""
+
+    data: bytes
+    segments: frozenset[str]
+    wake_at: int | None
+    order: int
+    lease_until: int | None = None
+
+
+class MemoryAudienceStores:
+    """Audience versions, folds, memberships and pending events in dicts; not durable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._order = itertools.count()
+        self._versions: dict[str, dict[int, AudienceVersion]] = {}
+        self._processed = 0
+        self._folds: dict[tuple[str, str], bytes] = {}
+        self._profiles: dict[str, _Evaluated] = {}
+        self._members: dict[str, set[str]] = {}  # segment id -> profile ids
+        self._emits: dict[str, bytes] = {}  # message id -> event, in commit order
+        self._jobs: dict[str, str] = {}
+
+    # -- AudienceCatalog -------------------------------------------------------------------------
+
+    def save(self, version: AudienceVersion) -> None:
+        expected = Segment if version.kind == "segment" else ComputedTrait
+        if not isinstance(version.definition, expected):
+            raise ValidationError(
+                f"audience {version.id!r} version {version.version} is a {version.kind} but its"
+                f" definition is a {type(version.definition).__name__}",
+                "kind",
+            )
+        _encode(version)  # refuse what the SQLite store could not hold
+        stored = copy.deepcopy(version)
+        with self._lock:
+            self._versions.setdefault(version.id, {})[version.version] = stored
+
+    def get(self, audience_id: str, version: int | None = None) -> AudienceVersion | None:
+        with self._lock:
+            numbered = self._versions.get(audience_id, {})
+            if version is None and numbered:
+                version = max(numbered)
+            found = numbered.get(version) if version is not None else None
+        return copy.deepcopy(found)
+
+    def versions(self, audience_id: str) -> list[AudienceVersion]:
+        with self._lock:
+            numbered = sorted(self._versions.get(audience_id, {}).items())
+        return [copy.deepcopy(v) for _, v in numbered]
+
+    def all(self) -> list[AudienceVersion]:
+        with self._lock:
+            stored = [
+                v
+                for _, numbered in sorted(self._versions.items())
+                for _, v in sorted(numbered.items())
+            ]
+        return [copy.deepcopy(v) for v in stored]
+
+    # -- AudienceStore ---------------------------------------------------------------------------
+
+    def processed_seq(self) -> int:
+        with self._lock:
+            return self._processed
+
+    def folds(
+        self, identifiers: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Fold]]:
+        with self._lock:
+            found = {key: self._folds[key] for key in identifiers if key in self._folds}
+        return {key: _decode_folds(data) for key, data in found.items()}
+
+    def memberships(self, profile_ids: Collection[str]) -> dict[str, Membership]:
+        with self._lock:
+            found = [self._profiles[p].data for p in set(profile_ids) if p in self._profiles]
+        return {m.profile_id: m for m in map(_decode_membership, found)}
+
+    def claim_due(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Membership]:
+        if limit <= 0:
+            return []
+        with self._lock:
+            due = [
+                (held.wake_at, held.order, profile_id)
+                for profile_id, held in self._profiles.items()
+                if held.wake_at is not None
+                and held.wake_at <= now
+                and (held.lease_until is None or held.lease_until <= now)
+            ]
+            claimed = [self._profiles[p] for _, _, p in heapq.nsmallest(limit, due)]
+            for held in claimed:
+                held.lease_until = now + lease_ms
+        return [_decode_membership(held.data) for held in claimed]
+
+    def next_wake(self) -> int | None:
+        with self._lock:
+            wakes = [h.wake_at for h in self._profiles.values() if h.wake_at is not None]
+        return min(wakes, default=None)
+
+    def commit(self, update: AudienceUpdate) -> None:
+        # Everything is encoded before anything changes, so a failure leaves the store as it was.
+        folds = {key: _encode(f) if f else None for key, f in update.folds.items()}
+        memberships = [(m, _encode(m)) for m in update.memberships]
+        emits = [(e.message_id, _encode_event(e)) for e in update.emits]
+        with self._lock:
+            if update.after_seq is not None and update.after_seq != self._processed:
+                raise StoreError(
+                    f"audience batch read events after seq {update.after_seq}, but the store"
+                    f" is at {self._processed}: another audience processor is running"
+                )
+            for key, data in folds.items():
+                if data is None:
+                    self._folds.pop(key, None)
+                else:
+                    self._folds[key] = data
+            for membership, data in memberships:
+                self._put(membership, data)
+            # Deletions come last: a profile merged away is gone even if evaluated in the batch.
+            for profile_id in update.deleted:
+                self._drop(profile_id)
+            for message_id, event in emits:
+                self._emits.setdefault(message_id, event)
+            for name, at in update.progress.items():
+                if at is None:
+                    self._jobs.pop(name, None)
+                else:
+                    self._jobs[name] = at
+            if update.after_seq is not None and update.processed_seq is not None:
+                self._processed = update.processed_seq
+
+    def _put(self, membership: Membership, data: bytes) -> None:
+        old = self._drop(membership.profile_id)
+        segments = frozenset(membership.segments)
+        self._profiles[membership.profile_id] = _Evaluated(
+            data=data,
+            segments=segments,
+            wake_at=membership.wake_at,
+            order=next(self._order) if old is None else old.order,
+        )
+        for segment in segments:
+            self._members.setdefault(segment, set()).add(membership.profile_id)
+
+    def _drop(self, profile_id: str) -> _Evaluated | None:
+        old = self._profiles.pop(profile_id, None)
+        for segment in old.segments if old else ():
+            self._members[segment].discard(profile_id)
+        return old
+
+    def pending_emits(self, limit: int) -> list[Event]:
+        with self._lock:
+            found = list(itertools.islice(self._emits.values(), max(limit, 0)))
+        return [_decode_event(data) for data in found]
+
+    def forwarded(self, message_ids: Collection[str]) -> None:
+        with self._lock:
+            for message_id in message_ids:
+                self._emits.pop(message_id, None)
+
+    def members(self, segment_id: str, after_profile_id: str, limit: int) -> list[Membership]:
+        with self._lock:
+            page = heapq.nsmallest(
+                max(limit, 0),
+                (p for p in self._members.get(segment_id, ()) if p > after_profile_id),
+            )
+            found = [self._profiles[p].data for p in page]
+        return [_decode_membership(data) for data in found]
+
+    def count(self, segment_id: str) -> int:
+        with self._lock:
+            return len(self._members.get(segment_id, ()))
+
+    def progress(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._jobs)
