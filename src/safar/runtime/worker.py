@@ -1,10 +1,11 @@
-"""The worker: profile processing, journeys, timers and delivery for one installation.
+"""The worker: profile processing, audiences, journeys, timers and delivery for one
+installation.
 
-Two threads. The *stepper* folds new events into profiles, then steps journeys over them and
-over due timers, in turn: these all write the state database, and taking turns in one thread
-keeps every batch's view consistent (journeys always see profiles up to the events they
-handle). The *dispatcher* delivers the outbox; it waits on networks (SMTP, SMS, webhooks),
-so it runs beside the stepper rather than holding it up.
+Two threads. The *stepper* folds new events into profiles, then into audiences, then steps
+journeys over them and over due timers, in turn: these all write the state database, and taking
+turns in one thread keeps every batch's view consistent (journeys always see profiles and
+segments up to the events they handle). The *dispatcher* delivers the outbox; it waits on
+networks (SMTP, SMS, webhooks), so it runs beside the stepper rather than holding it up.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from safar.core.plan import Predicate
 from safar.errors import ConfigError, DeliveryError, SafarError
 from safar.model.policy import Policy
 from safar.ports import Channel, Clock
+from safar.runtime.audience_view import AudienceReader
+from safar.runtime.audiences import AudienceProcessor
 from safar.runtime.dispatch import ERROR_WAIT, Dispatcher, WebhookCaller
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.links import Links, load_secret
@@ -90,6 +93,11 @@ def webhook_caller(settings: Settings, clock: Clock) -> WebhookCaller:
     return refuse
 
 
+def audience_reader(stores: Stores, clock: Clock) -> AudienceReader:
+    """Profiles with their computed traits and segments, as journeys and messages see them."""
+    return AudienceReader(stores.profiles, stores.audiences, stores.audience_catalog, clock)
+
+
 def build_dispatcher(
     stores: Stores,
     settings: Settings,
@@ -105,7 +113,7 @@ def build_dispatcher(
     return Dispatcher(
         stores.outbox,
         stores.delivery,
-        stores.profiles,
+        audience_reader(stores, clock),
         stores.events,
         channels if channels is not None else build_channels(ch, stores.delivery, clock),
         TemplateRenderer(load_templates(settings)),
@@ -132,13 +140,25 @@ class Worker:
     ) -> None:
         self._wake = threading.Event()
         policy = load_policy(settings)
+        rules = IdentityRules(settings.identity)
         self.profiler = ProfileProcessor(stores.events, stores.profiles, settings.identity, clock)
-        self.runtime = JourneyRuntime(
+        self.audiences = AudienceProcessor(
             stores.events,
             stores.profiles,
+            stores.delivery,
+            stores.audience_catalog,
+            stores.audiences,
+            rules,
+            clock,
+            owner=owner,
+        )
+        self.reader = audience_reader(stores, clock)
+        self.runtime = JourneyRuntime(
+            stores.events,
+            self.reader,
             stores.journeys,
             stores.runs,
-            IdentityRules(settings.identity),
+            rules,
             clock,
             plans=PlanBook(default_timezone=policy.default_timezone),
             owner=owner,
@@ -154,10 +174,11 @@ class Worker:
         return self._build_dispatcher()
 
     def step_once(self) -> int:
-        """One turn of the stepper: profiles, then journeys over events, due timers and due
-        schedules."""
+        """One turn of the stepper: profiles, audiences, then journeys over events, due timers
+        and due schedules."""
         queued = self.runtime.queued
         done = self.profiler.run_once(RUN_BATCH)
+        done += self.audiences.step()
         done += self.runtime.run_events()
         done += self.runtime.run_timers()
         done += self.runtime.run_schedules()
@@ -203,6 +224,8 @@ class Worker:
             try:
                 if time.monotonic() - refreshed > refresh:
                     self.runtime.refresh()
+                    self.audiences.refresh()
+                    self.reader.invalidate()
                     refreshed = time.monotonic()
                 done = self.step_once()
             except SafarError as exc:

@@ -1,7 +1,8 @@
 """A journey harness: all of Safar on in-memory stores and a fake clock.
 
-Send events, publish journeys, move time forward by days in milliseconds, and look at what was
-sent and why not. ``safar journeys simulate`` and Safar's own journey tests use it::
+Send events, publish journeys, segments and computed traits, move time forward by days in
+milliseconds, and look at what was sent and why not. ``safar journeys simulate`` and Safar's
+own journey tests use it::
 
     h = JourneyHarness()
     h.publish(parse_journey_file("examples/journeys/abandoned_cart.yaml"))
@@ -10,8 +11,8 @@ sent and why not. ``safar journeys simulate`` and Safar's own journey tests use 
     assert [m.channel for m in h.sent] == ["email"]
 
 Everything the live runtime does happens here too, in the same order: profiles are folded,
-journeys stepped, messages pass the policy gate, are rendered and handed to channels (recording
-ones unless given), receipts come back as events.
+audiences kept current, journeys stepped, messages pass the policy gate, are rendered and
+handed to channels (recording ones unless given), receipts come back as events.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from safar.config import IdentitySettings, IngestSettings
 from safar.core.identity import IdentityRules
 from safar.errors import DeliveryError
 from safar.ingest.validate import event_from_json
+from safar.model.audiences import AudienceVersion, Definition
 from safar.model.events import Event, iso
 from safar.model.journeys import Journey, JourneyVersion, Migration
 from safar.model.messages import Decision, Message, Receipt, RenderedMessage
 from safar.model.policy import Policy
 from safar.model.profiles import Profile
 from safar.ports import Channel
+from safar.runtime import audience_catalog
+from safar.runtime.audience_view import AudienceReader
+from safar.runtime.audiences import AudienceProcessor
 from safar.runtime.catalog import publish
 from safar.runtime.dispatch import Dispatcher, Renderer
 from safar.runtime.journeys import JourneyRuntime
@@ -113,9 +118,25 @@ class JourneyHarness:
             self.clock,
             new_id=lambda: f"p{next(ids):06d}",
         )
-        self.runtime = JourneyRuntime(
+        self.audiences = AudienceProcessor(
             self.stores.events,
             self.stores.profiles,
+            self.stores.delivery,
+            self.stores.audience_catalog,
+            self.stores.audiences,
+            IdentityRules(rules),
+            self.clock,
+        )
+        #: Profiles with computed traits and segments, as journeys and the gate see them.
+        self.reader = AudienceReader(
+            self.stores.profiles,
+            self.stores.audiences,
+            self.stores.audience_catalog,
+            self.clock,
+        )
+        self.runtime = JourneyRuntime(
+            self.stores.events,
+            self.reader,
             self.stores.journeys,
             self.stores.runs,
             IdentityRules(rules),
@@ -126,7 +147,7 @@ class JourneyHarness:
         self.dispatcher = Dispatcher(
             self.stores.outbox,
             self.stores.delivery,
-            self.stores.profiles,
+            self.reader,
             self.stores.events,
             self.channels,
             render or plain_render,
@@ -142,6 +163,17 @@ class JourneyHarness:
     def publish(self, journey: Journey, migration: Migration | None = None) -> JourneyVersion:
         version, _ = publish(self.stores.journeys, journey, self.clock.now_ms(), migration)
         self.runtime.refresh()
+        return version
+
+    def publish_audience(self, definition: Definition) -> AudienceVersion:
+        """Publish a segment or computed trait; it is evaluated for everyone before this
+        returns."""
+        version, _ = audience_catalog.publish(
+            self.stores.audience_catalog, definition, self.clock.now_ms()
+        )
+        self.audiences.refresh()
+        self.reader.invalidate()
+        self.run()
         return version
 
     def send(self, payload: dict[str, Any]) -> Event:
@@ -177,6 +209,7 @@ class JourneyHarness:
         """Process everything due now, until nothing is left to do."""
         while True:
             done = self.profiler.run_once()
+            done += self.audiences.step()
             done += self.runtime.run_events()
             done += self.runtime.run_timers()
             done += self.runtime.run_schedules()
@@ -195,6 +228,7 @@ class JourneyHarness:
                 t
                 for t in (
                     self.stores.runs.next_wake(),
+                    self.stores.audiences.next_wake(),
                     self.stores.outbox.next_due(),
                     self.runtime.next_schedule(),
                 )
@@ -221,7 +255,8 @@ class JourneyHarness:
         return found
 
     def profile(self, user_id: str) -> Profile:
-        found = self.stores.profiles.find(("user_id", user_id))
+        """The customer's profile with computed traits and segments."""
+        found = self.reader.find(("user_id", user_id))
         assert found is not None, f"no profile for user {user_id}"
         return found
 
