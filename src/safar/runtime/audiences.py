@@ -278,7 +278,7 @@ class AudienceProcessor:
             if not extracted.identifiers:
                 continue
             fed = self._feeds(event, batch.now)
-            # An event naming two identifiers may merge profiles, which changes traits too.
+            # An event naming two identifiers may merge profiles (see _evaluate).
             linking = len(extracted.identifiers) > 1 or event.type == "alias"
             touch = _Touch(
                 aggregates={key for key, _ in fed},
@@ -377,7 +377,9 @@ class AudienceProcessor:
                     before[sid] = min(since, before.get(sid, since))
                 batch.update.deleted.append(old)
         allowed = self._allowed(profile.id)
-        if touch is None or held is None:
+        if touch is None or held is None or touch.identifiers:
+            # New to us, or maybe merged: profiles joining pool their folds, so anything
+            # may change.
             touched = allowed
         else:
             touched = allowed & self.plan.touched(
