@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", parents=[common], help="import a JSONL or CSV file")
     imp.add_argument("file", type=Path)
     imp.add_argument("--source", default="import", help="source name (created if missing)")
+    imp.add_argument(
+        "--traits",
+        action="store_true",
+        help="read a JSONL file as trait records (identifiers and traits, one person a line,"
+        " as CRMs export them) rather than Segment events; CSV files always are",
+    )
     imp.set_defaults(run=_import)
 
     profiles = sub.add_parser("profiles", help="unified customer profiles")
@@ -205,10 +211,13 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             limits=settings.ingest,
             identity=settings.identity,
             progress=progress,
+            traits=args.traits,
         )
     print(file=sys.stderr)
     for line_no, reason in report.rejected:
-        print(f"rejected line {line_no}: {reason}", file=sys.stderr)
+        # Reasons start with their location ("line 3.userId: ..."): say the line once.
+        detail = reason.removeprefix(f"line {line_no}").lstrip(".: ")
+        print(f"rejected line {line_no}: {detail}", file=sys.stderr)
     print(
         f"{report.accepted:,} events stored, {report.duplicates:,} duplicates skipped, "
         f"{len(report.rejected):,} lines rejected, from {report.lines:,} lines"

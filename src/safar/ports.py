@@ -147,6 +147,13 @@ class ProfileReader(Protocol):
         """
         ...
 
+    def reshaped(self, after_seq: int, upto_seq: int) -> list[str]:
+        """Profiles whose identifiers changed (merged into another, received identifiers,
+        lost some to a move) in the batches whose ``processed_seq`` lies in ``(after_seq,
+        upto_seq]``, sorted; merged-away ids included. For processors that keep per-profile
+        state and must revisit a profile that changed without an event of its own."""
+        ...
+
     def merges(self, profile_id: str) -> list[MergeRecord]:
         """Merges done into, and refused for, this profile, oldest first.
 

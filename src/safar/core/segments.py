@@ -11,7 +11,7 @@ changed touches the segments that name it (``member:``). Segments are evaluated 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +64,69 @@ class Reads:
 class CompiledAggregate:
     aggregate: Aggregate
     where: Predicate | None
+    key: str
+
+
+class CustomerFolds(Mapping[str, Fold]):
+    """Aggregate key -> a customer's fold, combined from their identifiers' folds when first
+    read: most evaluations read a few of the aggregates."""
+
+    def __init__(self, parts: Mapping[str, list[Fold]], aggregates: Mapping[str, Aggregate]):
+        self._parts = parts
+        self._aggregates = aggregates
+        self._combined: dict[str, Fold] = {}
+
+    def __getitem__(self, key: str) -> Fold:
+        found = self._combined.get(key)
+        if found is None:
+            parts = self._parts.get(key)
+            if not parts or key not in self._aggregates:
+                raise KeyError(key)
+            found = parts[0] if len(parts) == 1 else ag.combine(parts, self._aggregates[key])
+            self._combined[key] = found
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._parts if key in self._aggregates)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class CustomerTraits(Mapping[str, Any]):
+    """A customer's traits with computed traits laid over them, each computed when first
+    read."""
+
+    def __init__(
+        self,
+        raw: Mapping[str, Any],
+        computed: Mapping[str, Aggregate],
+        folds: Mapping[str, Fold],
+        now: int,
+    ) -> None:
+        self._raw = raw
+        self._computed = computed
+        self._folds = folds
+        self._now = now
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        aggregate = self._computed.get(name)
+        if aggregate is None:
+            return self._raw[name]
+        if name not in self._values:
+            fold = self._folds.get(aggregate.key)
+            self._values[name] = ag.value(
+                fold if fold is not None else Fold(), aggregate, self._now
+            )
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._computed
+        yield from (name for name in self._raw if name not in self._computed)
+
+    def __len__(self) -> int:
+        return len(self._computed) + sum(1 for name in self._raw if name not in self._computed)
 
 
 @dataclass
@@ -115,6 +178,24 @@ class AudiencePlan:
         for segment in self.segments:
             for member in self.reads[segment.id].members:
                 self._dependents.setdefault(member, []).append(segment.id)
+        # Indexes for touched(): what each kind of change reaches.
+        trait_keys = {name: agg.key for name, agg in self.traits.items()}
+        self._by_aggregate: dict[str, set[str]] = {}
+        self._by_traits: set[str] = set()
+        self._by_identifiers: set[str] = set()
+        self._by_consent: set[str] = set()
+        for segment_id, reads in self.reads.items():
+            keys = set(reads.aggregates)
+            names = set(trait_keys) if "*" in reads.traits else reads.traits & set(trait_keys)
+            keys.update(trait_keys[name] for name in names)
+            for key in keys:
+                self._by_aggregate.setdefault(key, set()).add(segment_id)
+            if reads.traits:
+                self._by_traits.add(segment_id)
+            if reads.identifiers:
+                self._by_identifiers.add(segment_id)
+            if reads.consent:
+                self._by_consent.add(segment_id)
 
     # -- compiling --------------------------------------------------------------------------
 
@@ -122,7 +203,7 @@ class AudiencePlan:
         key = aggregate.key
         if key not in self.aggregates:
             where = self._compile(aggregate.where, ("event",)) if aggregate.where else None
-            compiled = CompiledAggregate(aggregate, where)
+            compiled = CompiledAggregate(aggregate, where, key)
             self.aggregates[key] = compiled
             self.by_event.setdefault(aggregate.event, []).append(compiled)
         return key
@@ -173,18 +254,15 @@ class AudiencePlan:
         """Segments whose result may change when these aggregates change, and, as flagged,
         traits, identifiers or consent (not counting ``member:`` dependents: :meth:`evaluate`
         follows those)."""
-        changed = set(aggregates)
-        computed = {name for name, agg in self.traits.items() if agg.key in changed}
         found: set[str] = set()
-        for segment_id, reads in self.reads.items():
-            if (
-                reads.aggregates & changed
-                or (traits and reads.traits)
-                or (computed and ("*" in reads.traits or reads.traits & computed))
-                or (identifiers and reads.identifiers)
-                or (consent and reads.consent)
-            ):
-                found.add(segment_id)
+        for key in aggregates:
+            found.update(self._by_aggregate.get(key, ()))
+        if traits:
+            found.update(self._by_traits)
+        if identifiers:
+            found.update(self._by_identifiers)
+        if consent:
+            found.update(self._by_consent)
         return found
 
     # -- evaluating ---------------------------------------------------------------------------
@@ -206,13 +284,6 @@ class AudiencePlan:
                     view.segments.discard(sid)
                 pending.update(self._dependents.get(sid, ()))
         return view.segments & set(self._tests)
-
-    def computed_traits(self, folds: Mapping[str, Fold], now: int) -> dict[str, Any]:
-        """The computed traits' values for a customer with these combined folds."""
-        return {
-            name: ag.value(folds.get(agg.key) or Fold(), agg, now)
-            for name, agg in self.traits.items()
-        }
 
     def wake_at(self, folds: Mapping[str, Fold], now: int) -> int | None:
         """When time alone may next change a segment of this customer, or None."""
@@ -260,7 +331,7 @@ def _profile_test(predicate: Predicate) -> Callable[[View], bool]:
         activation = {
             "profile": {
                 "id": profile.id,
-                "traits": view.traits,
+                "traits": dict(view.traits),
                 "identifiers": profile.identifiers,
             },
             "now": datetime.fromtimestamp(view.now / 1000, tz=UTC),

@@ -129,5 +129,8 @@ class AudienceReader:
     def trait_history(self, profile_id: str, limit: int) -> list[TraitChange]:
         return self._profiles.trait_history(profile_id, limit)
 
+    def reshaped(self, after_seq: int, upto_seq: int) -> list[str]:
+        return self._profiles.reshaped(after_seq, upto_seq)
+
     def merges(self, profile_id: str) -> list[MergeRecord]:
         return self._profiles.merges(profile_id)

@@ -42,10 +42,18 @@ import msgspec
 
 from safar.core import aggregates as ag
 from safar.core.identity import IdentityRules, extract
-from safar.core.segments import AudiencePlan, Compile, Predicate, View
+from safar.core.segments import (
+    AudiencePlan,
+    Compile,
+    CustomerFolds,
+    CustomerTraits,
+    Predicate,
+    View,
+)
 from safar.model.audiences import (
     SEGMENT_ENTERED,
     SEGMENT_EXITED,
+    Aggregate,
     AudienceVersion,
     ComputedTrait,
     Fold,
@@ -122,6 +130,7 @@ class _Jobs:
     scans: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: Progress to commit with the next update.
     dirty: dict[str, str | None] = field(default_factory=dict)
+    _complete: dict[str, str] | None = None
 
     def storage_key(self, key: str) -> str:
         return f"{key}@{self.folds[key][0]}"
@@ -130,7 +139,16 @@ class _Jobs:
         generation, upto = self.folds[key]
         return upto >= generation
 
+    def complete_storage(self) -> dict[str, str]:
+        """Storage key -> aggregate key, for the aggregates whose history is complete."""
+        if self._complete is None:
+            self._complete = {
+                self.storage_key(key): key for key in self.folds if self.complete(key)
+            }
+        return self._complete
+
     def set_fold(self, key: str, generation: int, upto: int) -> None:
+        self._complete = None
         self.folds[key] = (generation, upto)
         self.dirty[f"fold:{key}"] = f"{generation}:{upto}"
 
@@ -195,6 +213,7 @@ class AudienceProcessor:
         self._names: dict[str, str] = {}
         self._webhooks: dict[str, str] = {}
         self.plan = AudiencePlan([], [], compile)
+        self._aggregates: dict[str, Aggregate] = {}
         self._jobs = _Jobs()
         self._stamp: object = None
         self.refresh()
@@ -209,6 +228,7 @@ class AudienceProcessor:
             return
         segments, traits = live_definitions(versions)
         self.plan = AudiencePlan(segments, traits, self._compile)
+        self._aggregates = {k: c.aggregate for k, c in self.plan.aggregates.items()}
         self._names = {s.id: s.name for s in segments}
         self._webhooks = {s.id: s.webhook for s in segments if s.webhook}
         self._stamp = stamp
@@ -267,11 +287,11 @@ class AudienceProcessor:
         update = AudienceUpdate(after_seq=after, processed_seq=events[-1].seq)
         batch = _Batch(now=now, update=update)
         if self.plan.reads or self.plan.aggregates:
-            self._handle(batch, events)
+            self._handle(batch, events, after)
         self._commit(batch)
         return len(events)
 
-    def _handle(self, batch: _Batch, events: Sequence[Event]) -> None:
+    def _handle(self, batch: _Batch, events: Sequence[Event], after: int) -> None:
         found: list[tuple[Event, Identifier, list[tuple[str, Any]], _Touch]] = []
         for event in events:
             extracted = extract(event, self._rules)
@@ -287,28 +307,50 @@ class AudienceProcessor:
                 consent=event.name in CONSENT_EVENTS,
             )
             found.append((event, extracted.identifiers[0], fed, touch))
-        if not found:
+        # Customers who gained or lost identifiers by merges and moves, with or without an
+        # event of their own here, are evaluated in full.
+        reshaped = self._profiles.reshaped(after, events[-1].seq) if self.plan.reads else []
+        if not found and not reshaped:
             return
         profiles = self._profiles.find_many({head for _, head, _, _ in found})
-        touches: dict[str, _Touch] = {}
+        touches: dict[str, _Touch | None] = {pid: None for pid in self._revisit(batch, reshaped)}
         for _, head, _, touch in found:
             profile = profiles.get(head)
             if profile is None:
                 continue
-            held = touches.setdefault(profile.id, _Touch())
+            batch.profiles[profile.id] = profile
+            if profile.id in touches and touches[profile.id] is None:
+                continue  # evaluated in full anyway
+            held = touches.setdefault(profile.id, _Touch()) or _Touch()
             held.aggregates |= touch.aggregates
             held.traits |= touch.traits
             held.identifiers |= touch.identifiers
             held.consent |= touch.consent
-            batch.profiles[profile.id] = profile
         self._load(batch, batch.profiles.values())
         for event, head, fed, _ in found:
             # Only into folds loaded above (the customer's): a fold not loaded would replace
             # the stored one.
             if fed and head in profiles:
                 self._fold(batch, head, event, fed)
-        for pid, touch in touches.items():
-            self._evaluate(batch, batch.profiles[pid], touch)
+        for pid, changed in touches.items():
+            self._evaluate(batch, batch.profiles[pid], changed)
+
+    def _revisit(self, batch: _Batch, profile_ids: Sequence[str]) -> list[str]:
+        """Put the current profiles of these (found by their memberships' identifiers) into
+        the batch; a membership whose profile is gone is deleted. Returns their ids."""
+        if not profile_ids:
+            return []
+        held = self._store.memberships(profile_ids)
+        current = self._profiles.find_many({m.identifier for m in held.values()})
+        found = []
+        for membership in held.values():
+            profile = current.get(membership.identifier)
+            if profile is None:
+                batch.update.deleted.append(membership.profile_id)
+                continue
+            batch.profiles[profile.id] = profile
+            found.append(profile.id)
+        return found
 
     def _feeds(self, event: Event, now: int) -> list[tuple[str, Any]]:
         """(aggregate key, value) for each aggregate this event feeds."""
@@ -327,7 +369,7 @@ class AudienceProcessor:
                 continue
             usable, value = ag.extract(aggregate, payload)
             if usable:
-                fed.append((aggregate.key, value))
+                fed.append((compiled.key, value))
         return fed
 
     def _fold(
@@ -365,8 +407,7 @@ class AudienceProcessor:
         timer's lease)."""
         now = batch.now
         combined = self._combined(batch, profile)
-        traits = dict(profile.traits)
-        traits.update(self.plan.computed_traits(combined, now))
+        traits = CustomerTraits(profile.traits, self.plan.traits, combined, now)
         consents = [c for pid in (profile.id, *profile.merged_from) for c in batch.consents[pid]]
         held = batch.memberships.get(profile.id)
         before: dict[str, int] = dict(held.segments) if held is not None else {}
@@ -408,22 +449,18 @@ class AudienceProcessor:
                 change = self._change(SEGMENT_EXITED, sid, profile, identifier, now)
                 batch.update.emits.append(change)
 
-    def _combined(self, batch: _Batch, profile: Profile) -> dict[str, Fold]:
+    def _combined(self, batch: _Batch, profile: Profile) -> CustomerFolds:
         """Aggregate key -> the customer's fold, across their identifiers (complete
         aggregates only: one still folding its history would give a partial answer)."""
-        by_storage: dict[str, list[Fold]] = defaultdict(list)
+        complete = self._jobs.complete_storage()
+        parts: dict[str, list[Fold]] = defaultdict(list)
         for kind, values in profile.identifiers.items():
             for value in values:
                 for storage, fold in batch.folds.get((kind, value), {}).items():
-                    by_storage[storage].append(fold)
-        combined: dict[str, Fold] = {}
-        for key, compiled in self.plan.aggregates.items():
-            if not self._jobs.complete(key):
-                continue
-            parts = by_storage.get(self._jobs.storage_key(key))
-            if parts:
-                combined[key] = ag.combine(parts, compiled.aggregate)
-        return combined
+                    key = complete.get(storage)
+                    if key is not None:
+                        parts[key].append(fold)
+        return CustomerFolds(parts, self._aggregates)
 
     def _change(
         self, name: str, segment_id: str, profile: Profile, identifier: Identifier, now: int

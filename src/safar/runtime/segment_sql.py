@@ -205,14 +205,16 @@ class SqlAudiences:
             def event_test(payload: str) -> bool:
                 return test({"event": _decode(payload)})
 
-            fn, args, result = event_test, ["VARCHAR"], "BOOLEAN"
+            fn, result = event_test, "BOOLEAN"
+            args = ["VARCHAR"]
         elif kind == "dig":
 
             def dig_json(payload: str) -> str | None:
                 found = dig(_decode(payload), source)
                 return None if found is None else _encode(found).decode()
 
-            fn, args, result = dig_json, ["VARCHAR"], "VARCHAR"
+            fn, result = dig_json, "VARCHAR"
+            args = ["VARCHAR"]
         else:
             profile_test = self._compile(source, ("profile", "now"))
 
@@ -227,7 +229,8 @@ class SqlAudiences:
                 }
                 return profile_test(activation)
 
-            fn, args, result = cel_profile, ["VARCHAR"] * 4 + ["BIGINT"], "BOOLEAN"
+            fn, result = cel_profile, "BOOLEAN"
+            args = ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT"]
         self.con.create_function(name, fn, args, result, side_effects=False)
         self._functions[key] = name
         return name

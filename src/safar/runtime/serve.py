@@ -135,6 +135,7 @@ class ChildProcess:
 
 def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: int) -> None:
     """Child-process entry point: run ``role`` (see :data:`ROLES`) until told to stop."""
+    from safar.runtime.segment_export import build_exporter
     from safar.runtime.worker import Worker, build_dispatcher
 
     settings = msgspec.json.decode(encoded_settings, type=Settings)
@@ -159,7 +160,14 @@ def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: 
         if role == "worker":
             Worker(stores, settings, clock).run(halt, dispatch=False)
         else:
-            build_dispatcher(stores, settings, clock).run(halt, idle_wait=DISPATCH_POLL)
+            # Segment webhooks go out beside the dispatcher, in a thread of their own so a slow
+            # endpoint holds up no message.
+            exporter = build_exporter(stores, settings, clock).start(halt)
+            try:
+                build_dispatcher(stores, settings, clock).run(halt, idle_wait=DISPATCH_POLL)
+            finally:
+                halt.set()
+                exporter.join(timeout=30)
     finally:
         halt.set()
         stores.close()

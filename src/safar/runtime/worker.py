@@ -31,6 +31,7 @@ from safar.runtime.links import Links, load_secret
 from safar.runtime.plans import PlanBook
 from safar.runtime.profiler import RUN_BATCH, ProfileProcessor
 from safar.runtime.render import TemplateRenderer
+from safar.runtime.segment_export import SegmentExporter, build_exporter
 from safar.stores.bundle import Stores
 from safar.templates import TemplateCatalog
 
@@ -166,12 +167,18 @@ class Worker:
         self._build_dispatcher = functools.partial(
             build_dispatcher, stores, settings, clock, channels=channels, owner=owner, policy=policy
         )
+        self._build_exporter = functools.partial(build_exporter, stores, settings, clock)
 
     @functools.cached_property
     def dispatcher(self) -> Dispatcher:
         """Built on first use: ``safar serve``'s worker process never delivers, so it does not
         load templates and channels for nothing."""
         return self._build_dispatcher()
+
+    @functools.cached_property
+    def exporter(self) -> SegmentExporter:
+        """Segment webhooks, delivered beside the dispatcher (built on first use likewise)."""
+        return self._build_exporter()
 
     def step_once(self) -> int:
         """One turn of the stepper: profiles, audiences, then journeys over events, due timers
@@ -194,10 +201,10 @@ class Worker:
         *,
         dispatch: bool = True,
     ) -> None:
-        """Run the stepper, and with ``dispatch`` the dispatcher beside it in a thread, until
-        ``stop`` is set. The stepper wakes that dispatcher as soon as it has queued commands,
-        so a message does not wait for the dispatcher's next poll. ``safar serve`` runs the
-        dispatcher in a process of its own instead (``dispatch=False``)."""
+        """Run the stepper, and with ``dispatch`` the dispatcher and the segment exporter beside
+        it in threads, until ``stop`` is set. The stepper wakes that dispatcher as soon as it has
+        queued commands, so a message does not wait for the dispatcher's next poll. ``safar
+        serve`` runs them in a process of its own instead (``dispatch=False``)."""
         if not dispatch:
             self._step_until(stop, idle_wait, refresh)
             return
@@ -209,12 +216,14 @@ class Worker:
             daemon=True,
         )
         dispatcher.start()
+        exporter = self.exporter.start(stop)
         try:
             self._step_until(stop, idle_wait, refresh)
         finally:
             stop.set()
             self._wake.set()
             dispatcher.join(timeout=30)
+            exporter.join(timeout=30)
 
     def _step_until(self, stop: threading.Event, idle_wait: float, refresh: float) -> None:
         import time

@@ -49,6 +49,8 @@ class MemoryProfileStore:
         self._timeline: dict[Identifier, list[int]] = {}  # ascending seqs
         self._traits: dict[Identifier, dict[_TraitKey, TraitWrite]] = {}
         self._merges: list[MergeRecord] = []
+        #: (processed seq of the batch, record), for reshaped().
+        self._merge_seqs: list[tuple[int, MergeRecord]] = []
         self._merge_keys: set[_MergeKey] = set()
 
     # -- ProfileReader ---------------------------------------------------------------------------
@@ -119,6 +121,16 @@ class MemoryProfileStore:
             )
             for w in writes[: max(limit, 0)]
         ]
+
+    def reshaped(self, after_seq: int, upto_seq: int) -> list[str]:
+        with self._lock:
+            found = {
+                pid
+                for seq, m in self._merge_seqs
+                if after_seq < seq <= upto_seq and not m.refused
+                for pid in (m.into, m.other)
+            }
+        return sorted(found)
 
     def merges(self, profile_id: str) -> list[MergeRecord]:
         with self._lock:
@@ -203,6 +215,7 @@ class MemoryProfileStore:
                 if key not in self._merge_keys:
                     self._merge_keys.add(key)
                     self._merges.append(record)
+                    self._merge_seqs.append((update.processed_seq, record))
             self._processed = update.processed_seq
 
     def _check_placed(self, update: ProfileUpdate) -> None:

@@ -113,6 +113,11 @@ _MIGRATIONS = [
     );
     INSERT INTO profile_progress(id, processed_seq) VALUES (1, 0)
     """,
+    # The processed seq of the batch that did each merge or move, for reshaped().
+    """
+    ALTER TABLE profile_merges ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX profile_merges_seq ON profile_merges(seq) WHERE refused = 0;
+    """,
 ]
 
 _IN_JSON = "IN (SELECT value FROM json_each(?))"
@@ -244,6 +249,15 @@ class SqliteProfileStore:
             TraitChange(key=key, value=_decode_value(value), timestamp=ts, message_id=mid, seq=seq)
             for ts, mid, key, value, seq in rows[:limit]
         ]
+
+    def reshaped(self, after_seq: int, upto_seq: int) -> list[str]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT into_id, other_id FROM profile_merges"
+                " WHERE refused = 0 AND seq > ? AND seq <= ?",
+                (after_seq, upto_seq),
+            ).fetchall()
+        return sorted({pid for row in rows for pid in row})
 
     def merges(self, profile_id: str) -> list[MergeRecord]:
         with self._read() as conn:
@@ -435,9 +449,18 @@ class SqliteProfileStore:
         if update.merges:
             conn.executemany(
                 "INSERT OR IGNORE INTO profile_merges"
-                "(into_id, other_id, reason, refused, message_id, at) VALUES (?, ?, ?, ?, ?, ?)",
+                "(into_id, other_id, reason, refused, message_id, at, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (m.into, m.other, m.reason, int(m.refused), m.message_id, m.at)
+                    (
+                        m.into,
+                        m.other,
+                        m.reason,
+                        int(m.refused),
+                        m.message_id,
+                        m.at,
+                        update.processed_seq,
+                    )
                     for m in update.merges
                 ],
             )
