@@ -86,6 +86,21 @@ class CustomerFolds(Mapping[str, Fold]):
             self._combined[key] = found
         return found
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # Mapping.get goes through __getitem__ and a KeyError: too slow for every leaf.
+        if key in self._combined:
+            return self._combined[key]
+        if key not in self._parts:
+            return default
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def present(self) -> Iterable[str]:
+        """Keys that have a fold, without combining any."""
+        return self._parts.keys()
+
     def __iter__(self) -> Iterator[str]:
         return (key for key in self._parts if key in self._aggregates)
 
@@ -120,6 +135,11 @@ class CustomerTraits(Mapping[str, Any]):
                 fold if fold is not None else Fold(), aggregate, self._now
             )
         return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name in self._computed:
+            return self[name]
+        return self._raw.get(name, default)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._computed
@@ -288,7 +308,10 @@ class AudiencePlan:
     def wake_at(self, folds: Mapping[str, Fold], now: int) -> int | None:
         """When time alone may next change a segment of this customer, or None."""
         found: int | None = None
-        for key in self.timed:
+        present = folds.present() if isinstance(folds, CustomerFolds) else folds.keys()
+        for key in present:
+            if key not in self.timed:
+                continue
             fold = folds.get(key)
             if fold is None:
                 continue

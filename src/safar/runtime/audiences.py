@@ -131,6 +131,7 @@ class _Jobs:
     #: Progress to commit with the next update.
     dirty: dict[str, str | None] = field(default_factory=dict)
     _complete: dict[str, str] | None = None
+    _ready: set[str] | None = None
 
     def storage_key(self, key: str) -> str:
         return f"{key}@{self.folds[key][0]}"
@@ -152,7 +153,14 @@ class _Jobs:
         self.folds[key] = (generation, upto)
         self.dirty[f"fold:{key}"] = f"{generation}:{upto}"
 
+    def ready_segments(self) -> set[str]:
+        """Segments evaluated for everyone."""
+        if self._ready is None:
+            self._ready = {sid for sid, (_, pos) in self.scans.items() if pos == _DONE}
+        return self._ready
+
     def set_scan(self, segment_id: str, print_: str, position: str) -> None:
+        self._ready = None
         self.scans[segment_id] = (print_, position)
         self.dirty[f"scan:{segment_id}"] = f"{print_}:{position}"
 
@@ -266,9 +274,12 @@ class AudienceProcessor:
     def _allowed(self, profile_id: str) -> set[str]:
         """Segments kept current for this customer: those evaluated for everyone, and those
         whose evaluation job has reached them."""
-        found = set()
+        ready = self._jobs.ready_segments()
+        if len(ready) == len(self._jobs.scans):
+            return ready
+        found = set(ready)
         for segment_id, (_, position) in self._jobs.scans.items():
-            if position == _DONE or (position and profile_id <= position):
+            if position and position != _DONE and profile_id <= position:
                 found.add(segment_id)
         return found
 
