@@ -164,6 +164,9 @@ class IncrementalResult:
     audience_us: float
     memberships: int
     fold_rows: int
+    #: Copying the SQLite log and profiles into the DuckDB warehouse, per second.
+    sync_events_per_s: float = 0.0
+    load_profiles_per_s: float = 0.0
 
     @property
     def overhead_us(self) -> float:
@@ -362,6 +365,7 @@ def run_incremental(
         shutil.copytree(base / "empty", base / "full")
         timings: dict[str, float] = {}
         counts = (0, 0)
+        sync = (0.0, 0.0)
         for name, definitions in (("empty", []), ("full", live_definitions(segments, traits))):
             with open_stores(Settings(data_dir=str(base / name)), clock) as stores:
                 for definition in definitions:
@@ -383,6 +387,7 @@ def run_incremental(
                 timings[name] = (time.perf_counter() - started) / events * 1e6
                 if name == "full":
                     counts = _state_counts(Settings(data_dir=str(base / name)).database_path)
+                    sync = _sync_rates(stores, settings)
         return IncrementalResult(
             profiles=profiles,
             events=events,
@@ -393,9 +398,25 @@ def run_incremental(
             audience_us=timings["full"],
             memberships=counts[0],
             fold_rows=counts[1],
+            sync_events_per_s=sync[0],
+            load_profiles_per_s=sync[1],
         )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _sync_rates(stores: Any, settings: Any) -> tuple[float, float]:
+    """Events and profiles copied into a warehouse per second, from these stores."""
+    from safar.core.identity import IdentityRules
+    from safar.runtime.warehouse import Warehouse
+
+    with Warehouse() as warehouse:
+        started = time.perf_counter()
+        events = warehouse.sync_events(stores.events, IdentityRules(settings.identity))
+        events_rate = events / (time.perf_counter() - started)
+        started = time.perf_counter()
+        profiles = warehouse.load_profiles(stores.profiles, stores.delivery)
+        return events_rate, profiles / (time.perf_counter() - started)
 
 
 def _state_counts(database: Path) -> tuple[int, int]:
@@ -447,5 +468,7 @@ def format_incremental(result: IncrementalResult) -> str:
             f"worker (profiles + audiences): "
             f"{1e6 / (result.profile_us + result.audience_us):,.0f} events/s",
             f"state: {result.memberships:,} memberships, {result.fold_rows:,} fold rows",
+            f"warehouse sync from SQLite: {result.sync_events_per_s:,.0f} events/s, "
+            f"{result.load_profiles_per_s:,.0f} profiles/s",
         ]
     )

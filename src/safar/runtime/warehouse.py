@@ -71,6 +71,7 @@ class Warehouse:
 
     def __init__(self, path: str | None = None) -> None:
         self.con = duckdb.connect(path or ":memory:")
+        self.con.execute("SET enable_progress_bar = false")
         self._names = itertools.count(1)
         for statement in SCHEMA:
             self.con.execute(statement)
