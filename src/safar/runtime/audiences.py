@@ -31,10 +31,11 @@ the state they produce (:meth:`~safar.ports.AudienceStore.progress`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -72,6 +73,7 @@ from safar.ports import (
     EventLog,
     ProfileReader,
 )
+from safar.runtime.audience_cache import AudienceCache
 from safar.runtime.internal import track_event
 
 log = logging.getLogger(__name__)
@@ -223,6 +225,7 @@ class AudienceProcessor:
         self.plan = AudiencePlan([], [], compile)
         self._aggregates: dict[str, Aggregate] = {}
         self._jobs = _Jobs()
+        self._cache = AudienceCache(store)
         self._stamp: object = None
         self.refresh()
 
@@ -283,10 +286,27 @@ class AudienceProcessor:
                 found.add(segment_id)
         return found
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """A batch changes cached folds in place before it commits: if it fails anywhere, the
+        cache and the pending job progress may be ahead of the store, so both are dropped."""
+        if self._stamp is None:
+            self.refresh()  # after a failure: job progress as the store has it
+        try:
+            yield
+        except BaseException:
+            self._cache.forget()
+            self._stamp = None
+            raise
+
     # -- events -----------------------------------------------------------------------------
 
     def run_events(self, max_events: int = DEFAULT_BATCH) -> int:
         """Handle the next batch of events; returns how many were read (0: nothing to do)."""
+        with self._guard():
+            return self._run_events(max_events)
+
+    def _run_events(self, max_events: int) -> int:
         after = self._store.processed_seq()
         ready = self._profiles.processed_seq()
         if ready <= after:
@@ -402,8 +422,8 @@ class AudienceProcessor:
             pids.update(profile.merged_from)
             for kind, values in profile.identifiers.items():
                 identifiers.update((kind, value) for value in values)
-        batch.folds.update(self._store.folds(identifiers))
-        batch.memberships.update(self._store.memberships(pids))
+        batch.folds.update(self._cache.folds(identifiers))
+        batch.memberships.update(self._cache.memberships(pids))
         if any(reads.consent for reads in self.plan.reads.values()):
             for choice in self._delivery.consents(pids):
                 batch.consents[choice.profile_id].append(choice)
@@ -505,11 +525,16 @@ class AudienceProcessor:
             update.folds[identifier] = kept
         update.progress = self._jobs.take()
         self._store.commit(update)
+        self._cache.committed(update.folds, batch.memberships.values(), update.deleted)
 
     # -- timers -----------------------------------------------------------------------------
 
     def run_timers(self, limit: int = TIMER_BATCH) -> int:
         """Re-evaluate customers whose windows changed something by now; returns how many."""
+        with self._guard():
+            return self._run_timers(limit)
+
+    def _run_timers(self, limit: int) -> int:
         now = self._clock.now_ms()
         claimed = self._store.claim_due(now, limit, self._owner, LEASE_MS)
         if not claimed:
@@ -539,6 +564,10 @@ class AudienceProcessor:
     def run_jobs(self) -> int:
         """One page of background work: an aggregate's history, else a segment's scan.
         Returns how much was done (0: nothing left)."""
+        with self._guard():
+            return self._run_jobs()
+
+    def _run_jobs(self) -> int:
         for key, (generation, upto) in sorted(self._jobs.folds.items()):
             if upto < generation:
                 return self._fold_history(key, generation, upto)
@@ -581,7 +610,7 @@ class AudienceProcessor:
             if usable:
                 matched.append((event, identifiers[0], value))
         if matched:
-            batch.folds.update(self._store.folds({head for _, head, _ in matched}))
+            batch.folds.update(self._cache.folds({head for _, head, _ in matched}))
             storage = self._jobs.storage_key(key)
             for event, head, value in matched:
                 fold = batch.folds.setdefault(head, {}).setdefault(storage, Fold())
