@@ -322,3 +322,20 @@ def test_shop_batches_keeps_order_and_size() -> None:
     assert list(shop_batches([], size=10)) == []
     with pytest.raises(ValueError):
         shop_batches(events, size=0)
+
+
+def test_the_seeded_demo_has_segments_with_members(tmp_path: Path) -> None:
+    from safar.clock import SystemClock
+    from safar.config import load_settings
+    from safar.demo.seed import seed_demo
+    from safar.stores.bundle import open_stores
+
+    settings = load_settings(data_dir=tmp_path, environ={})
+    info = seed_demo(settings, customers=300)
+    assert {"vip-lapsed", "repeat-buyers", "revenue_90d"} <= set(info.audiences)
+    with open_stores(settings, SystemClock()) as stores:
+        assert stores.audiences.count("vip-lapsed") > 0
+        assert stores.audiences.count("repeat-buyers") > 0
+        # Evaluated for everyone, and the journeys start after the membership events.
+        assert stores.audiences.processed_seq() == stores.events.last_seq()
+        assert stores.runs.processed_seq() == stores.events.last_seq()

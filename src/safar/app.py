@@ -45,6 +45,8 @@ def create_app(*, stores: Stores, settings: Settings, clock: Clock) -> Starlette
             delivery=stores.delivery,
             links=links,
             templates_dir=Path(settings.journeys.templates_dir),
+            audience_catalog=stores.audience_catalog,
+            audiences=stores.audiences,
         ),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgspec
 
+from safar.cli_audiences import add_audience_commands
 from safar.cli_journeys import add_journey_commands
 from safar.clock import SystemClock
 from safar.config import Settings, load_settings
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(run=_profiles_show)
 
     add_journey_commands(sub, common)
+    add_audience_commands(sub, common)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="action", required=True)

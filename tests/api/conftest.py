@@ -28,6 +28,7 @@ from safar.model.events import Event
 from safar.model.profiles import Identifier, MergeRecord, Profile, TraitChange
 from safar.ports import Clock
 from safar.runtime.links import Links
+from safar.stores.memory.audiences import MemoryAudienceStores
 from safar.stores.memory.events import MemoryEventLog
 from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.stores.memory.keys import MemoryKeyStore
@@ -163,10 +164,13 @@ def make_app(
     stores: MemoryJourneyStores | None = None,
     links: Links | None = None,
     templates_dir: Path | None = TEMPLATES,
+    audiences: MemoryAudienceStores | None = None,
 ) -> Starlette:
     """The management app; journey, run, outbox and delivery routes on ``stores`` (default: new
-    empty ones), link routes with ``links`` (default: signed with :data:`LINK_SECRET`)."""
+    empty ones), link routes with ``links`` (default: signed with :data:`LINK_SECRET`), audience
+    routes on ``audiences`` (default: new empty ones)."""
     stores = stores if stores is not None else MemoryJourneyStores()
+    audiences = audiences if audiences is not None else MemoryAudienceStores()
     routes = management_routes(
         keys=keys,
         events=events,
@@ -179,6 +183,8 @@ def make_app(
         delivery=stores,
         links=links or Links(LINK_SECRET, "http://testserver"),
         templates_dir=templates_dir,
+        audience_catalog=audiences,
+        audiences=audiences,
     )
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
@@ -208,6 +214,11 @@ def stores() -> MemoryJourneyStores:
 
 
 @pytest.fixture
+def audiences() -> MemoryAudienceStores:
+    return MemoryAudienceStores()
+
+
+@pytest.fixture
 def links() -> Links:
     return Links(LINK_SECRET, "http://testserver")
 
@@ -220,9 +231,16 @@ def app(
     clock: FakeClock,
     stores: MemoryJourneyStores,
     links: Links,
+    audiences: MemoryAudienceStores,
 ) -> Starlette:
     return make_app(
-        keys=keys, events=events, profiles=profiles, clock=clock, stores=stores, links=links
+        keys=keys,
+        events=events,
+        profiles=profiles,
+        clock=clock,
+        stores=stores,
+        links=links,
+        audiences=audiences,
     )
 
 

@@ -14,6 +14,8 @@ from safar.api.profiles import decode_cursor, encode_cursor
 from safar.config import IdentitySettings
 from safar.errors import ValidationError
 from safar.model.profiles import MergeRecord, Profile, TraitChange
+from safar.ports import AudienceUpdate
+from safar.stores.memory.audiences import MemoryAudienceStores
 from safar.stores.memory.events import MemoryEventLog
 from safar.stores.memory.keys import MemoryKeyStore
 from safar.testing import FakeClock
@@ -42,10 +44,15 @@ def sara(profiles: FakeProfiles) -> Profile:
 
 
 def test_profile_by_user_id(
-    client: httpx.Client, profiles: FakeProfiles, read_headers: dict[str, str]
+    client: httpx.Client,
+    profiles: FakeProfiles,
+    audiences: MemoryAudienceStores,
+    read_headers: dict[str, str],
 ) -> None:
     sara(profiles)
     profiles.processed = 17
+    # The profile is as current as the slower of the profile and audience processors.
+    audiences.commit(AudienceUpdate(after_seq=0, processed_seq=20))
     response = client.get("/v1/profiles/user_id:42", headers=read_headers)
     assert response.status_code == 200
     assert response.json() == {
@@ -60,6 +67,7 @@ def test_profile_by_user_id(
         "first_seen": "2026-01-01T00:00:00.000Z",
         "last_seen": "2026-01-01T00:00:01.500Z",
         "merged_from": ["prof_anon2"],
+        "segments": [],
         "processed_seq": 17,
     }
 

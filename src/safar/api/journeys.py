@@ -29,12 +29,17 @@ from starlette.routing import Route
 from safar.api.auth import ApiKeyAuth
 from safar.api.profiles import parse_limit
 from safar.api.requests import (
+    YAML_TYPES,
     decode_body,
     find_profile,
     iso_or_none,
+    media_type,
+    problems_response,
     profile_ids,
+    query_flag,
     read_body,
     resolve_ref,
+    text_body,
 )
 from safar.core.identity import IdentityRules
 from safar.definitions import DefinitionError, Problem, validate_journey
@@ -49,12 +54,7 @@ from safar.runtime import catalog
 from safar.runtime.internal import track_event
 from safar.runtime.journeys import ENTRY_REQUEST_EVENT
 
-#: Media types a journey file may be sent as; anything else must be JSON.
-YAML_TYPES: Final = frozenset(
-    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
-)
 _MAX_REQUEST_ID: Final = 200
-_BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 
 
 class _CreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -115,9 +115,11 @@ class JourneyEndpoints:
     async def create(self, request: Request) -> JSONResponse:
         """``POST /v1/journeys``: save a journey file as a draft, or publish it."""
         body = await read_body(request)
-        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        media = media_type(request)
         if media in YAML_TYPES:
-            wanted = _CreateRequest(yaml=_utf8(body), publish=_flag(request, "publish"))
+            wanted = _CreateRequest(
+                yaml=text_body(body, "journey"), publish=query_flag(request, "publish")
+            )
         elif media == "application/json":
             wanted = decode_body(body, _CreateRequest)
         else:
@@ -134,10 +136,10 @@ class JourneyEndpoints:
         try:
             journey, lines = load_journey(wanted.yaml)
         except DefinitionError as exc:
-            return problems_response(exc.problems)
+            return problems_response(exc.problems, "journey")
         problems = self._check(journey, lines)
         if problems:
-            return problems_response(problems)
+            return problems_response(problems, "journey")
         now = self._clock.now_ms()
         with self._lock:
             if wanted.publish:
@@ -170,7 +172,7 @@ class JourneyEndpoints:
             # Templates may have changed since the draft was saved: check again.
             problems = self._check(latest.definition, {})
             if problems:
-                return problems_response(problems)
+                return problems_response(problems, "journey")
             version, changed = catalog.publish(
                 self._journeys, latest.definition, self._clock.now_ms(), wanted.migration
             )
@@ -335,32 +337,7 @@ def run_routes(
     return [Route("/v1/profiles/{ref}/journeys", read(api.history), methods=["GET"])]
 
 
-def _utf8(body: bytes) -> str:
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValidationError("the journey file must be UTF-8 text", "body") from exc
-
-
-def _flag(request: Request, name: str) -> bool:
-    text = request.query_params.get(name, "false").strip().lower()
-    if text not in _BOOLEANS:
-        raise ValidationError(f"must be true or false, got {text!r}", name)
-    return _BOOLEANS[text]
-
-
 # -- Documents ----------------------------------------------------------------------------------
-
-
-def problems_response(problems: Sequence[Problem]) -> JSONResponse:
-    """400 listing what is wrong with a journey file, each with its line and field."""
-    listed = [{"line": p.line, "field": p.field, "message": p.message} for p in problems]
-    summary = "; ".join(
-        f"line {p.line}: {p.field + ': ' if p.field else ''}{p.message}" for p in problems[:3]
-    )
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    error = f"the journey has {len(problems)} problem(s): {summary}{more}"
-    return JSONResponse({"error": error, "problems": listed}, status_code=400)
 
 
 def version_document(version: JourneyVersion) -> dict[str, Any]:

@@ -4,7 +4,9 @@ the in-app inbox; and, for admins, dead letters (``/v1/outbox/dead``).
 Decisions answer "why didn't Sara get the email?": every message the policy gate held back,
 delayed or let through, with the rule that decided. Decisions and inbox items written under
 profiles since merged into this one are included. Consent is read and written under the
-current profile id only, because that is where the policy gate reads it.
+current profile id only, because that is where the policy gate reads it; each choice recorded
+is also appended to the event log as a :data:`CONSENT_CHANGED` track event, so segments that
+read consent are evaluated again and journeys can react to it.
 """
 
 from __future__ import annotations
@@ -19,16 +21,26 @@ from starlette.routing import Route
 
 from safar.api.auth import ApiKeyAuth
 from safar.api.profiles import parse_limit
-from safar.api.requests import decode_body, find_profile, iso_or_none, profile_ids, read_body
+from safar.api.requests import (
+    decode_body,
+    find_profile,
+    iso_or_none,
+    profile_ids,
+    read_body,
+    resolve_ref,
+)
 from safar.core.identity import IdentityRules
 from safar.errors import NotFound, ValidationError
 from safar.model.events import iso
 from safar.model.messages import CHANNELS, Consent, Decision, InboxItem
 from safar.model.profiles import Profile
 from safar.model.runs import OutboxEntry, SendCommand
-from safar.ports import Clock, DeliveryStore, Outbox, ProfileReader
+from safar.ports import Clock, DeliveryStore, EventLog, Outbox, ProfileReader
+from safar.runtime.internal import track_event
 
 _MAX_CATEGORY: Final = 100
+#: The event a consent choice made through the API is recorded as.
+CONSENT_CHANGED: Final = "Consent Changed"
 
 
 class _ConsentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -44,11 +56,13 @@ class MessageEndpoints:
         self,
         *,
         delivery: DeliveryStore,
+        events: EventLog,
         profiles: ProfileReader,
         rules: IdentityRules,
         clock: Clock,
     ) -> None:
         self._delivery = delivery
+        self._events = events
         self._profiles = profiles
         self._rules = rules
         self._clock = clock
@@ -85,16 +99,33 @@ class MessageEndpoints:
         return await run_in_threadpool(self._set_consent, request.path_params["ref"], chosen)
 
     def _set_consent(self, ref: str, wanted: _ConsentRequest) -> JSONResponse:
-        profile = find_profile(self._profiles, self._rules, ref)
+        identifier, profile = resolve_ref(self._profiles, self._rules, ref)
+        now = self._clock.now_ms()
         consent = Consent(
             profile_id=profile.id,
             channel=wanted.channel,
             category=wanted.category,
             subscribed=wanted.subscribed,
-            at=self._clock.now_ms(),
+            at=now,
             source="api",
         )
         self._delivery.set_consent(consent)
+        # After the store: the audience processor reads the choice when it meets the event.
+        # The key names the choice, so a request retried at the same instant is one event.
+        choice = f"{wanted.channel}:{wanted.category}:{str(wanted.subscribed).lower()}"
+        event = track_event(
+            key=f"consent:{profile.id}:{choice}:{now}",
+            identifier=identifier,
+            name=CONSENT_CHANGED,
+            properties={
+                "channel": wanted.channel,
+                "category": wanted.category,
+                "subscribed": wanted.subscribed,
+                "source": consent.source,
+            },
+            at=now,
+        )
+        self._events.append([event])
         return JSONResponse(consent_document(consent))
 
     def inbox(self, request: Request) -> JSONResponse:
@@ -137,13 +168,16 @@ def message_routes(
     auth: ApiKeyAuth,
     *,
     delivery: DeliveryStore,
+    events: EventLog,
     profiles: ProfileReader,
     rules: IdentityRules,
     clock: Clock,
 ) -> list[Route]:
     """Decisions, consent and inbox under ``/v1/profiles/{ref}``: reading needs ``read``,
-    changing ``write``."""
-    api = MessageEndpoints(delivery=delivery, profiles=profiles, rules=rules, clock=clock)
+    changing ``write``. Consent choices are also appended to ``events``."""
+    api = MessageEndpoints(
+        delivery=delivery, events=events, profiles=profiles, rules=rules, clock=clock
+    )
     read, write = auth.require("read"), auth.require("write")
     inbox_item = "/v1/profiles/{ref}/inbox/{item_id}"
     return [

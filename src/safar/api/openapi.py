@@ -210,7 +210,14 @@ def _paths() -> dict[str, Any]:
             )
         },
     }
-    return {**paths, **_journey_paths(), **_message_paths(), **_link_paths(), **_tracking_paths()}
+    return {
+        **paths,
+        **_journey_paths(),
+        **_audience_paths(),
+        **_message_paths(),
+        **_link_paths(),
+        **_tracking_paths(),
+    }
 
 
 def _journey_paths() -> dict[str, Any]:
@@ -358,6 +365,184 @@ def _journey_paths() -> dict[str, Any]:
     }
 
 
+#: The two kinds of audience definition: (operation id noun, path, what people call one).
+_AUDIENCE_KINDS: Final = (
+    ("segment", "/v1/segments", "segment"),
+    ("computed_trait", "/v1/computed-traits", "computed trait"),
+)
+
+
+def _audience_kind_paths(name: str, base: str, noun: str) -> dict[str, Any]:
+    """The paths both kinds of audience definition have."""
+    audience = [_param("audience_id")]
+    problems = {
+        "400": {
+            "description": "The file has problems (each names its line and field), or is of the "
+            "other kind, or a parameter is malformed.",
+            "content": {JSON: {"schema": _ref("Problems")}},
+        }
+    }
+    version = _ok("The version", _ref("AudienceVersion"))
+    paths: dict[str, Any] = {}
+    file = "SegmentFile" if name == "segment" else "ComputedTraitFile"
+    yaml_body = {"schema": {"type": "string", "description": f"The {noun} file (YAML)."}}
+    body = {
+        "required": True,
+        "content": {
+            "application/yaml": yaml_body,
+            "text/plain": yaml_body,
+            JSON: {"schema": _ref(file)},
+        },
+    }
+
+    def managed(operation: str, scope: str, summary: str, text: str, **extra: Any) -> Any:
+        plural = "s" if operation == "list" else ""
+        return _managed(f"{operation}_{name}{plural}", "audiences", scope, summary, text, **extra)
+
+    preview_schema = "SegmentPreview" if name == "segment" else "ComputedTraitPreview"
+    paths[base] = {
+        "get": managed(
+            "list",
+            "read",
+            f"Every {noun}, by id",
+            "Each one's newest version, `live_version`, and for a published one its `state` "
+            "(`computing` until the audience processor has evaluated it for everyone, then "
+            "`ready`)" + (" and `size`." if name == "segment" else "."),
+            responses={**_ok("The list", _ref("AudienceList")), **_errors(401, 403)},
+        ),
+        "post": managed(
+            "create",
+            "write",
+            f"Save a {noun} file as a draft, or publish it",
+            "Send the file as `application/yaml`, or the same document as JSON; "
+            "`?publish=true` publishes it. It is validated as `safar validate` does, "
+            "`member:` may name published segments and may not close a cycle through them. "
+            "Saving replaces the current draft; publishing what is already published "
+            "changes nothing and answers 200 with `changed: false`. 409 when the id is "
+            "taken by the other kind.",
+            parameters=[_param("publish")],
+            requestBody=body,
+            responses={
+                "201": {
+                    "description": "Saved or published as a new version",
+                    "content": {JSON: {"schema": _ref("AudienceVersion")}},
+                },
+                **_ok("Already published as it is", _ref("AudienceVersion")),
+                **problems,
+                **_errors(401, 403, 409),
+            },
+        ),
+    }
+    paths[f"{base}/preview"] = {
+        "post": managed(
+            "preview",
+            "write",
+            f"Evaluate a draft {noun} over every customer's history",
+            "Stores nothing. The draft is evaluated from scratch, with the published "
+            "segments and computed traits, for every customer (or the first `limit`); the "
+            "cost grows with the number of customers and the length of their histories.",
+            parameters=[_param("sample"), _param("evaluate_limit")],
+            requestBody=body,
+            responses={
+                **_ok("The preview", _ref(preview_schema)),
+                **problems,
+                **_errors(401, 403),
+            },
+        )
+    }
+    paths[base + "/{id}"] = {
+        "get": managed(
+            "get",
+            "read",
+            f"A {noun} and its versions",
+            "The newest definition, every version oldest first, and where the live one is.",
+            parameters=audience,
+            responses={**_ok("It", _ref("Audience")), **_errors(401, 403, 404)},
+        )
+    }
+    paths[base + "/{id}/publish"] = {
+        "post": managed(
+            "publish",
+            "write",
+            "Publish the current draft",
+            "Checked again against what is live. 409 when there is no draft.",
+            parameters=audience,
+            responses={**version, **problems, **_errors(401, 403, 404, 409)},
+        )
+    }
+    paths[base + "/{id}/archive"] = {
+        "post": managed(
+            "archive",
+            "write",
+            f"Archive the live {noun}",
+            "It is no longer kept current nor shown in profiles. 409 when it is not "
+            "published, or (a segment) when published segments name it with `member:`.",
+            parameters=audience,
+            responses={**version, **_errors(401, 403, 404, 409)},
+        )
+    }
+    return paths
+
+
+def _audience_paths() -> dict[str, Any]:
+    audience = [_param("audience_id")]
+    paths: dict[str, Any] = {}
+    for name, base, noun in _AUDIENCE_KINDS:
+        paths.update(_audience_kind_paths(name, base, noun))
+    paths["/v1/segments/{id}/members"] = {
+        "get": _managed(
+            "list_segment_members",
+            "audiences",
+            "read",
+            "A page of a segment's members, by profile id",
+            "As the audience processor last committed. Pass `next` back as `after` for the "
+            "following page; `next` is null on the last page. 409 when the segment is not "
+            "published.",
+            parameters=[
+                *audience,
+                _param("limit"),
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "The `next` value of the previous page.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            responses={**_ok("Members", _ref("MemberPage")), **_errors(400, 401, 403, 404, 409)},
+        )
+    }
+    export = {"schema": {"type": "string"}}
+    paths["/v1/segments/{id}/export"] = {
+        "get": _managed(
+            "export_segment",
+            "audiences",
+            "read",
+            "Every member of a segment, as a CSV or JSONL file",
+            "Streamed as an attachment, one customer a row: `profile_id`, `since`, the first "
+            "`user_id`, `email`, `phone` and `anonymous_id`, and in JSONL all `identifiers`. "
+            "409 when the segment is not published.",
+            parameters=[
+                *audience,
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": ["csv", "jsonl"], "default": "csv"},
+                },
+            ],
+            responses={
+                "200": {
+                    "description": "The members",
+                    "content": {"text/csv": export, "application/x-ndjson": export},
+                },
+                **_errors(400, 401, 403, 404, 409),
+            },
+        )
+    }
+    return paths
+
+
 def _message_paths() -> dict[str, Any]:
     ref = [_param("ref")]
     item = [_param("ref"), _param("item_id")]
@@ -403,7 +588,9 @@ def _message_paths() -> dict[str, Any]:
                 "messages",
                 "write",
                 "Record a customer's consent choice",
-                "Takes effect for messages decided from now on.",
+                "Takes effect for messages decided from now on, and is appended to the event log "
+                "as a `Consent Changed` event (properties `channel`, `category`, `subscribed`, "
+                "`source`), so segments reading consent are evaluated again.",
                 parameters=ref,
                 requestBody=_json_body(_ref("ConsentChoice")),
                 responses={**_ok("The choice", _ref("Consent")), **not_found},
@@ -523,6 +710,11 @@ def _schemas() -> dict[str, Any]:
                 "first_seen": time,
                 "last_seen": time,
                 "merged_from": {"type": "array", "items": {"type": "string"}},
+                "segments": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Ids of the published segments the customer is in.",
+                },
                 "processed_seq": {
                     "type": "integer",
                     "description": "The profile reflects events up to this seq.",
@@ -797,6 +989,182 @@ def _journey_schemas() -> dict[str, Any]:
     }
 
 
+def _audience_schemas() -> dict[str, Any]:
+    time = {"type": "string", "format": "date-time"}
+    maybe_time = {"type": ["string", "null"], "format": "date-time"}
+    kind = {"enum": ["segment", "computed_trait"]}
+    status = {"enum": ["draft", "published", "archived"]}
+    live = {
+        "live_version": {
+            "type": ["integer", "null"],
+            "description": "The published version, if any.",
+        },
+        "state": {
+            "enum": ["computing", "ready", None],
+            "description": "Where the audience processor is with the published version; null "
+            "when none is.",
+        },
+        "size": {
+            "type": ["integer", "null"],
+            "description": "Segments: how many customers are in the published version.",
+        },
+    }
+    summary = {
+        "id": {"type": "string"},
+        "kind": kind,
+        "name": {"type": ["string", "null"]},
+        "version": {"type": "integer", "description": "The newest version."},
+        "status": status,
+        "published_at": maybe_time,
+        **live,
+    }
+    identifiers = {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    }
+    return {
+        "AudienceVersion": {
+            "type": "object",
+            "required": ["id", "kind", "version", "status", "created_at", "definition"],
+            "properties": {
+                "id": {"type": "string"},
+                "kind": kind,
+                "version": {"type": "integer"},
+                "status": status,
+                "created_at": time,
+                "published_at": maybe_time,
+                "definition": {
+                    "type": "object",
+                    "description": "As parsed: conditions carry `kind` and their line.",
+                },
+                "changed": {
+                    "type": "boolean",
+                    "description": "Only when saving or publishing: false if nothing changed.",
+                },
+            },
+        },
+        "AudienceSummary": {
+            "type": "object",
+            "required": ["id", "kind", "version", "status", "live_version", "state"],
+            "properties": summary,
+        },
+        "AudienceList": _list_of("AudienceSummary"),
+        "Audience": {
+            "type": "object",
+            "required": ["id", "kind", "version", "status", "definition", "versions"],
+            "properties": {
+                **summary,
+                "definition": {"type": "object", "description": "The newest version's."},
+                "versions": {"type": "array", "items": _ref("AudienceVersion")},
+            },
+        },
+        "SegmentFile": {
+            "type": "object",
+            "description": "A segment file as JSON; see docs/audiences.md.",
+            "required": ["id", "name", "where"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "where": {"type": "object", "example": {"trait": "vip", "eq": True}},
+                "webhook": {"type": "string", "format": "uri"},
+            },
+        },
+        "ComputedTraitFile": {
+            "type": "object",
+            "description": "A computed trait file as JSON; see docs/audiences.md.",
+            "required": ["id", "compute"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "compute": {
+                    "type": "object",
+                    "required": ["event"],
+                    "properties": {
+                        "event": {"type": "string"},
+                        "kind": {"type": "string", "default": "count"},
+                        "where": {"type": "string"},
+                        "value": {"type": "string", "example": "properties.revenue"},
+                        "within": {"type": "string", "example": "30d"},
+                    },
+                },
+            },
+        },
+        "Member": {
+            "type": "object",
+            "required": ["profile_id", "identifiers", "since"],
+            "properties": {
+                "profile_id": {"type": "string"},
+                "identifiers": identifiers,
+                "since": {**time, "description": "When they entered."},
+            },
+        },
+        "MemberPage": {
+            "type": "object",
+            "required": ["data", "next"],
+            "properties": {
+                "data": {"type": "array", "items": _ref("Member")},
+                "next": {"type": ["string", "null"], "description": "`after` of the next page."},
+            },
+        },
+        "SegmentPreview": {
+            "type": "object",
+            "required": ["size", "sample", "evaluated", "took_ms"],
+            "properties": {
+                "size": {"type": "integer", "description": "Customers in the draft."},
+                "sample": {
+                    "type": "array",
+                    "description": "The first members by profile id, with the computed traits "
+                    "and segments the preview found.",
+                    "items": _ref("Profile"),
+                },
+                "evaluated": {"type": "integer", "description": "Customers evaluated."},
+                "took_ms": {"type": "integer"},
+            },
+        },
+        "ComputedTraitPreview": {
+            "type": "object",
+            "required": ["summary", "sample", "evaluated", "took_ms"],
+            "properties": {
+                "summary": {
+                    "type": "object",
+                    "properties": {
+                        "count": {"type": "integer", "description": "Customers with a value."},
+                        "min": {"type": ["number", "null"]},
+                        "max": {"type": ["number", "null"]},
+                        "top": {
+                            "type": "array",
+                            "description": "The most common text values, at most 10.",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "value": {"type": "string"},
+                                    "count": {"type": "integer"},
+                                },
+                            },
+                        },
+                    },
+                },
+                "sample": {
+                    "type": "array",
+                    "description": "The first customers with a value, by profile id.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "profile_id": {"type": "string"},
+                            "identifiers": identifiers,
+                            "value": {},
+                        },
+                    },
+                },
+                "evaluated": {"type": "integer"},
+                "took_ms": {"type": "integer"},
+            },
+        },
+    }
+
+
 def _message_schemas() -> dict[str, Any]:
     time = {"type": "string", "format": "date-time"}
     maybe_time = {"type": ["string", "null"], "format": "date-time"}
@@ -881,7 +1249,7 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Safar",
             "version": __version__,
-            "summary": "Customer journey orchestration: tracking, profiles, journeys.",
+            "summary": "Customer journey orchestration: tracking, profiles, audiences, journeys.",
             "description": (
                 "Management calls live under `/v1/` and need an API key sent as "
                 "`Authorization: Bearer <key>`; `read` keys can read, `write` keys can also change "
@@ -893,6 +1261,11 @@ def openapi_document() -> dict[str, Any]:
         "tags": [
             {"name": "profiles", "description": "Unified customer profiles."},
             {"name": "journeys", "description": "Journeys: definitions, lifecycle, entries."},
+            {
+                "name": "audiences",
+                "description": "Segments and computed traits: definitions, lifecycle, members, "
+                "exports and previews.",
+            },
             {
                 "name": "messages",
                 "description": "Messages: policy decisions, consent, in-app inbox, dead letters.",
@@ -938,6 +1311,34 @@ def openapi_document() -> dict[str, Any]:
                     "description": "The journey's id, as in its file.",
                     "schema": {"type": "string"},
                 },
+                "audience_id": {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "description": "The segment's or computed trait's id, as in its file.",
+                    "schema": {"type": "string"},
+                },
+                "publish": {
+                    "name": "publish",
+                    "in": "query",
+                    "required": False,
+                    "description": "`true` to publish, not only save.",
+                    "schema": {"type": "boolean", "default": False},
+                },
+                "sample": {
+                    "name": "sample",
+                    "in": "query",
+                    "required": False,
+                    "description": "How many customers to show: 0 to 100, default 10.",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 100, "default": 10},
+                },
+                "evaluate_limit": {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "Evaluate only the first this many customers (default: all).",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
                 "item_id": {
                     "name": "item_id",
                     "in": "path",
@@ -967,7 +1368,12 @@ def openapi_document() -> dict[str, Any]:
                 "404": _error_response("Nothing matches."),
                 "409": _error_response("Not allowed in the current state."),
             },
-            "schemas": {**_schemas(), **_journey_schemas(), **_message_schemas()},
+            "schemas": {
+                **_schemas(),
+                **_journey_schemas(),
+                **_audience_schemas(),
+                **_message_schemas(),
+            },
         },
     }
 

@@ -140,14 +140,24 @@ def identifier_from_ref(text: str, rules: IdentityRules) -> Identifier:
     return kind, normalized
 
 
-def parse_limit(request: Request, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
-    """The ``limit`` query parameter, 1 to ``maximum``; ValidationError naming it otherwise."""
-    text = request.query_params.get("limit")
+def parse_limit(
+    request: Request,
+    *,
+    default: int = DEFAULT_LIMIT,
+    maximum: int = MAX_LIMIT,
+    name: str = "limit",
+    minimum: int = 1,
+) -> int:
+    """The ``limit`` (or ``name``) query parameter, ``minimum`` to ``maximum``; ValidationError
+    naming it otherwise."""
+    text = request.query_params.get(name)
     if text is None:
         return default
     # isascii: str.isdigit also accepts Arabic-Indic and other digits, which int() would take.
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
-        raise ValidationError(f"must be a whole number from 1 to {maximum}, got {text!r}", "limit")
+    if not (text.isascii() and text.isdigit()) or not minimum <= int(text) <= maximum:
+        raise ValidationError(
+            f"must be a whole number from {minimum} to {maximum}, got {text!r}", name
+        )
     return int(text)
 
 
@@ -170,7 +180,9 @@ def decode_cursor(text: str) -> int:
 
 
 def profile_document(profile: Profile, processed_seq: int) -> dict[str, Any]:
-    """A profile as the API renders it; ``processed_seq`` says how current it is."""
+    """A profile as the API renders it; ``processed_seq`` says how current it is. Computed
+    traits and ``segments`` are there when it was read through
+    :class:`~safar.runtime.audience_view.AudienceReader`."""
     return {
         "id": profile.id,
         "identifiers": profile.identifiers,
@@ -178,6 +190,7 @@ def profile_document(profile: Profile, processed_seq: int) -> dict[str, Any]:
         "first_seen": iso(profile.first_seen),
         "last_seen": iso(profile.last_seen),
         "merged_from": profile.merged_from,
+        "segments": profile.segments,
         "processed_seq": processed_seq,
     }
 

@@ -1,16 +1,20 @@
-"""Helpers the management endpoints share: reading and decoding request bodies, finding the
-profile a ``type:value`` ref names, and rendering times."""
+"""Helpers the management endpoints share: reading and decoding request bodies (JSON, or a
+definition file as YAML), finding the profile a ``type:value`` ref names, rendering definition
+problems and times."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final, TypeVar
 
 import msgspec
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from safar.api.profiles import identifier_from_ref
 from safar.core.identity import IdentityRules
+from safar.definitions import Problem
 from safar.errors import NotFound, PayloadTooLarge, ValidationError
 from safar.model.events import iso
 from safar.model.profiles import Identifier, Profile
@@ -19,8 +23,13 @@ from safar.ports import ProfileReader
 
 T = TypeVar("T")
 
+#: Media types a definition file may be sent as; anything else must be JSON.
+YAML_TYPES: Final = frozenset(
+    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
+)
 #: The largest request body the management API reads; journey files are a few kilobytes.
 MAX_BODY: Final = 1 << 20
+_BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 _AT: Final = re.compile(r" - at `\$\.?(.*)`$")
 _FIELD: Final = re.compile(r"Object (missing required|contains unknown) field `(.+)`")
 
@@ -59,6 +68,39 @@ def decode_body(body: bytes, kind: type[T]) -> T:
         raise ValidationError(reason, path or "body") from exc
     except msgspec.DecodeError as exc:
         raise ValidationError(f"not valid JSON ({exc})", "body") from exc
+
+
+def media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lower case ("" when there is none)."""
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def text_body(body: bytes, what: str) -> str:
+    """A body that must be UTF-8 text (a definition file); ValidationError otherwise."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"the {what} file must be UTF-8 text", "body") from exc
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A ``true``/``false`` query parameter (false when absent); ValidationError naming it."""
+    text = request.query_params.get(name, "false").strip().lower()
+    if text not in _BOOLEANS:
+        raise ValidationError(f"must be true or false, got {text!r}", name)
+    return _BOOLEANS[text]
+
+
+def problems_response(problems: Sequence[Problem], what: str) -> JSONResponse:
+    """400 listing what is wrong with a definition file (the ``what``: journey, segment ...),
+    each problem with its line and field."""
+    listed = [{"line": p.line, "field": p.field, "message": p.message} for p in problems]
+    summary = "; ".join(
+        f"line {p.line}: {p.field + ': ' if p.field else ''}{p.message}" for p in problems[:3]
+    )
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    error = f"the {what} has {len(problems)} problem(s): {summary}{more}"
+    return JSONResponse({"error": error, "problems": listed}, status_code=400)
 
 
 def resolve_ref(

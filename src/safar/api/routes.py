@@ -6,6 +6,7 @@ from pathlib import Path
 
 from starlette.routing import BaseRoute
 
+from safar.api.audiences import audience_routes
 from safar.api.auth import ApiKeyAuth
 from safar.api.home import home_routes
 from safar.api.journeys import journey_routes, run_routes
@@ -16,6 +17,8 @@ from safar.api.profiles import profile_routes
 from safar.config import IdentitySettings
 from safar.core.identity import IdentityRules
 from safar.ports import (
+    AudienceCatalog,
+    AudienceStore,
     Clock,
     DeliveryStore,
     EventLog,
@@ -25,6 +28,7 @@ from safar.ports import (
     ProfileReader,
     RunStore,
 )
+from safar.runtime.audience_view import AudienceReader
 from safar.runtime.links import Links
 
 
@@ -41,6 +45,8 @@ def management_routes(
     delivery: DeliveryStore | None = None,
     links: Links | None = None,
     templates_dir: Path | None = None,
+    audience_catalog: AudienceCatalog | None = None,
+    audiences: AudienceStore | None = None,
 ) -> list[BaseRoute]:
     """Every management route: ``/``, ``/healthz``, ``/openapi.json``, ``/docs``, ``/v1/profiles``,
     and those of the stores given:
@@ -50,7 +56,11 @@ def management_routes(
     - ``runs``: ``/v1/profiles/{ref}/journeys``;
     - ``delivery``: decisions, consent and inbox under ``/v1/profiles/{ref}``;
     - ``outbox``: ``/v1/outbox/dead``;
-    - ``links`` with ``delivery``: the public link endpoints under ``/l/``.
+    - ``links`` with ``delivery``: the public link endpoints under ``/l/``;
+    - ``audience_catalog`` with ``audiences``: ``/v1/segments`` and ``/v1/computed-traits``,
+      and every route then reads profiles through an
+      :class:`~safar.runtime.audience_view.AudienceReader` (computed traits among ``traits``,
+      and ``segments``), refreshed at once when a definition is published or archived here.
 
     The app serving them should register :data:`safar.api.errors.EXCEPTION_HANDLERS`, so errors
     become JSON. Ingestion routes are separate (``safar.ingest``). ``identity`` (default: the
@@ -58,11 +68,25 @@ def management_routes(
     """
     auth = ApiKeyAuth(keys)
     rules = IdentityRules(identity or IdentitySettings())
+    plain = profiles
     routes: list[BaseRoute] = [
-        *home_routes(events=events, profiles=profiles, clock=clock),
+        *home_routes(events=events, profiles=plain, clock=clock),
         *openapi_routes(),
-        *profile_routes(auth, events=events, profiles=profiles, rules=rules),
     ]
+    if audience_catalog is not None and audiences is not None:
+        reader = AudienceReader(plain, audiences, audience_catalog, clock)
+        profiles = reader
+        routes += audience_routes(
+            auth,
+            catalog=audience_catalog,
+            store=audiences,
+            profiles=plain,
+            events=events,
+            delivery=delivery,
+            clock=clock,
+            on_change=reader.invalidate,
+        )
+    routes += profile_routes(auth, events=events, profiles=profiles, rules=rules)
     if journeys is not None:
         routes += journey_routes(
             auth,
@@ -77,7 +101,7 @@ def management_routes(
         routes += run_routes(auth, runs=runs, profiles=profiles, rules=rules)
     if delivery is not None:
         routes += message_routes(
-            auth, delivery=delivery, profiles=profiles, rules=rules, clock=clock
+            auth, delivery=delivery, events=events, profiles=profiles, rules=rules, clock=clock
         )
     if outbox is not None:
         routes += dead_letter_routes(auth, outbox=outbox)

@@ -26,6 +26,7 @@ class DemoInfo(msgspec.Struct, kw_only=True):
     customers: int
 
     journeys: list[str] = msgspec.field(default_factory=list)
+    audiences: list[str] = msgspec.field(default_factory=list)
     history: str = ""
 
     def banner(self, url: str, messages: str = "") -> str:
@@ -55,6 +56,16 @@ class DemoInfo(msgspec.Struct, kw_only=True):
             ]
             if messages:
                 lines.append(f"  Messages        printed to {messages} (console channel)")
+        if self.audiences:
+            lines += [
+                f"Segments and computed traits live: {', '.join(self.audiences)}"
+                " (examples/audiences).",
+                f"  Segments        curl {auth} {url}/v1/segments",
+            ]
+            if "vip-lapsed" in self.audiences:
+                lines.append(
+                    f"  Lapsed VIPs     curl {auth} '{url}/v1/segments/vip-lapsed/members?limit=5'"
+                )
         if self.history:
             lines.append(
                 "  Simulate        safar journeys simulate examples/journeys/abandoned_cart.yaml"
@@ -140,6 +151,8 @@ def _seed(stores: Stores, settings: Settings, customers: int) -> DemoInfo:
         done += step
         _say(f"\rbuilding profiles: {done:,}/{total:,} events")
     _say("\n")
+    # Audiences first: journeys then start after the membership events they append.
+    audiences = _publish_audiences(stores, settings)
     return DemoInfo(
         write_key=source.write_key,
         api_key=api_key,
@@ -147,8 +160,35 @@ def _seed(stores: Stores, settings: Settings, customers: int) -> DemoInfo:
         events=total,
         customers=customers,
         journeys=_publish_examples(stores),
+        audiences=audiences,
         history=str(history_path),
     )
+
+
+def _publish_audiences(stores: Stores, settings: Settings) -> list[str]:
+    """Publish the example segments and computed traits and evaluate them over the shop's
+    history, so the demo starts with members (and ``Segment Entered`` events) in place."""
+    from safar.definitions import parse_audience
+    from safar.runtime import audience_catalog
+    from safar.runtime.worker import Worker
+
+    folder = EXAMPLES / "audiences"
+    if not folder.is_dir():
+        return []
+    clock = SystemClock()
+    published = []
+    for path in sorted(folder.glob("*.yaml")):
+        definition = parse_audience(path.read_text(encoding="utf-8"), str(path))
+        audience_catalog.publish(stores.audience_catalog, definition, clock.now_ms())
+        published.append(definition.id)
+    # No journey is published yet: the worker folds profiles and audiences, and the processor's
+    # own membership events, until nothing is left.
+    worker = Worker(stores, settings, clock)
+    while worker.step_once() > 0:
+        done, total = stores.audiences.processed_seq(), stores.events.last_seq()
+        _say(f"\rcomputing audiences: {done:,}/{total:,} events")
+    _say("\n")
+    return published
 
 
 def _publish_examples(stores: Stores) -> list[str]:

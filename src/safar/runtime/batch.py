@@ -8,12 +8,14 @@ against. It reads each customer's timeline, so its cost grows with the whole his
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 from safar.core.recompute import History, HistoryEvent, Recompute, Result
 from safar.core.segments import Compile
 from safar.model.audiences import ComputedTrait, Segment
 from safar.model.messages import Consent
+from safar.model.profiles import Profile
 from safar.ports import DeliveryStore, EventLog, ProfileReader
 from safar.runtime.audiences import audience_compile
 
@@ -68,6 +70,26 @@ def _timeline(profiles: ProfileReader, profile_id: str) -> list[int]:
         before = chunk[-1]
 
 
+def evaluate(
+    segments: Sequence[Segment],
+    traits: Sequence[ComputedTrait],
+    profiles: ProfileReader,
+    events: EventLog,
+    delivery: DeliveryStore | None,
+    now: int,
+    *,
+    limit: int | None = None,
+    compile: Compile = audience_compile,
+) -> Iterator[tuple[Profile, Result]]:
+    """Each customer (the first ``limit``, all when None) with their segments (members
+    first) and computed traits at ``now``, from scratch."""
+    engine = Recompute(segments, traits, compile)
+    page = PAGE if limit is None else max(1, min(PAGE, limit))
+    found = histories(profiles, events, delivery, page=page)
+    for history in itertools.islice(found, limit):
+        yield history.profile, engine.customer(history, now)
+
+
 def recompute(
     segments: Sequence[Segment],
     traits: Sequence[ComputedTrait],
@@ -79,5 +101,5 @@ def recompute(
     compile: Compile = audience_compile,
 ) -> dict[str, Result]:
     """Profile id -> their segments and computed traits at ``now``, from scratch."""
-    engine = Recompute(segments, traits, compile)
-    return {h.profile.id: engine.customer(h, now) for h in histories(profiles, events, delivery)}
+    found = evaluate(segments, traits, profiles, events, delivery, now, compile=compile)
+    return {profile.id: result for profile, result in found}
