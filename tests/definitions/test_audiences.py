@@ -629,7 +629,8 @@ EXAMPLE_KINDS = {
     "revenue_90d.yaml": "computed_trait",
     "last_order_days.yaml": "computed_trait",
     "favourite_category.yaml": "computed_trait",
-    "last_ticket_status.yaml": "computed_trait",
+    "tickets_opened.yaml": "computed_trait",
+    "tickets_resolved.yaml": "computed_trait",
 }
 
 
@@ -644,6 +645,6 @@ def test_the_examples_are_audiences() -> None:
         definitions.append(parse_audience(text, name))
     assert validate_audiences(definitions) == []
     open_ticket = parse_audience((AUDIENCES / "open_ticket.yaml").read_text())
-    assert open_ticket.where == TraitCondition(
-        line=4, trait="last_ticket_status", op="in", value=["open", "pending"]
+    assert open_ticket.where == ProfileCondition(
+        line=6, where="profile.traits.tickets_opened > profile.traits.tickets_resolved"
     )

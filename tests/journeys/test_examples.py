@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from safar.definitions import parse_journey, parse_policy, validate_paths
+from safar.definitions import parse_audience, parse_journey, parse_policy, validate_paths
 from safar.runtime.render import TemplateRenderer
 from safar.templates import TemplateCatalog
 from safar.testing.journeys import JourneyHarness
@@ -22,6 +22,8 @@ def harness(*names: str) -> JourneyHarness:
     policy = parse_policy((EXAMPLES / "policy.yaml").read_text(), "policy.yaml")
     render = TemplateRenderer(TemplateCatalog.load(EXAMPLES / "templates", strict=True))
     h = JourneyHarness(start=START, policy=policy, render=render)
+    for path in sorted((EXAMPLES / "audiences").glob("*.yaml")):
+        h.publish_audience(parse_audience(path.read_text(), str(path)))
     for name in names:
         path = EXAMPLES / "journeys" / f"{name}.yaml"
         h.publish(parse_journey(path.read_text(), str(path)))
