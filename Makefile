@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/safar bench ingest
 	$(BIN)/safar bench journeys
 	$(BIN)/safar bench cel
+	$(BIN)/safar bench audiences
 
 clean:
 	rm -rf $(VENV) .safar .pytest_cache .mypy_cache .ruff_cache

@@ -118,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
     cel.add_argument("--iterations", type=int, default=200_000)
     cel.add_argument("--json", action="store_true", help="print the result as JSON")
     cel.set_defaults(run=_bench_cel)
+    audiences = bench_sub.add_parser(
+        "audiences", parents=[common], help="segment recompute and incremental audience costs"
+    )
+    audiences.add_argument("--profiles", type=int, default=1_000_000, help="recompute profiles")
+    audiences.add_argument("--events", type=int, default=10_000_000, help="recompute events")
+    audiences.add_argument("--live-profiles", type=int, default=20_000)
+    audiences.add_argument("--live-events", type=int, default=200_000)
+    audiences.add_argument("--only", choices=["recompute", "incremental"])
+    audiences.add_argument("--json", action="store_true", help="print the result as JSON")
+    audiences.set_defaults(run=_bench_audiences)
     return parser
 
 
@@ -285,6 +295,25 @@ def _bench_cel(args: argparse.Namespace, settings: Settings) -> int:
         assert isinstance(rows, list)
         print(f"{result['machine']}, Python {result['python']}")
         print(format_table(rows))
+    return 0
+
+
+def _bench_audiences(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.bench import audiences as bench
+
+    found: dict[str, object] = {}
+    if args.only in (None, "recompute"):
+        recompute = bench.run_recompute(args.profiles, args.events)
+        found["recompute"] = recompute
+        if not args.json:
+            print(bench.format_recompute(recompute), flush=True)
+    if args.only in (None, "incremental"):
+        incremental = bench.run_incremental(args.live_profiles, args.live_events)
+        found["incremental"] = incremental
+        if not args.json:
+            print(bench.format_incremental(incremental))
+    if args.json:
+        print(msgspec.json.encode(found).decode())
     return 0
 
 
