@@ -1,10 +1,16 @@
-"""What the audience processor last committed, kept in memory so that a customer seen again
-soon costs no read and no decoding.
+"""What the audience processor read and committed, kept in memory so that a customer seen
+again soon costs no read and no decoding.
 
-Only the processor writes folds and memberships (one processor per store), so what it
-committed is what the store holds. A failed commit may leave half-changed objects here:
-:meth:`AudienceCache.forget` drops everything then. Least recently used entries go first when
-the cache is full.
+- :class:`AudienceCache`: folds and memberships. Only the processor writes them (one processor
+  per store), so what it committed is what the store holds. A failed batch may leave
+  half-changed objects here: :meth:`AudienceCache.forget` drops everything then.
+- :class:`ProfileCache`: profiles, which the profile processor changes. A profile changes
+  only by an event the audience processor also reads (an identify call's traits, an event
+  linking identifiers) or by a merge or move it learns of from
+  :meth:`~safar.ports.ProfileReader.reshaped`; the processor drops a profile on either before
+  looking it up, so a cached profile is never older than the events handled so far.
+
+Least recently used entries go first when a cache is full.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from collections.abc import Collection, Iterable
 from typing import Final
 
 from safar.model.audiences import Fold, Membership
-from safar.model.profiles import Identifier
-from safar.ports import AudienceStore
+from safar.model.profiles import Identifier, Profile
+from safar.ports import AudienceStore, ProfileReader
 
 #: Identifiers (and as many memberships) kept: a few KB each.
 DEFAULT_LIMIT: Final = 100_000
@@ -99,3 +105,45 @@ class AudienceCache:
         self._members.move_to_end(pid)
         while len(self._members) > self._limit:
             self._members.popitem(last=False)
+
+
+class ProfileCache:
+    """Profiles by identifier, for the identifiers events were attributed to."""
+
+    def __init__(self, profiles: ProfileReader, limit: int = DEFAULT_LIMIT) -> None:
+        self._profiles = profiles
+        self._limit = limit
+        self._by_identifier: OrderedDict[Identifier, Profile] = OrderedDict()
+
+    def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
+        found: dict[Identifier, Profile] = {}
+        missing = []
+        for identifier in identifiers:
+            held = self._by_identifier.get(identifier)
+            if held is None:
+                missing.append(identifier)
+            else:
+                self._by_identifier.move_to_end(identifier)
+                found[identifier] = held
+        if missing:
+            for identifier, profile in self._profiles.find_many(missing).items():
+                found[identifier] = profile
+                self._by_identifier[identifier] = profile
+            while len(self._by_identifier) > self._limit:
+                self._by_identifier.popitem(last=False)
+        return found
+
+    def drop(self, identifiers: Iterable[Identifier], profile_ids: Collection[str]) -> None:
+        """Forget the profiles holding these identifiers, and these profiles."""
+        gone = set(profile_ids)
+        for identifier in identifiers:
+            held = self._by_identifier.get(identifier)
+            if held is not None:
+                gone.add(held.id)
+        if gone:
+            stale = [i for i, p in self._by_identifier.items() if p.id in gone]
+            for identifier in stale:
+                del self._by_identifier[identifier]
+
+    def forget(self) -> None:
+        self._by_identifier.clear()

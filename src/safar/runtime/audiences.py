@@ -73,7 +73,7 @@ from safar.ports import (
     EventLog,
     ProfileReader,
 )
-from safar.runtime.audience_cache import AudienceCache
+from safar.runtime.audience_cache import AudienceCache, ProfileCache
 from safar.runtime.internal import track_event
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,7 @@ class AudienceProcessor:
         self._aggregates: dict[str, Aggregate] = {}
         self._jobs = _Jobs()
         self._cache = AudienceCache(store)
+        self._profile_cache = ProfileCache(profiles)
         self._stamp: object = None
         self.refresh()
 
@@ -296,6 +297,7 @@ class AudienceProcessor:
             yield
         except BaseException:
             self._cache.forget()
+            self._profile_cache.forget()
             self._stamp = None
             raise
 
@@ -340,11 +342,14 @@ class AudienceProcessor:
             found.append((event, extracted.identifiers[0], fed, touch))
         # Customers who gained or lost identifiers by merges and moves, with or without an
         # event of their own here, are evaluated in full.
-        reshaped = self._profiles.reshaped(after, events[-1].seq) if self.plan.reads else []
+        reshaped = self._profiles.reshaped(after, events[-1].seq)
         if not found and not reshaped:
             return
-        profiles = self._profiles.find_many({head for _, head, _, _ in found})
-        touches: dict[str, _Touch | None] = {pid: None for pid in self._revisit(batch, reshaped)}
+        dirty = [head for _, head, _, touch in found if touch.traits or touch.identifiers]
+        self._profile_cache.drop(dirty, reshaped)
+        profiles = self._profile_cache.find_many({head for _, head, _, _ in found})
+        revisit = self._revisit(batch, reshaped) if self.plan.reads else []
+        touches: dict[str, _Touch | None] = {pid: None for pid in revisit}
         for _, head, _, touch in found:
             profile = profiles.get(head)
             if profile is None:
