@@ -187,6 +187,8 @@ class AudiencePlan:
             reads = Reads()
             self._tests[segment.id] = self._condition(segment.where, reads)
             self.reads[segment.id] = reads
+        #: The live segments' ids.
+        self.ids = frozenset(self._tests)
         #: Aggregate keys whose value changes with time, read by some segment (they set timers).
         self.timed: set[str] = set()
         for reads in self.reads.values():
@@ -291,7 +293,7 @@ class AudiencePlan:
         """The customer's segments now. ``before`` is what they were; only ``touched`` ones
         (all when None) and those naming a segment whose result changed are re-evaluated."""
         view.segments = set(before)
-        pending = set(self._tests) if touched is None else set(touched)
+        pending = set(self.ids) if touched is None else set(touched)
         for segment in self.segments:
             sid = segment.id
             if sid not in pending:
@@ -303,7 +305,7 @@ class AudiencePlan:
                 else:
                     view.segments.discard(sid)
                 pending.update(self._dependents.get(sid, ()))
-        return view.segments & set(self._tests)
+        return view.segments & self.ids
 
     def wake_at(self, folds: Mapping[str, Fold], now: int) -> int | None:
         """When time alone may next change a segment of this customer, or None."""

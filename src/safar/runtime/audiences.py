@@ -464,7 +464,7 @@ class AudienceProcessor:
             )
         view = View(profile=profile, traits=traits, folds=combined, consents=consents, now=now)
         after = self.plan.evaluate(view, set(before), touched) if touched else set(before)
-        after &= set(self.plan.reads)
+        after &= self.plan.ids
         segments = {sid: before.get(sid, now) for sid in after}
         wake = self.plan.wake_at(combined, now)
         identifier = _identifier(profile)
