@@ -164,6 +164,8 @@ class IncrementalResult:
     audience_us: float
     memberships: int
     fold_rows: int
+    #: The same definitions over event names the stream never has.
+    unread_us: float = 0.0
     #: Copying the SQLite log and profiles into the DuckDB warehouse, per second.
     sync_events_per_s: float = 0.0
     load_profiles_per_s: float = 0.0
@@ -262,20 +264,21 @@ def _members(segment: Segment, by_id: dict[str, Segment]) -> list[str]:
 # -- incremental --------------------------------------------------------------------------------
 
 
-def live_definitions(segments: int = 50, traits: int = 20) -> list[Any]:
-    """``traits`` computed traits and ``segments`` segments over ten event names, of every
-    aggregate kind and condition kind, as a busy installation might have."""
+def live_definitions(segments: int = 50, traits: int = 20, prefix: str = "Event") -> list[Any]:
+    """``traits`` computed traits and ``segments`` segments over ten event names
+    (``{prefix} 0`` to ``{prefix} 9``), of every aggregate kind and condition kind, as a busy
+    installation might have."""
     kinds = ("count", "sum", "last", "most_frequent", "max", "days_since", "avg", "first")
     found: list[Any] = []
     for n in range(traits):
         kind = kinds[n % len(kinds)]
         value = "" if kind in ("count", "days_since") else ", value: properties.value"
         within = "" if n % 3 == 0 else f", within: {(n % 5 + 1) * 7}d"
-        compute = f"{{event: Event {n % 10}, kind: {kind}{value}{within}}}"
+        compute = f"{{event: {prefix} {n % 10}, kind: {kind}{value}{within}}}"
         found.append(_parse(f"{{id: trait_{n}, compute: {compute}}}"))
     for n in range(segments):
         shape = n % 5
-        event = f"Event {n % 10}"
+        event = f"{prefix} {n % 10}"
         if shape == 0:
             where = f"{{performed: {event}, at_least: {n % 3 + 1}, within: {n % 4 + 1}d}}"
         elif shape == 1:
@@ -366,7 +369,13 @@ def run_incremental(
         timings: dict[str, float] = {}
         counts = (0, 0)
         sync = (0.0, 0.0)
-        for name, definitions in (("empty", []), ("full", live_definitions(segments, traits))):
+        shutil.copytree(base / "empty", base / "unread")
+        runs: tuple[tuple[str, list[Any]], ...] = (
+            ("empty", []),
+            ("full", live_definitions(segments, traits)),
+            ("unread", live_definitions(segments, traits, prefix="Unseen")),
+        )
+        for name, definitions in runs:
             with open_stores(Settings(data_dir=str(base / name)), clock) as stores:
                 for definition in definitions:
                     publish(stores.audience_catalog, definition, clock.now_ms())
@@ -396,6 +405,7 @@ def run_incremental(
             profile_us=profile_us,
             empty_us=timings["empty"],
             audience_us=timings["full"],
+            unread_us=timings["unread"],
             memberships=counts[0],
             fold_rows=counts[1],
             sync_events_per_s=sync[0],
@@ -465,6 +475,7 @@ def format_incremental(result: IncrementalResult) -> str:
             f"audiences, all live      {result.audience_us:6.1f} us/event",
             f"overhead of audiences    {result.overhead_us:6.1f} us/event "
             f"({result.overhead_us / result.profile_us:.2f}x the profile processor)",
+            f"same definitions, events none reads {result.unread_us:5.1f} us/event",
             f"worker (profiles + audiences): "
             f"{1e6 / (result.profile_us + result.audience_us):,.0f} events/s",
             f"state: {result.memberships:,} memberships, {result.fold_rows:,} fold rows",

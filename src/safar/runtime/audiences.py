@@ -193,6 +193,9 @@ class _Touch:
     identifiers: bool = False
     consent: bool = False
 
+    def nothing(self) -> bool:
+        return not (self.aggregates or self.traits or self.identifiers or self.consent)
+
 
 class AudienceProcessor:
     """Keeps one store's audiences current. One processor per store at a time for events;
@@ -369,6 +372,8 @@ class AudienceProcessor:
             if fed and head in profiles:
                 self._fold(batch, head, event, fed)
         for pid, changed in touches.items():
+            if changed is not None and changed.nothing() and pid in batch.memberships:
+                continue  # events no definition reads, of a customer already evaluated
             self._evaluate(batch, batch.profiles[pid], changed)
 
     def _revisit(self, batch: _Batch, profile_ids: Sequence[str]) -> list[str]:
