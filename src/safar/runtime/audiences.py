@@ -365,15 +365,17 @@ class AudienceProcessor:
             held.traits |= touch.traits
             held.identifiers |= touch.identifiers
             held.consent |= touch.consent
-        self._load(batch, batch.profiles.values())
+        # Customers already evaluated whose events no definition reads: nothing to do.
+        quiet = {pid for pid, touch in touches.items() if touch is not None and touch.nothing()}
+        for pid in self._cache.memberships(quiet).keys() if quiet else ():
+            del touches[pid]
+        self._load(batch, [batch.profiles[pid] for pid in touches])
         for event, head, fed, _ in found:
             # Only into folds loaded above (the customer's): a fold not loaded would replace
             # the stored one.
-            if fed and head in profiles:
+            if fed and head in profiles and profiles[head].id in touches:
                 self._fold(batch, head, event, fed)
         for pid, changed in touches.items():
-            if changed is not None and changed.nothing() and pid in batch.memberships:
-                continue  # events no definition reads, of a customer already evaluated
             self._evaluate(batch, batch.profiles[pid], changed)
 
     def _revisit(self, batch: _Batch, profile_ids: Sequence[str]) -> list[str]:
