@@ -175,3 +175,23 @@ def test_unreadable_text(tmp_path: Path) -> None:
     (tmp_path / "j.yaml").write_bytes(b"id: \xff\xfe\n")
     [problem] = validate_paths([tmp_path / "j.yaml"])
     assert problem.message.startswith("cannot read the file: ")
+
+
+def test_segments_named_by_journeys_and_the_policy_must_be_among_the_files(
+    tmp_path: Path,
+) -> None:
+    project(tmp_path)
+    write(
+        tmp_path / "journeys" / "vip_welcome.yaml",
+        JOURNEY.format(id="vip-welcome", template="hello").replace(
+            "entry: {event: Signed Up}", "entry: {segment: vips}"
+        ),
+    )
+    write(tmp_path / "policy.yaml", "suppressions:\n  - {id: busy, segment: vip}\n")
+    assert lines(validate_paths([tmp_path]), tmp_path) == [
+        "journeys/vip_welcome.yaml:3: entry.segment: no segment 'vips' among the files given"
+        " (did you mean 'vip'?)"
+    ]
+    # Without segment files, named segments may be published already: nothing to check.
+    (tmp_path / "segments" / "vip.yaml").unlink()
+    assert validate_paths([tmp_path / "journeys", tmp_path / "policy.yaml"]) == []

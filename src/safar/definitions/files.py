@@ -19,6 +19,7 @@ template directories validated with :mod:`safar.templates`, when those are insta
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ from safar.definitions.validate import (
     validate_policy,
 )
 from safar.definitions.yamlsource import Map, Node, Scalar, line_map, load
+from safar.model.audiences import Segment
 
 YAML_SUFFIXES: Final = (".yaml", ".yml")
 POLICY_FILE_NAMES: Final = ("policy.yaml", "policy.yml")
@@ -101,6 +103,8 @@ class _Run:
         self.template_dirs: dict[Path, Path] = {}
         self.catalogs: dict[Path, Mapping[str, str | None]] = {}
         self.journey_ids: dict[str, str] = {}
+        #: (file, line, field, segment id) of every segment a journey or policy names.
+        self.segment_refs: list[tuple[str, int, str, str]] = []
         self.seen: set[Path] = set()
         self.policy_file: str | None = None
         self.audiences: list[Audience] = []
@@ -165,6 +169,15 @@ class _Run:
             conditions=self.journey_conditions,
             lines=lines,
         )
+        if journey.entry.segment is not None:
+            self.segment_refs.append(
+                (
+                    name,
+                    lines.get("entry.segment", journey.entry.line),
+                    "entry.segment",
+                    journey.entry.segment,
+                )
+            )
         other = self.journey_ids.setdefault(journey.id, name)
         if other != name:
             message = f"journey id {journey.id!r} is also {other}'s"
@@ -174,6 +187,11 @@ class _Run:
     def policy(self, file: Path, root: Node) -> list[Problem]:
         name = str(file)
         policy = policy_from_node(root, name)
+        lines = line_map(root)
+        for index, rule in enumerate(policy.suppressions):
+            if rule.segment is not None:
+                field = f"suppressions[{index}].segment"
+                self.segment_refs.append((name, lines.get(field, 0), field, rule.segment))
         return validate_policy(
             policy, conditions=self.policy_conditions, origin=name, lines=line_map(root)
         )
@@ -184,6 +202,18 @@ class _Run:
         self.problems += validate_audiences(
             self.audiences, self.audience_lines, known_segments=self.unreadable_segments
         )
+        # Journeys and policies naming segments are checked against the segments given, when
+        # any were (else they may be published already, from elsewhere).
+        found = {a.id for a in self.audiences if isinstance(a, Segment)}
+        found |= self.unreadable_segments
+        if not found:
+            return
+        for file, line, field, segment in self.segment_refs:
+            if segment not in found:
+                hint = difflib.get_close_matches(segment, sorted(found), n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                message = f"no segment {segment!r} among the files given{suggestion}"
+                self.problems.append(Problem(file, line, field, message))
 
     def templates(self, journeys_dir: Path) -> Mapping[str, str | None] | None:
         """Template name -> channel for journeys in ``journeys_dir``; None when there is no

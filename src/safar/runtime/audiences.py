@@ -224,7 +224,6 @@ class AudienceProcessor:
         self._owner = owner
         self._compile = compile
         self._names: dict[str, str] = {}
-        self._webhooks: dict[str, str] = {}
         self.plan = AudiencePlan([], [], compile)
         self._aggregates: dict[str, Aggregate] = {}
         self._jobs = _Jobs()
@@ -245,7 +244,6 @@ class AudienceProcessor:
         self.plan = AudiencePlan(segments, traits, self._compile)
         self._aggregates = {k: c.aggregate for k, c in self.plan.aggregates.items()}
         self._names = {s.id: s.name for s in segments}
-        self._webhooks = {s.id: s.webhook for s in segments if s.webhook}
         self._stamp = stamp
         self._jobs = _Jobs()
         stored = self._store.progress()
