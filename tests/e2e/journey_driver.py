@@ -7,8 +7,10 @@ belong to it (fixed messageIds, so a repeated tick appends nothing new), then ru
 stepper and dispatcher until both are idle, then records the next tick in ``DATA_DIR/tick``
 (atomically), so a crash repeats at most the tick it interrupted. Every channel is a
 :class:`FileChannel`: the provider, which writes each idempotency key it is handed to SENT_FILE.
-After the last tick it writes ``DATA_DIR/final.json`` (each customer's journey instances and
-sent messages) and then ``DATA_DIR/done``.
+Audiences run too: a computed trait and two segments, one with a window (so timers change
+memberships). After the last tick it writes ``DATA_DIR/final.json`` (each customer's journey
+instances, sent messages, segments, computed trait and membership-change events) and then
+``DATA_DIR/done``.
 
 Prints ``running`` once the stores are open, so a test knows start-up is over.
 """
@@ -25,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from safar.config import IngestSettings, JourneySettings, Settings, StorageSettings
-from safar.definitions import parse_journey
+from safar.definitions import parse_audience, parse_journey
 from safar.ingest.validate import event_from_json
 from safar.model.events import Event, iso
 from safar.model.messages import CHANNELS, Receipt, RenderedMessage
+from safar.runtime import audience_catalog
+from safar.runtime.audience_view import AudienceReader
 from safar.runtime.catalog import publish
 from safar.runtime.profiler import ProfileProcessor
 from safar.runtime.worker import Worker
@@ -49,6 +53,12 @@ TICK_MS = 20 * MINUTE
 #: 1 h + 1 d, so after 4 days every journey has ended, with a margin for timers a crash delays.
 TICKS = 4 * 24 * HOUR // TICK_MS
 CUSTOMERS = 8000
+AUDIENCES = (
+    "{id: carts, compute: {event: Product Added}}",
+    "{id: browsing, name: Cart without an order, where: {all: [{performed: Product Added,"
+    " within: 12h}, {not: {performed: Order Completed, within: 12h}}]}}",
+    "{id: buyers, name: Buyers, where: {performed: Order Completed}}",
+)
 
 NAMES = {
     "en": ["Alice", "Ben", "Chloe", "Dan"],
@@ -170,23 +180,34 @@ def run_to_rest(worker: Worker) -> None:
         pass
 
 
-def final_state(stores: Stores) -> dict[str, Any]:
-    """Per customer: their journey instances (journey, status, step, exit reason) and the keys
-    of the messages the engine recorded as sent; under ``_outbox``, what is left undelivered."""
+def final_state(stores: Stores, clock: FakeClock) -> dict[str, Any]:
+    """Per customer: their journey instances (journey, status, step, exit reason), the keys of
+    the messages the engine recorded as sent, their segments and computed trait, and their
+    membership-change events in log order; under ``_outbox``, what is left undelivered."""
     found: dict[str, Any] = {
         "_outbox": {"pending": stores.outbox.pending(), "dead": len(stores.outbox.dead(1000))}
     }
+    reader = AudienceReader(stores.profiles, stores.audiences, stores.audience_catalog, clock)
     for i in range(CUSTOMERS):
         uid = user_id(i)
-        profile = stores.profiles.find(("user_id", uid))
+        profile = reader.find(("user_id", uid))
         assert profile is not None, f"no profile for {uid}"
         instances, _ = stores.runs.history(profile.id, 100)
         decisions = stores.delivery.decisions(profile.id, 1000)
+        timeline = stores.events.get(stores.profiles.timeline(profile.id, 1000))
+        changes = [
+            [e.name, e.payload()["properties"]["segment_id"]]
+            for e in timeline
+            if e.name in ("Segment Entered", "Segment Exited")
+        ]
         found[uid] = {
             "instances": sorted(
                 [run.journey_id, run.status, run.step, run.exit_reason or ""] for run in instances
             ),
             "sent": sorted(d.message_key for d in decisions if d.outcome == "sent"),
+            "segments": profile.segments,
+            "carts": profile.traits.get("carts"),
+            "changes": changes,
         }
     return found
 
@@ -203,6 +224,8 @@ def main(data_dir: Path, sent_file: Path) -> None:
     with open_stores(settings, clock) as stores:
         print("running", flush=True)
         publish(stores.journeys, parse_journey(JOURNEY.read_text(encoding="utf-8")), time(0))
+        for text in AUDIENCES:
+            audience_catalog.publish(stores.audience_catalog, parse_audience(text), time(0))
         worker = Worker(stores, settings, clock, channels=channels)
         worker.profiler = ProfileProcessor(
             stores.events, stores.profiles, settings.identity, clock, deterministic_ids(clock)
@@ -215,7 +238,8 @@ def main(data_dir: Path, sent_file: Path) -> None:
             run_to_rest(worker)
             tick += 1
             write_atomically(tick_file, str(tick))
-        write_atomically(data_dir / "final.json", json.dumps(final_state(stores), indent=1))
+        final = final_state(stores, clock)
+        write_atomically(data_dir / "final.json", json.dumps(final, indent=1))
     os.close(fd)
     write_atomically(data_dir / "done", "")
 

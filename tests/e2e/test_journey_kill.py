@@ -1,6 +1,9 @@
 """Kill -9 the journey runtime at random points of a simulated run: no message is lost, none is
 handed to a provider under an unknown key, a key is handed over again only after a crash
 between its send and its settlement, and every journey instance ends as in an uninterrupted run.
+Audiences run alongside: every customer ends in the same segments, with the same computed
+trait and the same membership-change events (none lost, none twice) as in the uninterrupted
+run.
 
 The run is ``tests/e2e/journey_driver.py`` (a shop's abandoned carts over four simulated days,
 on the SQLite stores). The test runs it once uninterrupted for the reference, then again in a
@@ -124,6 +127,23 @@ def check_reference(keys: list[str], final: dict[str, Any]) -> None:
     statuses = Counter(status for c in customers for _, status, _, _ in c["instances"])
     assert set(statuses) == {"converted", "exited"}, statuses
     assert statuses["converted"] > len(customers) / 10, statuses
+    check_audiences(customers)
+
+
+def check_audiences(customers: list[dict[str, Any]]) -> None:
+    """Each customer's membership changes alternate, entry first, per segment, and end where
+    their segments are; the windowed segment was entered and, by time alone, left."""
+    for customer in customers:
+        inside: set[str] = set()
+        for name, segment in customer["changes"]:
+            entering = name == "Segment Entered"
+            assert entering != (segment in inside), customer["changes"]
+            (inside.add if entering else inside.discard)(segment)
+        assert sorted(inside) == sorted(customer["segments"])
+        assert customer["carts"] >= 1
+    left = Counter(s for c in customers for n, s in c["changes"] if n == "Segment Exited")
+    assert left["browsing"] > len(customers) / 2, left
+    assert sum("buyers" in c["segments"] for c in customers) > len(customers) / 10
 
 
 def resent_suffix(segment: list[str], later: set[str]) -> list[str]:
