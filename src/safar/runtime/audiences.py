@@ -356,9 +356,11 @@ class AudienceProcessor:
             if profile is None:
                 continue
             batch.profiles[profile.id] = profile
-            if profile.id in touches and touches[profile.id] is None:
+            if profile.id not in touches:
+                touches[profile.id] = _Touch()
+            held = touches[profile.id]
+            if held is None:
                 continue  # evaluated in full anyway
-            held = touches.setdefault(profile.id, _Touch()) or _Touch()
             held.aggregates |= touch.aggregates
             held.traits |= touch.traits
             held.identifiers |= touch.identifiers
@@ -447,19 +449,18 @@ class AudienceProcessor:
         the membership and its changes; ``store`` stores it even when unchanged (releasing a
         timer's lease)."""
         now = batch.now
-        combined = self._combined(batch, profile)
-        traits = CustomerTraits(profile.traits, self.plan.traits, combined, now)
-        consents = [c for pid in (profile.id, *profile.merged_from) for c in batch.consents[pid]]
         held = batch.memberships.get(profile.id)
         before: dict[str, int] = dict(held.segments) if held is not None else {}
+        merged = False
         for old in profile.merged_from:
             gone = batch.memberships.pop(old, None)
             if gone is not None:
+                merged = True
                 for sid, since in gone.segments.items():
                     before[sid] = min(since, before.get(sid, since))
                 batch.update.deleted.append(old)
         allowed = self._allowed(profile.id)
-        if touch is None or held is None or touch.identifiers:
+        if touch is None or held is None or touch.identifiers or merged:
             # New to us, or maybe merged: profiles joining pool their folds, so anything
             # may change.
             touched = allowed
@@ -467,6 +468,13 @@ class AudienceProcessor:
             touched = allowed & self.plan.touched(
                 touch.aggregates, touch.traits, touch.identifiers, touch.consent
             )
+            if not touched and not store:
+                # Nothing a segment reads changed: neither the memberships nor the time of
+                # their next change can have.
+                return
+        combined = self._combined(batch, profile)
+        traits = CustomerTraits(profile.traits, self.plan.traits, combined, now)
+        consents = [c for pid in (profile.id, *profile.merged_from) for c in batch.consents[pid]]
         view = View(profile=profile, traits=traits, folds=combined, consents=consents, now=now)
         after = self.plan.evaluate(view, set(before), touched) if touched else set(before)
         after &= self.plan.ids
