@@ -142,3 +142,22 @@ def test_incremental_folds_equal_the_batch_recompute(
             assert change > now
             # Nothing changes before the announced instant.
             assert _same(_batch(aggregate, seen, change - 1), expected)
+
+
+#: Values that tell types apart: true and 1, 1 and 1.0, "1" and 1, a list and its item.
+_SCALARS = [None, True, False, 0, 1, 1.0, 0.0, -2, 2.5, "a", "b", "", "1", "ab"]
+_json = st.one_of(st.sampled_from(_SCALARS), st.lists(st.sampled_from(_SCALARS), max_size=3))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    value=_json,
+    op=st.sampled_from(
+        ["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "exists", "missing"]
+    ),
+    operand=_json,
+)
+def test_specialized_comparisons_answer_like_compare(value: Any, op: str, operand: Any) -> None:
+    from safar.core.segments import compare, comparer
+
+    assert comparer(op, operand)(value) == compare(value, op, operand)

@@ -367,12 +367,68 @@ def _profile_test(predicate: Predicate) -> Callable[[View], bool]:
 
 
 def _trait_test(node: TraitCondition) -> Callable[[View], bool]:
-    name, op, operand = node.trait, node.op, node.value
+    name, check = node.trait, comparer(node.op, node.value)
 
     def test(view: View) -> bool:
-        return compare(view.traits.get(name), op, operand)
+        return check(view.traits.get(name))
 
     return test
+
+
+_NUMBER_TYPES = (int, float)
+
+
+def comparer(op: str, operand: Any) -> Callable[[Any], bool]:
+    """``lambda value: compare(value, op, operand)``, specialized once for the operand's type
+    (segments compare every customer they evaluate)."""
+    if op == "exists":
+        return lambda value: value is not None
+    if op == "missing":
+        return lambda value: value is None
+    if op in ("eq", "ne"):
+        same = _equal_to(operand)
+        return same if op == "eq" else (lambda value: not same(value))
+    if op in ("in", "not_in") and isinstance(operand, list | tuple):
+        if all(type(o) is str for o in operand):
+            texts = frozenset(operand)
+
+            def inside(value: Any) -> bool:
+                return type(value) is str and value in texts
+
+        else:
+            tests = [_equal_to(o) for o in operand]
+
+            def inside(value: Any) -> bool:
+                return any(test(value) for test in tests)
+
+        return inside if op == "in" else (lambda value: not inside(value))
+    if op in _ORDERS and _kind(operand) in ("number", "str"):
+        order = _ORDERS[op]
+        kinds = _NUMBER_TYPES if _kind(operand) == "number" else (str,)
+        return lambda value: type(value) in kinds and order(value, operand)
+    return lambda value: compare(value, op, operand)
+
+
+_ORDERS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": lambda a, b: bool(a > b),
+    "gte": lambda a, b: bool(a >= b),
+    "lt": lambda a, b: bool(a < b),
+    "lte": lambda a, b: bool(a <= b),
+}
+
+
+def _equal_to(operand: Any) -> Callable[[Any], bool]:
+    """A test for values :func:`_same` as ``operand``."""
+    if operand is None:
+        return lambda value: False
+    kind = _kind(operand)
+    if kind == "bool":
+        return lambda value: value is operand
+    if kind == "number":
+        return lambda value: type(value) in _NUMBER_TYPES and bool(value == operand)
+    if kind == "str":
+        return lambda value: type(value) is str and value == operand
+    return lambda value: _same(value, operand)
 
 
 def compare(value: Any, op: str, operand: Any) -> bool:
