@@ -14,17 +14,16 @@ the customer's segments as of that event.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection, Iterable
 from typing import Any
 
 import msgspec
 
-from safar.core import aggregates as ag
+from safar.core.segments import CustomerTraits
 from safar.model.audiences import Aggregate, Fold
 from safar.model.profiles import Identifier, MergeRecord, Profile, TraitChange
 from safar.ports import AudienceCatalog, AudienceStore, Clock, ProfileReader
-from safar.runtime.audiences import complete_folds, live_definitions
+from safar.runtime.audiences import complete_folds, customer_folds, live_definitions
 
 #: How long the reader trusts what it read of the catalog.
 CATALOG_TTL_MS = 1000
@@ -45,8 +44,11 @@ class AudienceReader:
         self._catalog = catalog
         self._clock = clock
         self._read_at: int | None = None
-        #: Computed trait name -> (aggregate, the key its folds are stored under).
-        self._traits: dict[str, tuple[Aggregate, str]] = {}
+        #: Computed traits whose history is complete: name -> aggregate; the keys their folds
+        #: are stored under -> aggregate key; aggregate key -> aggregate.
+        self._traits: dict[str, Aggregate] = {}
+        self._storage: dict[str, str] = {}
+        self._aggregates: dict[str, Aggregate] = {}
         self._segments: set[str] = set()
 
     def invalidate(self) -> None:
@@ -58,11 +60,10 @@ class AudienceReader:
             return
         segments, traits = live_definitions(self._catalog.all())
         stored = complete_folds(self._store.progress(), (t.aggregate.key for t in traits))
-        self._traits = {
-            t.id: (t.aggregate, stored[t.aggregate.key])
-            for t in traits
-            if t.aggregate.key in stored
-        }
+        ready = [t for t in traits if t.aggregate.key in stored]
+        self._traits = {t.id: t.aggregate for t in ready}
+        self._storage = {stored[t.aggregate.key]: t.aggregate.key for t in ready}
+        self._aggregates = {t.aggregate.key: t.aggregate for t in ready}
         self._segments = {s.id for s in segments}
         self._read_at = now
 
@@ -95,15 +96,9 @@ class AudienceReader:
     def _computed(
         self, profile: Profile, folds: dict[Identifier, dict[str, Fold]], now: int
     ) -> dict[str, Any]:
-        parts: dict[str, list[Fold]] = defaultdict(list)
-        for kind, values in profile.identifiers.items():
-            for value in values:
-                for storage, fold in folds.get((kind, value), {}).items():
-                    parts[storage].append(fold)
-        return {
-            name: ag.value(ag.combine(parts.get(storage, ()), aggregate), aggregate, now)
-            for name, (aggregate, storage) in self._traits.items()
-        }
+        found = customer_folds(profile, folds, self._storage, self._aggregates)
+        traits = CustomerTraits(profile.traits, self._traits, found, now)
+        return {name: traits[name] for name in self._traits}
 
     # -- ProfileReader ------------------------------------------------------------------------
 

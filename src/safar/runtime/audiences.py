@@ -379,20 +379,26 @@ class AudienceProcessor:
             self._evaluate(batch, batch.profiles[pid], changed)
 
     def _revisit(self, batch: _Batch, profile_ids: Sequence[str]) -> list[str]:
-        """Put the current profiles of these (found by their memberships' identifiers) into
-        the batch; a membership whose profile is gone is deleted. Returns their ids."""
+        """:meth:`_current` for the memberships of these profiles."""
         if not profile_ids:
             return []
-        held = self._store.memberships(profile_ids)
-        current = self._profiles.find_many({m.identifier for m in held.values()})
+        return self._current(batch, self._cache.memberships(profile_ids).values())
+
+    def _current(self, batch: _Batch, memberships: Iterable[Membership]) -> list[str]:
+        """Put the current profiles of these memberships' customers (found by their
+        identifiers) into the batch and return their ids. A membership whose identifier now
+        belongs to no profile, or to another one (merged into it, or moved there), is deleted:
+        the current profile is evaluated in its place."""
+        held = list(memberships)
+        current = self._profiles.find_many({m.identifier for m in held})
         found = []
-        for membership in held.values():
+        for membership in held:
             profile = current.get(membership.identifier)
-            if profile is None:
+            if profile is None or profile.id != membership.profile_id:
                 batch.update.deleted.append(membership.profile_id)
-                continue
-            batch.profiles[profile.id] = profile
-            found.append(profile.id)
+            if profile is not None:
+                batch.profiles[profile.id] = profile
+                found.append(profile.id)
         return found
 
     def _feeds(self, event: Event, now: int) -> list[tuple[str, Any]]:
@@ -499,17 +505,9 @@ class AudienceProcessor:
                 batch.update.emits.append(change)
 
     def _combined(self, batch: _Batch, profile: Profile) -> CustomerFolds:
-        """Aggregate key -> the customer's fold, across their identifiers (complete
-        aggregates only: one still folding its history would give a partial answer)."""
-        complete = self._jobs.complete_storage()
-        parts: dict[str, list[Fold]] = defaultdict(list)
-        for kind, values in profile.identifiers.items():
-            for value in values:
-                for storage, fold in batch.folds.get((kind, value), {}).items():
-                    key = complete.get(storage)
-                    if key is not None:
-                        parts[key].append(fold)
-        return CustomerFolds(parts, self._aggregates)
+        """The customer's folds of complete aggregates (one still folding its history would
+        give a partial answer)."""
+        return customer_folds(profile, batch.folds, self._jobs.complete_storage(), self._aggregates)
 
     def _change(
         self, name: str, segment_id: str, profile: Profile, identifier: Identifier, now: int
@@ -558,15 +556,7 @@ class AudienceProcessor:
         if not claimed:
             return 0
         batch = _Batch(now=now, update=AudienceUpdate())
-        profiles = self._profiles.find_many({m.identifier for m in claimed})
-        for membership in claimed:
-            profile = profiles.get(membership.identifier)
-            if profile is None:
-                batch.update.deleted.append(membership.profile_id)
-                continue
-            batch.profiles[profile.id] = profile
-            if profile.id != membership.profile_id:
-                batch.update.deleted.append(membership.profile_id)
+        self._current(batch, claimed)
         self._load(batch, batch.profiles.values())
         for profile in batch.profiles.values():
             self._evaluate(batch, profile, None, store=True)
@@ -677,6 +667,25 @@ class AudienceProcessor:
             done += self.run_jobs()
         done += self.forward()
         return done
+
+
+def customer_folds(
+    profile: Profile,
+    folds: Mapping[Identifier, Mapping[str, Fold]],
+    storage: Mapping[str, str],
+    aggregates: Mapping[str, Aggregate],
+) -> CustomerFolds:
+    """A customer's folds by aggregate key, from the folds of their identifiers. ``storage``
+    maps the keys folds are stored under to aggregate keys; folds under other keys (archived
+    aggregates, incomplete ones, older generations) are left out."""
+    parts: dict[str, list[Fold]] = defaultdict(list)
+    for kind, values in profile.identifiers.items():
+        for value in values:
+            for stored, fold in folds.get((kind, value), {}).items():
+                key = storage.get(stored)
+                if key is not None:
+                    parts[key].append(fold)
+    return CustomerFolds(parts, aggregates)
 
 
 def complete_folds(progress: Mapping[str, str], keys: Iterable[str]) -> dict[str, str]:
