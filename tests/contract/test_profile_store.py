@@ -303,6 +303,27 @@ def test_history_rows_and_merge_records_already_stored_are_skipped(store: Profil
     assert store.merges("p1")[0].at == 1
 
 
+def test_reshaped_lists_the_profiles_of_merges_and_moves_by_batch(store: ProfileStore) -> None:
+    """Profiles on either side of a merge or move done by the batches whose processed_seq
+    lies in the range; refused merges and re-stored records do not count again."""
+    seed(store)
+    assert store.reshaped(0, 4) == ["p0", "p1"]
+    assert store.reshaped(0, 3) == []
+    assert store.reshaped(4, 10) == []
+    store.apply(
+        ProfileUpdate(
+            after_seq=4,
+            processed_seq=7,
+            placements={A1: Placement("p3", "c1")},
+            profiles=[ProfileState(id="p3")],
+            merges=[merge("p3", "p1", "m7"), merge("p1", "p0", "m2", at=99)],
+        )
+    )
+    assert store.reshaped(4, 7) == ["p1", "p3"]
+    assert store.reshaped(0, 7) == ["p0", "p1", "p3"]
+    assert store.reshaped(5, 6) == []
+
+
 def test_an_update_with_only_progress(store: ProfileStore) -> None:
     store.apply(ProfileUpdate(after_seq=0, processed_seq=42))
     assert store.processed_seq() == 42

@@ -178,11 +178,18 @@ class JourneyHarness:
 
     def send(self, payload: dict[str, Any]) -> Event:
         """Append one Segment-shaped event (validated as ingestion does) and run to rest."""
+        event = self.event(payload)
+        self.stores.events.append([event])
+        self.run()
+        return event
+
+    def event(self, payload: dict[str, Any]) -> Event:
+        """One Segment-shaped event, validated as ingestion does, not yet appended."""
         now = self.clock.now_ms()
         body = dict(payload)
         body.setdefault("messageId", f"h-{next(self._counter)}")
         body.setdefault("timestamp", iso(now))
-        event = event_from_json(
+        return event_from_json(
             body,
             source_id=SOURCE_ID,
             received_at=now,
@@ -191,9 +198,6 @@ class JourneyHarness:
             location="event",
             limits=IngestSettings(),
         )
-        self.stores.events.append([event])
-        self.run()
-        return event
 
     def track(self, user_id: str, name: str, properties: dict[str, Any] | None = None) -> Event:
         return self.send(
