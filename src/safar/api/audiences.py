@@ -47,6 +47,7 @@ from safar.api.requests import (
 )
 from safar.core.aggregates import is_number
 from safar.core.recompute import Result
+from safar.core.segments import reads_of
 from safar.definitions import DefinitionError, Problem, topological_order, validate_audiences
 from safar.definitions.audiences import (
     Audience,
@@ -64,10 +65,7 @@ from safar.model.audiences import (
     ComputedTrait,
     MemberCondition,
     Membership,
-    PerformedCondition,
-    ProfileCondition,
     Segment,
-    TraitCondition,
 )
 from safar.model.events import iso
 from safar.model.profiles import Profile
@@ -293,17 +291,9 @@ def _segment_ready(
     seen.add(segment.id)
     if progress.get(f"scan:{segment.id}") != f"{fingerprint(segment)}:{_DONE}":
         return False
-    keys: set[str] = set()
-    members: set[str] = set()
-    for _, _, condition in walk(segment.where):
-        if isinstance(condition, PerformedCondition):
-            keys.add(condition.aggregate.key)
-        elif isinstance(condition, TraitCondition) and condition.trait in traits:
-            keys.add(traits[condition.trait].aggregate.key)
-        elif isinstance(condition, ProfileCondition):
-            keys.update(t.aggregate.key for t in traits.values())
-        elif isinstance(condition, MemberCondition):
-            members.add(condition.segment)
+    reads = reads_of(segment.where)
+    keys = reads.keys({name: trait.aggregate for name, trait in traits.items()})
+    members = reads.members
     if len(complete_folds(progress, keys)) < len(keys):
         return False
     return all(

@@ -59,6 +59,38 @@ class Reads:
     consent: bool = False
     members: set[str] = field(default_factory=set)
 
+    def keys(self, traits: Mapping[str, Aggregate]) -> set[str]:
+        """The aggregate keys read, directly (``performed``) or through the computed
+        ``traits`` read (name -> aggregate)."""
+        names = set(traits) if "*" in self.traits else self.traits & traits.keys()
+        return self.aggregates | {traits[name].key for name in names}
+
+
+def reads_of(condition: Condition) -> Reads:
+    """What a condition reads."""
+    found = Reads()
+    pending = [condition]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, AllOf | AnyOf):
+            pending.extend(node.conditions)
+        elif isinstance(node, Not):
+            pending.append(node.condition)
+        elif isinstance(node, TraitCondition):
+            found.traits.add(node.trait)
+        elif isinstance(node, IdentifierCondition):
+            found.identifiers = True
+        elif isinstance(node, ConsentCondition):
+            found.consent = True
+        elif isinstance(node, MemberCondition):
+            found.members.add(node.segment)
+        elif isinstance(node, PerformedCondition):
+            found.aggregates.add(node.aggregate.key)
+        elif isinstance(node, ProfileCondition):
+            found.traits.add("*")
+            found.identifiers = True
+    return found
+
 
 @dataclass
 class CompiledAggregate:
@@ -184,33 +216,26 @@ class AudiencePlan:
         for aggregate in self.traits.values():
             self._aggregate(aggregate)
         for segment in self.segments:
-            reads = Reads()
-            self._tests[segment.id] = self._condition(segment.where, reads)
-            self.reads[segment.id] = reads
+            self._tests[segment.id] = self._condition(segment.where)
+            self.reads[segment.id] = reads_of(segment.where)
         #: The live segments' ids.
         self.ids = frozenset(self._tests)
         #: Aggregate keys whose value changes with time, read by some segment (they set timers).
         self.timed: set[str] = set()
         for reads in self.reads.values():
-            keys = set(reads.aggregates)
-            names = set(self.traits) if "*" in reads.traits else reads.traits & set(self.traits)
-            keys.update(self.traits[name].key for name in names)
+            keys = reads.keys(self.traits)
             self.timed.update(k for k in keys if _timed(self.aggregates[k].aggregate))
         self._dependents: dict[str, list[str]] = {}
         for segment in self.segments:
             for member in self.reads[segment.id].members:
                 self._dependents.setdefault(member, []).append(segment.id)
         # Indexes for touched(): what each kind of change reaches.
-        trait_keys = {name: agg.key for name, agg in self.traits.items()}
         self._by_aggregate: dict[str, set[str]] = {}
         self._by_traits: set[str] = set()
         self._by_identifiers: set[str] = set()
         self._by_consent: set[str] = set()
         for segment_id, reads in self.reads.items():
-            keys = set(reads.aggregates)
-            names = set(trait_keys) if "*" in reads.traits else reads.traits & set(trait_keys)
-            keys.update(trait_keys[name] for name in names)
-            for key in keys:
+            for key in reads.keys(self.traits):
                 self._by_aggregate.setdefault(key, set()).add(segment_id)
             if reads.traits:
                 self._by_traits.add(segment_id)
@@ -230,37 +255,29 @@ class AudiencePlan:
             self.by_event.setdefault(aggregate.event, []).append(compiled)
         return key
 
-    def _condition(self, node: Condition, reads: Reads) -> Callable[[View], bool]:
+    def _condition(self, node: Condition) -> Callable[[View], bool]:
         if isinstance(node, AllOf):
-            parts = [self._condition(c, reads) for c in node.conditions]
+            parts = [self._condition(c) for c in node.conditions]
             return lambda view: all(part(view) for part in parts)
         if isinstance(node, AnyOf):
-            parts = [self._condition(c, reads) for c in node.conditions]
+            parts = [self._condition(c) for c in node.conditions]
             return lambda view: any(part(view) for part in parts)
         if isinstance(node, Not):
-            inner = self._condition(node.condition, reads)
+            inner = self._condition(node.condition)
             return lambda view: not inner(view)
         if isinstance(node, TraitCondition):
-            reads.traits.add(node.trait)
             return _trait_test(node)
         if isinstance(node, IdentifierCondition):
-            reads.identifiers = True
             kind = node.type
             return lambda view: bool(view.profile.identifiers.get(kind))
         if isinstance(node, ConsentCondition):
-            reads.consent = True
             return _consent_test(node)
         if isinstance(node, MemberCondition):
-            reads.members.add(node.segment)
             segment_id = node.segment
             return lambda view: segment_id in view.segments
         if isinstance(node, PerformedCondition):
-            key = self._aggregate(node.aggregate)
-            reads.aggregates.add(key)
-            return _performed_test(node, key)
+            return _performed_test(node, self._aggregate(node.aggregate))
         if isinstance(node, ProfileCondition):
-            reads.traits.add("*")
-            reads.identifiers = True
             return _profile_test(self._compile(node.where, ("profile", "now")))
         raise TypeError(f"unknown condition {node!r}")
 

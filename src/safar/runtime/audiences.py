@@ -590,10 +590,7 @@ class AudienceProcessor:
 
     def _ready_to_scan(self, segment_id: str) -> bool:
         reads = self.plan.reads[segment_id]
-        keys = set(reads.aggregates)
-        names = set(self.plan.traits) if "*" in reads.traits else reads.traits
-        keys.update(self.plan.traits[n].key for n in names if n in self.plan.traits)
-        if not all(self._jobs.complete(k) for k in keys):
+        if not all(self._jobs.complete(k) for k in reads.keys(self.plan.traits)):
             return False
         return all(self._jobs.scans.get(m, ("", _DONE))[1] == _DONE for m in reads.members)
 
