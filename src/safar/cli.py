@@ -13,7 +13,7 @@ from safar.cli_audiences import add_audience_commands
 from safar.cli_journeys import add_journey_commands
 from safar.clock import SystemClock
 from safar.config import Settings, load_settings
-from safar.errors import SafarError
+from safar.errors import ConfigError, SafarError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,8 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8088; 0 picks a free one)")
     serve.add_argument(
-        "--no-profiles", action="store_true", help="do not run the profile processor (API only)"
+        "--role",
+        choices=["all", "api", "worker"],
+        default="all",
+        help="all: API and workers (default); api: HTTP only; worker: processing only",
     )
+    serve.add_argument("--no-profiles", action="store_true", help="the same as --role api")
     serve.set_defaults(run=_serve)
 
     demo = sub.add_parser("demo", parents=[common], help="seed a synthetic shop, then serve it")
@@ -87,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("ref", help="e.g. user_id:42 or email:sara@example.com")
     show.add_argument("--events", type=int, default=10, help="how many recent events to show")
     show.set_defaults(run=_profiles_show)
+
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy this embedded installation into PostgreSQL (Safar stopped), verified",
+    )
+    migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://… (empty)")
+    migrate.set_defaults(run=_migrate)
 
     add_journey_commands(sub, common)
     add_audience_commands(sub, common)
@@ -143,7 +155,7 @@ def _with_server(args: argparse.Namespace, settings: Settings) -> Settings:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from safar.runtime.serve import serve
 
-    serve(_with_server(args, settings), process_profiles=not args.no_profiles)
+    serve(_with_server(args, settings), role="api" if args.no_profiles else args.role)
     return 0
 
 
@@ -160,6 +172,22 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(info.banner(url, settings.channels.console_path), flush=True)
 
     serve(settings, announce=announce)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.stores.migrate import migrate_to_postgres
+    from safar.stores.postgres.db import is_postgres_url, redact
+
+    if not is_postgres_url(args.to):
+        raise ConfigError(f"--to must be a postgresql:// URL, not {args.to!r}")
+    if settings.storage.url:
+        raise ConfigError("migrate copies an embedded installation: storage.url must be empty")
+    copied = migrate_to_postgres(settings, args.to, SystemClock())
+    print(
+        f"Verified {len(copied)} tables ({sum(c.rows for c in copied)} rows) in {redact(args.to)}."
+    )
+    print(f"Run Safar on it with storage.url set (SAFAR_STORAGE_URL={args.to}).")
     return 0
 
 

@@ -26,6 +26,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class StorageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: Empty: the embedded SQLite store under the data directory. ``postgresql://…``: every
+    #: store in that PostgreSQL database (docs/deploy.md).
+    url: str = ""
+    #: Connections each process may hold open to PostgreSQL.
+    pool_size: int = 8
     #: SQLite ``synchronous`` pragma: "full" survives power loss, "normal" survives process crashes.
     synchronous: str = "full"
 
@@ -79,6 +84,15 @@ class JourneySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     templates_dir: str = "templates"
     #: The policy file (see docs/policy.md); when it does not exist the defaults apply.
     policy_file: str = "policy.yaml"
+    #: The key signing links in messages. Empty: ``link-secret`` in the data directory. Every
+    #: process of one installation must read the same key (docs/deploy.md).
+    link_secret_file: str = ""
+
+
+class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: How long a worker's lease on the stepper lasts without renewal: a standby worker takes
+    #: over this long after the holder dies (docs/deploy.md).
+    lease_seconds: float = 15.0
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -89,6 +103,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     identity: IdentitySettings = msgspec.field(default_factory=IdentitySettings)
     journeys: JourneySettings = msgspec.field(default_factory=JourneySettings)
     channels: ChannelSettings = msgspec.field(default_factory=ChannelSettings)
+    workers: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
 
     @property
     def database_path(self) -> Path:
@@ -108,10 +123,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def secret_path(self) -> Path:
         """The secret signing links in messages, created on first use."""
-        return Path(self.data_dir) / "link-secret"
+        return Path(self.journeys.link_secret_file or Path(self.data_dir) / "link-secret")
 
 
-_SECTIONS = ("server", "storage", "ingest", "identity", "journeys", "channels")
+_SECTIONS = ("server", "storage", "ingest", "identity", "journeys", "channels", "workers")
 
 
 def load_settings(
@@ -148,6 +163,14 @@ def load_settings(
         raise ConfigError(f"configuration ({path.name} or SAFAR_* environment): {exc}") from exc
     if settings.ingest.dedupe_window_hours < 24:
         raise ConfigError("ingest.dedupe_window_hours must be at least 24")
+    if settings.workers.lease_seconds < 1:
+        raise ConfigError("workers.lease_seconds must be at least 1")
+    if settings.storage.url and not settings.storage.url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise ConfigError(
+            "storage.url must be empty (the embedded SQLite store) or a postgresql:// URL"
+        )
     if settings.storage.synchronous.lower() not in ("full", "normal", "extra"):
         raise ConfigError("storage.synchronous must be one of full, normal, extra")
     return settings

@@ -487,6 +487,30 @@ class AudienceStore(Protocol):
         ...
 
 
+class LeaseStore(Protocol):
+    """Named leases: which process does a job that only one may do at a time (the stepper of an
+    installation, say), taken over when its holder stops renewing.
+
+    - ``acquire`` takes the lease when it is free or expired, or renews it when ``owner`` holds
+      it, until ``now + ttl_ms``, atomically: two processes never both hold one lease at the
+      same ``now``. Times come from the callers' clocks, which must agree to well within a TTL.
+    - A lease's *epoch* grows by one each time it changes hands (never on a renewal), so a
+      holder can tell whether someone else held it since it last did.
+    """
+
+    def acquire(self, name: str, owner: str, now: int, ttl_ms: int) -> int | None:
+        """Take or renew ``name`` for ``owner``; its epoch, or None when another holds it."""
+        ...
+
+    def release(self, name: str, owner: str) -> None:
+        """Give ``name`` up at once if ``owner`` holds it; otherwise change nothing."""
+        ...
+
+    def holders(self, now: int) -> dict[str, str]:
+        """Lease name -> owner, for every lease held (not expired) at ``now``."""
+        ...
+
+
 class Channel(Protocol):
     """Delivers rendered messages of one kind (email, SMS, ...).
 

@@ -31,6 +31,7 @@ from safar.ports import (
     EventLog,
     JourneyStore,
     KeyStore,
+    LeaseStore,
     Outbox,
     RunStore,
 )
@@ -38,15 +39,18 @@ from safar.stores.memory.audiences import MemoryAudienceStores
 from safar.stores.memory.events import MemoryEventLog
 from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.stores.memory.keys import MemoryKeyStore
+from safar.stores.memory.leases import MemoryLeaseStore
 from safar.stores.sqlite.audiences import SqliteAudienceCatalog, SqliteAudienceStore
 from safar.stores.sqlite.db import Database
 from safar.stores.sqlite.delivery import SqliteDeliveryStore
 from safar.stores.sqlite.events import SqliteEventLog
 from safar.stores.sqlite.journeys import SqliteJourneyStore
 from safar.stores.sqlite.keys import SqliteKeyStore
+from safar.stores.sqlite.leases import SqliteLeaseStore
 from safar.stores.sqlite.outbox import SqliteOutbox
 from safar.stores.sqlite.runs import SqliteRunStore
 from safar.testing import FakeClock
+from tests.services import postgres_schema_url
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -123,6 +127,10 @@ class Backend:
         False if not supported."""
         return False
 
+    def lease_store(self) -> LeaseStore:
+        """A lease store on this storage, opened as a new process would."""
+        raise NotImplementedError
+
 
 class MemoryBackend(Backend):
     shares_storage = False
@@ -133,6 +141,7 @@ class MemoryBackend(Backend):
         self._keys: MemoryKeyStore | None = None
         self._journeys: MemoryJourneyStores | None = None
         self._audiences: MemoryAudienceStores | None = None
+        self._leases = MemoryLeaseStore()
 
     def event_log(self, *, dedupe_window_ms: int = DAY_MS) -> EventLog:
         if self._events is None:
@@ -157,6 +166,9 @@ class MemoryBackend(Backend):
         if self._audiences is None:
             self._audiences = MemoryAudienceStores()
         return AudienceStores(catalog=self._audiences, store=self._audiences)
+
+    def lease_store(self) -> LeaseStore:
+        return self._leases
 
 
 class SqliteBackend(Backend):
@@ -219,6 +231,9 @@ class SqliteBackend(Backend):
         db = self._database()
         return AudienceStores(catalog=SqliteAudienceCatalog(db), store=SqliteAudienceStore(db))
 
+    def lease_store(self) -> LeaseStore:
+        return SqliteLeaseStore(self._database())
+
     def fail_commits_emitting(self, message_id: str) -> bool:
         self.audience_stores()
         return self._fail_inserts("audience_emits", f"NEW.message_id = '{message_id}'")
@@ -242,16 +257,127 @@ class SqliteBackend(Backend):
         return True
 
 
+class PostgresBackend(Backend):
+    """Each backend is a fresh schema on the test server; each adapter gets its own pool, like a
+    process. Adapters are imported when first opened, so the other suites run without them."""
+
+    def __init__(self, directory: Path, clock: FakeClock) -> None:
+        super().__init__(directory, clock)
+        self.url = postgres_schema_url()
+        self._databases: list[Any] = []
+        self._event_logs: list[Any] = []
+
+    def _database(self) -> Any:
+        from safar.stores.postgres.db import PgDatabase
+
+        db = PgDatabase(self.url, max_size=2, name="contract")
+        self._databases.append(db)
+        return db
+
+    def event_log(self, *, dedupe_window_ms: int = DAY_MS) -> EventLog:
+        from safar.stores.postgres.events import PgEventLog
+
+        log = PgEventLog(self._database(), self.clock, dedupe_window_ms=dedupe_window_ms)
+        self._event_logs.append(log)
+        return log
+
+    def key_store(self) -> KeyStore:
+        from safar.stores.postgres.keys import PgKeyStore
+
+        return PgKeyStore(self._database(), self.clock)
+
+    def shutdown(self) -> None:
+        for log in self._event_logs:
+            log.close()
+        for db in self._databases:
+            db.close()
+        self._event_logs.clear()
+        self._databases.clear()
+
+    def stored_bytes(self) -> bytes:
+        db = self._database()
+        with db.read() as conn:
+            tables = [
+                name
+                for (name,) in conn.execute(
+                    "SELECT table_name FROM information_schema.tables"
+                    " WHERE table_schema = current_schema()"
+                )
+            ]
+            rows = [
+                text
+                for table in tables
+                for (text,) in conn.execute(f'SELECT row_to_json(t)::text FROM "{table}" AS t')
+            ]
+        return "\n".join(rows).encode()
+
+    def journey_stores(self) -> JourneyStores:
+        from safar.stores.postgres.delivery import PgDeliveryStore
+        from safar.stores.postgres.journeys import PgJourneyStore
+        from safar.stores.postgres.outbox import PgOutbox
+        from safar.stores.postgres.runs import PgRunStore
+
+        db = self._database()
+        return JourneyStores(
+            journeys=PgJourneyStore(db),
+            runs=PgRunStore(db),
+            outbox=PgOutbox(db),
+            delivery=PgDeliveryStore(db),
+        )
+
+    def audience_stores(self) -> AudienceStores:
+        from safar.stores.postgres.audiences import PgAudienceCatalog, PgAudienceStore
+
+        db = self._database()
+        return AudienceStores(catalog=PgAudienceCatalog(db), store=PgAudienceStore(db))
+
+    def lease_store(self) -> LeaseStore:
+        from safar.stores.postgres.leases import PgLeaseStore
+
+        return PgLeaseStore(self._database())
+
+    def fail_appends_of(self, message_id: str) -> bool:
+        self.event_log()
+        return self._fail_inserts("events", f"NEW.message_id = '{message_id}'")
+
+    def fail_commits_visiting(self, instance_id: str) -> bool:
+        self.journey_stores()
+        return self._fail_inserts("journey_visits", f"NEW.instance_id = '{instance_id}'")
+
+    def fail_settles_sending(self, message_key: str) -> bool:
+        self.journey_stores()
+        return self._fail_inserts("journey_sends", f"NEW.message_key = '{message_key}'")
+
+    def fail_commits_emitting(self, message_id: str) -> bool:
+        self.audience_stores()
+        return self._fail_inserts("audience_emits", f"NEW.message_id = '{message_id}'")
+
+    def _fail_inserts(self, table: str, condition: str) -> bool:
+        with self._database().write() as conn:
+            conn.execute(
+                f"CREATE FUNCTION fail_{table}() RETURNS trigger LANGUAGE plpgsql AS $$"
+                f" BEGIN IF {condition} THEN RAISE EXCEPTION 'injected failure'; END IF;"
+                " RETURN NEW; END $$"
+            )
+            conn.execute(
+                f"CREATE TRIGGER fail_{table} BEFORE INSERT ON {table}"
+                f" FOR EACH ROW EXECUTE FUNCTION fail_{table}()"
+            )
+        return True
+
+
 EVENT_LOG_BACKENDS = [
     pytest.param(MemoryBackend, id="memory"),
     pytest.param(SqliteBackend, id="sqlite"),
     # Flushes dedupe keys to the generation tables after nearly every append, so the suites
     # exercise the on-disk half of deduplication, not only the in-process one.
     pytest.param(functools.partial(SqliteBackend, flush_threshold=3), id="sqlite-flush3"),
+    pytest.param(PostgresBackend, id="postgres", marks=pytest.mark.postgres),
 ]
 KEY_STORE_BACKENDS = [
     pytest.param(MemoryBackend, id="memory"),
     pytest.param(SqliteBackend, id="sqlite"),
+    pytest.param(PostgresBackend, id="postgres", marks=pytest.mark.postgres),
 ]
 
 BackendFactory = Callable[[], Backend]
@@ -311,6 +437,7 @@ def key_store(key_backend: Backend) -> KeyStore:
 JOURNEY_BACKENDS = [
     pytest.param(MemoryBackend, id="memory"),
     pytest.param(SqliteBackend, id="sqlite"),
+    pytest.param(PostgresBackend, id="postgres", marks=pytest.mark.postgres),
 ]
 
 
@@ -331,6 +458,15 @@ def journey_backend(make_journey_backend: BackendFactory) -> Backend:
 @pytest.fixture
 def stores(journey_backend: Backend) -> JourneyStores:
     return journey_backend.journey_stores()
+
+
+@pytest.fixture(params=KEY_STORE_BACKENDS)
+def lease_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[Backend]:
+    backend: Backend = request.param(tmp_path, clock)
+    yield backend
+    backend.shutdown()
 
 
 @pytest.fixture

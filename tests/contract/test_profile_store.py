@@ -35,11 +35,29 @@ E1: Identifier = ("email", "e1@x.io")
 Opener = Callable[[], ProfileStore]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     if request.param == "memory":
         store = MemoryProfileStore()
         yield lambda: store
+        return
+    if request.param == "postgres":
+        # Imported here, as the contract conftest does, so the other params run without them.
+        from safar.stores.postgres.db import PgDatabase
+        from safar.stores.postgres.profiles import PgProfileStore
+        from tests.services import postgres_schema_url
+
+        url = postgres_schema_url()
+        pools: list[PgDatabase] = []
+
+        def open_postgres() -> ProfileStore:
+            db = PgDatabase(url, max_size=2)
+            pools.append(db)
+            return PgProfileStore(db)
+
+        yield open_postgres
+        for pool in pools:
+            pool.close()
         return
     databases: list[Database] = []
 

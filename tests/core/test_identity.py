@@ -185,6 +185,14 @@ def test_blocked_values_are_dropped(placeholder: str) -> None:
     assert got.identifiers == (A1,)
 
 
+def test_identifiers_holding_nul_are_dropped() -> None:
+    # Reaching traits and externalIds, which ingestion does not check character by character.
+    got = extract(
+        event("identify", anon="a1", traits={"email": "a\x00@b.io", "crm_id": "C\x00"}), RULES
+    )
+    assert got.identifiers == (A1,)
+
+
 def test_blocked_values_are_configurable() -> None:
     rules = IdentityRules(IdentitySettings(blocked_values=["Guest"]))
     assert extract(event(user="guest", anon="a1"), rules).identifiers == (A1,)

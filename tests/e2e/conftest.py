@@ -6,11 +6,21 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.live import LiveServer
+from tests.services import postgres_schema_url
+
+
+@pytest.fixture(params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment selecting the store: the embedded SQLite one, or PostgreSQL (a fresh
+    schema), so the end-to-end suite runs on both configurations."""
+    if request.param == "postgres":
+        return {"SAFAR_STORAGE_URL": postgres_schema_url()}
+    return {}
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path / "data").start()
+def live(tmp_path: Path, storage_env: dict[str, str]) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path / "data", env=storage_env).start()
     try:
         yield server
     finally:

@@ -13,11 +13,14 @@ from urllib.parse import quote
 
 import msgspec
 
+from safar.config import Settings, load_settings
 from safar.testing import wait_until
 
 
-def safar(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the ``safar`` CLI against ``data_dir``."""
+def safar(
+    data_dir: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``safar`` CLI against ``data_dir``, with ``env`` added to the environment."""
     return subprocess.run(
         [sys.executable, "-m", "safar.cli", *args, "--data-dir", str(data_dir)],
         capture_output=True,
@@ -25,6 +28,7 @@ def safar(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.Co
         input=stdin,
         timeout=120,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -34,13 +38,24 @@ def last_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 class LiveServer:
-    """Start with :meth:`start`, stop with :meth:`stop` or :meth:`kill` (SIGKILL, no clean-up)."""
+    """Start with :meth:`start`, stop with :meth:`stop` or :meth:`kill` (SIGKILL, no clean-up).
+
+    ``env`` is added to the server's and the CLI's environment (``SAFAR_STORAGE_URL`` picks
+    PostgreSQL)."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.env = env or {}
-        self.write_key = last_line(safar(data_dir, "sources", "create", "test-site"))
-        self.api_key = last_line(safar(data_dir, "keys", "create", "--scope", "read"))
+        self.write_key = last_line(self.cli("sources", "create", "test-site"))
+        self.api_key = last_line(self.cli("keys", "create", "--scope", "read"))
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the ``safar`` CLI on this server's installation."""
+        return safar(self.data_dir, *args, stdin=stdin, env=self.env)
+
+    def settings(self) -> Settings:
+        """The settings the server runs with, to open its stores in the test."""
+        return load_settings(data_dir=self.data_dir, environ=self.env)
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 

@@ -35,11 +35,11 @@ def test_import_beside_a_running_server_then_show_the_profile(live: LiveServer) 
         '{"type":"track","event":"Lost"}\n',
         encoding="utf-8",
     )
-    result = safar(live.data_dir, "import", str(csv), "--source", "test-site")
+    result = live.cli("import", str(csv), "--source", "test-site")
     assert result.returncode == 1
     assert "rejected line 3" in result.stderr
     assert "1 events stored" in result.stdout
-    result = safar(live.data_dir, "import", str(jsonl), "--source", "test-site")
+    result = live.cli("import", str(jsonl), "--source", "test-site")
     assert "rejected line 2" in result.stderr
     assert "1 events stored" in result.stdout
 
@@ -51,14 +51,14 @@ def test_import_beside_a_running_server_then_show_the_profile(live: LiveServer) 
     _, health = live.request("GET", "/healthz")
     assert health["events"] == 2
 
-    shown = safar(live.data_dir, "profiles", "show", "email:SARA@example.com")
+    shown = live.cli("profiles", "show", "email:SARA@example.com")
     assert shown.returncode == 0, shown.stderr
     profile = msgspec.json.decode(shown.stdout)
     assert profile["identifiers"]["user_id"] == ["42"]
     assert profile["traits"]["name"] == "سارا"
     assert [e.get("event") for e in profile["recent_events"]] == ["Order Completed", None]
 
-    missing = safar(live.data_dir, "profiles", "show", "user_id:nobody")
+    missing = live.cli("profiles", "show", "user_id:nobody")
     assert missing.returncode == 1 and "no profile" in missing.stderr
 
 
@@ -104,7 +104,7 @@ def _basic(write_key: str) -> str:
 
 
 def test_serve_on_a_port_in_use_says_so(live: LiveServer) -> None:
-    result = safar(live.data_dir, "serve", "--port", str(live.port))
+    result = live.cli("serve", "--port", str(live.port))
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{live.port}" in result.stderr
     assert "--port" in result.stderr

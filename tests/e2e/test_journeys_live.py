@@ -28,7 +28,9 @@ def smtp() -> Iterator[SmtpSink]:
         yield sink
 
 
-def test_welcome_journey_emails_a_new_customer_in_persian(tmp_path: Path, smtp: SmtpSink) -> None:
+def test_welcome_journey_emails_a_new_customer_in_persian(
+    tmp_path: Path, smtp: SmtpSink, storage_env: dict[str, str]
+) -> None:
     # No quiet hours: the default ones (21:00-08:00 UTC) would hold the email back whenever
     # the test runs in the evening.
     policy = tmp_path / "policy.yaml"
@@ -40,6 +42,7 @@ def test_welcome_journey_emails_a_new_customer_in_persian(tmp_path: Path, smtp: 
         "SAFAR_CHANNELS_SMTP_PORT": str(smtp.port),
         "SAFAR_CHANNELS_SMTP_SENDER": "Safar Shop <shop@example.com>",
         "SAFAR_CHANNELS_SMTP_STARTTLS": "false",
+        **storage_env,
     }
     published = subprocess.run(
         [*PUBLISH, str(EXAMPLES / "journeys/welcome.yaml"), "--data-dir", str(tmp_path)],

@@ -13,7 +13,6 @@ import msgspec
 import pytest
 
 from safar.clock import SystemClock
-from safar.config import load_settings
 from safar.stores.bundle import open_stores
 from safar.testing import wait_until
 from tests.e2e.live import LiveServer
@@ -58,9 +57,9 @@ class Sender(threading.Thread):
             conn.close()
 
 
-def _stored_ids(data_dir: Path) -> Counter[str]:
+def _stored_ids(server: LiveServer) -> Counter[str]:
     counts: Counter[str] = Counter()
-    with open_stores(load_settings(data_dir=data_dir, environ={}), SystemClock()) as stores:
+    with open_stores(server.settings(), SystemClock()) as stores:
         after = 0
         while batch := stores.events.read(after, 10_000):
             counts.update(e.message_id for e in batch)
@@ -68,8 +67,10 @@ def _stored_ids(data_dir: Path) -> Counter[str]:
     return counts
 
 
-def test_kill_9_while_sending_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path / "data").start()
+def test_kill_9_while_sending_loses_nothing_acknowledged(
+    tmp_path: Path, storage_env: dict[str, str]
+) -> None:
+    server = LiveServer(tmp_path / "data", env=storage_env).start()
     senders = [Sender(server.port, server.write_key) for _ in range(3)]
     try:
         for sender in senders:
@@ -83,7 +84,7 @@ def test_kill_9_while_sending_loses_nothing_acknowledged(tmp_path: Path) -> None
     acked = [m for s in senders for m in s.acked]
     assert len(acked) >= 3000
 
-    stored = _stored_ids(server.data_dir)
+    stored = _stored_ids(server)
     missing = [m for m in acked if stored[m] != 1]
     assert missing == [], f"{len(missing)} acknowledged events missing or stored twice"
 
@@ -98,6 +99,6 @@ def test_kill_9_while_sending_loses_nothing_acknowledged(tmp_path: Path) -> None
                 assert (status, reply) == (200, {"success": True})
     finally:
         server.stop()
-    stored_after = _stored_ids(server.data_dir)
+    stored_after = _stored_ids(server)
     assert all(stored_after[m] == 1 for m in acked)
     assert sum(stored_after.values()) == sum(stored.values())

@@ -169,6 +169,12 @@ def test_a_numeric_message_id_becomes_a_string() -> None:
     assert validate(track(messageId=123)).message_id == "123"
 
 
+@pytest.mark.parametrize("field", ["userId", "anonymousId", "messageId"])
+def test_ids_holding_nul_are_refused_by_name(field: str) -> None:
+    message = rejected(track(**{field: "a\u0000b"}))
+    assert f"batch[3].{field}" in message and "NUL" in message
+
+
 class TestTimestamps:
     def test_without_a_timestamp_the_receive_time_is_used(self) -> None:
         assert validate(track(), sent_at=NOW - 5000).timestamp == NOW

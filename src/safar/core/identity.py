@@ -79,7 +79,8 @@ class IdentityRules:
         return self._rank.get(identifier[0], len(self._rank)), identifier[0], identifier[1]
 
     def is_blocked(self, value: str) -> bool:
-        return value.strip().lower() in self.blocked
+        # A value holding NUL identifies no one: PostgreSQL text cannot even store it.
+        return "\x00" in value or value.strip().lower() in self.blocked
 
 
 class Extracted(NamedTuple):

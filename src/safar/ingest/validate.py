@@ -272,6 +272,11 @@ def _identifier(value: Any, location: str, field: str) -> str | None:
         return None
     kind = type(value)
     if kind is str:
+        if "\x00" in value:
+            # No store can key on it (PostgreSQL text refuses NUL), and no SDK sends it.
+            raise ValidationError(
+                "must not contain the NUL character (\\u0000)", f"{location}.{field}"
+            )
         return None if not value or value.isspace() else value
     if kind is int:
         return str(value)

@@ -24,6 +24,7 @@ next batch so far; no try before ``retry at`` (ms).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -42,6 +43,7 @@ from safar.model.profiles import ANONYMOUS_ID, USER_ID
 from safar.ports import AudienceCatalog, AudienceStore, AudienceUpdate, Clock, EventLog
 from safar.runtime.audiences import live_definitions
 from safar.runtime.internal import SOURCE_ID
+from safar.runtime.leases import LeaseHolder
 from safar.stores.bundle import Stores
 
 log = logging.getLogger(__name__)
@@ -233,13 +235,24 @@ class SegmentExporter:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, idle_wait: float = IDLE_WAIT) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        idle_wait: float = IDLE_WAIT,
+        *,
+        lease: LeaseHolder | None = None,
+    ) -> None:
         """Export until ``stop`` is set, re-reading the catalog every :data:`REFRESH` seconds.
-        Errors are logged and the turn tried again: exports must outlive a store hiccup."""
+        Errors are logged and the turn tried again: exports must outlive a store hiccup. With
+        ``lease``, export only while holding it: one exporter per installation, so two
+        processes never post the same batch at once."""
         refreshed = time.monotonic()
         try:
             while not stop.is_set():
                 try:
+                    if lease is not None and lease.hold() is None:
+                        stop.wait(lease.standby_wait)
+                        continue
                     if time.monotonic() - refreshed > REFRESH:
                         self.refresh()
                         refreshed = time.monotonic()
@@ -257,11 +270,18 @@ class SegmentExporter:
         finally:
             if self._client is not None:
                 self._client.close()
+            if lease is not None:
+                with contextlib.suppress(SafarError):
+                    lease.release()
 
-    def start(self, stop: threading.Event) -> threading.Thread:
+    def start(self, stop: threading.Event, *, lease: LeaseHolder | None = None) -> threading.Thread:
         """:meth:`run` in a daemon thread, started."""
         thread = threading.Thread(
-            target=self.run, args=(stop,), name="safar-segment-export", daemon=True
+            target=self.run,
+            args=(stop,),
+            kwargs={"lease": lease},
+            name="safar-segment-export",
+            daemon=True,
         )
         thread.start()
         return thread

@@ -1,9 +1,13 @@
-"""``safar serve``: the HTTP API in this process, the worker (profiles, journeys, delivery) in a
-child process.
+"""``safar serve``: the HTTP API in this process, the worker (profiles, journeys, delivery) in
+child processes.
 
-Two processes, because one Python process runs on one core: the API (parsing, validation, durable
-append) and profile processing each get a core of their own on a small machine. The child watches
-its parent and stops when the parent is gone, so a killed server leaves no orphan behind.
+Separate processes, because one Python process runs on one core: the API (parsing, validation,
+durable append), the stepper and the dispatcher each get a core of their own. Children watch
+their parent and stop when it is gone, so a killed server leaves no orphan behind.
+
+``--role`` splits these for scale-out (docs/deploy.md): ``api`` serves HTTP only, ``worker``
+runs the children only, ``all`` (the default) both. Any number of each may share a PostgreSQL
+installation; workers share the stepper through a lease (:mod:`safar.runtime.leases`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import threading
@@ -31,13 +36,19 @@ def serve(
     *,
     clock: Clock | None = None,
     announce: Callable[[str], None] | None = None,
-    process_profiles: bool = True,
+    role: str = "all",
 ) -> None:
-    """Serve until interrupted. ``announce`` receives the base URL once the socket is bound."""
+    """Serve ``role`` (see the module docstring) until interrupted. ``announce`` receives the
+    base URL once the socket is bound (or, for a worker, a line saying it runs)."""
     import uvicorn
 
     from safar.app import create_app
 
+    if role not in SERVE_ROLES:
+        raise ConfigError(f"unknown role {role!r}: choose one of {', '.join(SERVE_ROLES)}")
+    if role == "worker":
+        run_workers(settings, announce=announce)
+        return
     clock = clock or SystemClock()
     stores = open_stores(settings, clock)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -57,7 +68,7 @@ def serve(
     url = f"http://{host}:{port}"
     # Links in messages point at where this server really listens (``--port 0`` included).
     settings.journeys.public_url = settings.journeys.public_url or url
-    children = [ChildProcess(settings, role) for role in ROLES] if process_profiles else []
+    children = [ChildProcess(settings, child) for child in ROLES] if role == "all" else []
     try:
         for child in children:
             child.start()
@@ -82,6 +93,30 @@ def serve(
         sock.close()
 
 
+def run_workers(settings: Settings, *, announce: Callable[[str], None] | None = None) -> None:
+    """``--role worker``: the stepper and the dispatcher in child processes, until this
+    process is interrupted (Ctrl-C or SIGTERM)."""
+    stopped = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopped.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    children = [ChildProcess(settings, child) for child in ROLES]
+    try:
+        for child in children:
+            child.start()
+        (announce or print)(f"Safar worker running ({', '.join(ROLES)}); Ctrl-C stops it")
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            child.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def tune_gc() -> None:
     """Make the cyclic garbage collector rarer in long-running server processes.
 
@@ -101,6 +136,8 @@ def _print(url: str) -> None:
 #: timers) and the dispatcher (policy gate, rendering, channels). Separate processes, because a
 #: Python process runs on one core and both are CPU-bound under load (ADR 4).
 ROLES = ("worker", "dispatcher")
+#: What ``safar serve --role`` accepts.
+SERVE_ROLES = ("all", "api", "worker")
 #: How often the dispatcher process looks for due messages when idle.
 DISPATCH_POLL = 0.01
 
@@ -135,6 +172,7 @@ class ChildProcess:
 
 def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: int) -> None:
     """Child-process entry point: run ``role`` (see :data:`ROLES`) until told to stop."""
+    from safar.runtime.leases import SEGMENT_EXPORT, held_lease, process_owner
     from safar.runtime.segment_export import build_exporter
     from safar.runtime.worker import Worker, build_dispatcher
 
@@ -142,6 +180,7 @@ def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: 
     clock = SystemClock()
     stores = open_stores(settings, clock)
     halt = threading.Event()
+    owner = process_owner(role)
 
     def watch() -> None:
         # Stop when asked, or when the parent died (e.g. kill -9) and we were re-parented.
@@ -158,13 +197,15 @@ def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: 
     tune_gc()
     try:
         if role == "worker":
-            Worker(stores, settings, clock).run(halt, dispatch=False)
+            Worker(stores, settings, clock, owner=owner).run(halt, dispatch=False)
         else:
             # Segment webhooks go out beside the dispatcher, in a thread of their own so a slow
             # endpoint holds up no message.
-            exporter = build_exporter(stores, settings, clock).start(halt)
+            lease = held_lease(stores.leases, SEGMENT_EXPORT, owner, clock, settings)
+            exporter = build_exporter(stores, settings, clock).start(halt, lease=lease)
             try:
-                build_dispatcher(stores, settings, clock).run(halt, idle_wait=DISPATCH_POLL)
+                dispatcher = build_dispatcher(stores, settings, clock, owner=owner)
+                dispatcher.run(halt, idle_wait=DISPATCH_POLL)
             finally:
                 halt.set()
                 exporter.join(timeout=30)

@@ -10,6 +10,7 @@ networks (SMTP, SMS, webhooks), so it runs beside the stepper rather than holdin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -27,6 +28,7 @@ from safar.runtime.audience_view import AudienceReader
 from safar.runtime.audiences import AudienceProcessor
 from safar.runtime.dispatch import ERROR_WAIT, Dispatcher, WebhookCaller
 from safar.runtime.journeys import JourneyRuntime
+from safar.runtime.leases import SEGMENT_EXPORT, STEPPER, held_lease
 from safar.runtime.links import Links, load_secret
 from safar.runtime.plans import PlanBook
 from safar.runtime.profiler import RUN_BATCH, ProfileProcessor
@@ -140,16 +142,31 @@ class Worker:
         owner: str = "worker",
     ) -> None:
         self._wake = threading.Event()
+        self._stores = stores
+        self._settings = settings
+        self._clock = clock
+        self._owner = owner
         policy = load_policy(settings)
-        rules = IdentityRules(settings.identity)
-        self.profiler = ProfileProcessor(stores.events, stores.profiles, settings.identity, clock)
+        self._timezone = policy.default_timezone
+        self._build_stepper()
+        self._build_dispatcher = functools.partial(
+            build_dispatcher, stores, settings, clock, channels=channels, owner=owner, policy=policy
+        )
+        self._build_exporter = functools.partial(build_exporter, stores, settings, clock)
+
+    def _build_stepper(self) -> None:
+        """The processors of the stepper, with empty caches."""
+        stores, clock, owner = self._stores, self._clock, self._owner
+        self.profiler = ProfileProcessor(
+            stores.events, stores.profiles, self._settings.identity, clock
+        )
         self.audiences = AudienceProcessor(
             stores.events,
             stores.profiles,
             stores.delivery,
             stores.audience_catalog,
             stores.audiences,
-            rules,
+            IdentityRules(self._settings.identity),
             clock,
             owner=owner,
         )
@@ -159,15 +176,11 @@ class Worker:
             self.reader,
             stores.journeys,
             stores.runs,
-            rules,
+            IdentityRules(self._settings.identity),
             clock,
-            plans=PlanBook(default_timezone=policy.default_timezone),
+            plans=PlanBook(default_timezone=self._timezone),
             owner=owner,
         )
-        self._build_dispatcher = functools.partial(
-            build_dispatcher, stores, settings, clock, channels=channels, owner=owner, policy=policy
-        )
-        self._build_exporter = functools.partial(build_exporter, stores, settings, clock)
 
     @functools.cached_property
     def dispatcher(self) -> Dispatcher:
@@ -216,7 +229,10 @@ class Worker:
             daemon=True,
         )
         dispatcher.start()
-        exporter = self.exporter.start(stop)
+        lease = held_lease(
+            self._stores.leases, SEGMENT_EXPORT, self._owner, self._clock, self._settings
+        )
+        exporter = self.exporter.start(stop, lease=lease)
         try:
             self._step_until(stop, idle_wait, refresh)
         finally:
@@ -226,27 +242,46 @@ class Worker:
             exporter.join(timeout=30)
 
     def _step_until(self, stop: threading.Event, idle_wait: float, refresh: float) -> None:
+        """Step while this process holds the stepper lease (stand by while another does).
+
+        The processors keep what they committed in memory between batches; when the lease
+        comes back after another process held it, that is stale, so they are built afresh.
+        """
         import time
 
+        lease = held_lease(self._stores.leases, STEPPER, self._owner, self._clock, self._settings)
+        held: int | None = None
         refreshed = time.monotonic()
-        while not stop.is_set():
-            try:
-                if time.monotonic() - refreshed > refresh:
-                    self.runtime.refresh()
-                    self.audiences.refresh()
-                    self.reader.invalidate()
-                    refreshed = time.monotonic()
-                done = self.step_once()
-            except SafarError as exc:
-                if not exc.retryable:
-                    raise
-                log.warning("processing failed, will retry: %s", exc)
-                done = 0
-            except Exception:
-                # A bug met by one batch: log it and try again rather than stop processing
-                # for everyone; the batch is redone from the store, so nothing is lost.
-                log.exception("processing failed unexpectedly, will retry")
-                stop.wait(ERROR_WAIT)
-                continue
-            if done == 0:
-                stop.wait(idle_wait)
+        try:
+            while not stop.is_set():
+                try:
+                    epoch = lease.hold()
+                    if epoch is None:
+                        stop.wait(lease.standby_wait)
+                        continue
+                    if held is not None and epoch != held:
+                        log.info("took the stepper lease over (epoch %d)", epoch)
+                        self._build_stepper()
+                    held = epoch
+                    if time.monotonic() - refreshed > refresh:
+                        self.runtime.refresh()
+                        self.audiences.refresh()
+                        self.reader.invalidate()
+                        refreshed = time.monotonic()
+                    done = self.step_once()
+                except SafarError as exc:
+                    if not exc.retryable:
+                        raise
+                    log.warning("processing failed, will retry: %s", exc)
+                    done = 0
+                except Exception:
+                    # A bug met by one batch: log it and try again rather than stop processing
+                    # for everyone; the batch is redone from the store, so nothing is lost.
+                    log.exception("processing failed unexpectedly, will retry")
+                    stop.wait(ERROR_WAIT)
+                    continue
+                if done == 0:
+                    stop.wait(idle_wait)
+        finally:
+            with contextlib.suppress(SafarError):
+                lease.release()

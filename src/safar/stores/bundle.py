@@ -14,6 +14,7 @@ from safar.ports import (
     EventLog,
     JourneyStore,
     KeyStore,
+    LeaseStore,
     Outbox,
     ProfileStore,
     RunStore,
@@ -33,6 +34,7 @@ class Stores:
     delivery: DeliveryStore
     audience_catalog: AudienceCatalog
     audiences: AudienceStore
+    leases: LeaseStore
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -48,6 +50,16 @@ class Stores:
 
 
 def open_stores(settings: Settings, clock: Clock) -> Stores:
+    """The stores ``settings.storage.url`` names: PostgreSQL, or when empty the embedded SQLite
+    stores under ``settings.data_dir``."""
+    if settings.storage.url:
+        from safar.stores.postgres import open_postgres_stores
+
+        return open_postgres_stores(settings, clock)
+    return open_sqlite_stores(settings, clock)
+
+
+def open_sqlite_stores(settings: Settings, clock: Clock) -> Stores:
     """The embedded SQLite stores under ``settings.data_dir``.
 
     Two database files: the event log (written by ingestion) and the state (written by the
@@ -59,6 +71,7 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
     from safar.stores.sqlite.events import SqliteEventLog
     from safar.stores.sqlite.journeys import SqliteJourneyStore
     from safar.stores.sqlite.keys import SqliteKeyStore
+    from safar.stores.sqlite.leases import SqliteLeaseStore
     from safar.stores.sqlite.outbox import SqliteOutbox
     from safar.stores.sqlite.profiles import SqliteProfileStore
     from safar.stores.sqlite.runs import SqliteRunStore
@@ -78,6 +91,7 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
         delivery=SqliteDeliveryStore(state_db),
         audience_catalog=SqliteAudienceCatalog(state_db),
         audiences=SqliteAudienceStore(state_db),
+        leases=SqliteLeaseStore(state_db),
         # Flushing the dedupe keys first spares the next start re-reading the log's tail.
         closers=[events.close, log_db.close, state_db.close],
     )
@@ -89,6 +103,7 @@ def memory_stores(clock: Clock, *, dedupe_window_ms: int = 24 * 3600 * 1000) -> 
     from safar.stores.memory.events import MemoryEventLog
     from safar.stores.memory.journeys import MemoryJourneyStores
     from safar.stores.memory.keys import MemoryKeyStore
+    from safar.stores.memory.leases import MemoryLeaseStore
     from safar.stores.memory.profiles import MemoryProfileStore
 
     journeys = MemoryJourneyStores()
@@ -103,4 +118,5 @@ def memory_stores(clock: Clock, *, dedupe_window_ms: int = 24 * 3600 * 1000) -> 
         delivery=journeys,
         audience_catalog=audiences,
         audiences=audiences,
+        leases=MemoryLeaseStore(),
     )

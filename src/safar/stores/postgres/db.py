@@ -1,0 +1,158 @@
+"""One PostgreSQL database shared by every PostgreSQL store: a connection pool, transactions,
+migrations.
+
+Each store takes a :class:`PgDatabase` and owns a migration *component* (``events``,
+``profiles``, …), exactly as the SQLite stores do, with its own list of steps. The version of each
+component is kept in ``schema_versions``; a process that finds a newer version than it knows
+refuses to start rather than write to a schema it does not understand.
+
+Transactions:
+
+- :meth:`PgDatabase.write` is a READ COMMITTED transaction. Stores that check a cursor before
+  committing (``after_seq``) lock its row with ``SELECT … FOR UPDATE`` first, so two processors
+  racing for the same cursor are ordered by PostgreSQL: the second sees the first's new value and
+  raises, as the port contracts require.
+- :meth:`PgDatabase.read` is a REPEATABLE READ, READ ONLY transaction: every query in it reads
+  the same snapshot, as a SQLite read transaction does.
+
+Every driver error leaves as :class:`~safar.errors.StoreError` (``from`` the driver error), so
+the runtime's retry paths are the same for both backends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from safar.errors import StoreError
+
+#: A migration is SQL (one or more statements, run as one script) or a function given the
+#: connection inside the migration's transaction.
+PgMigration = str | Callable[[psycopg.Connection], None]
+
+#: Serializes migrations of concurrent processes starting at once (any constant works; this is
+#: "safar" in ASCII).
+_MIGRATION_LOCK = 0x7361666172
+#: How long a caller waits for a pooled connection before the store gives up.
+_POOL_TIMEOUT_S = 30.0
+
+
+class PgDatabase:
+    """A PostgreSQL database reached through a pool of at most ``max_size`` connections."""
+
+    def __init__(self, url: str, *, max_size: int = 8, name: str = "safar") -> None:
+        self.url = url
+        self._closed = False
+        self._lock = threading.Lock()
+        try:
+            self._pool = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max_size,
+                kwargs={"autocommit": True},
+                open=True,
+                timeout=_POOL_TIMEOUT_S,
+                name=name,
+                # A connection the server dropped (a restart) is noticed and replaced before use.
+                check=ConnectionPool.check_connection,
+            )
+            self._pool.wait(timeout=_POOL_TIMEOUT_S)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
+        self._init_schema_table()
+
+    @contextmanager
+    def write(self) -> Iterator[psycopg.Connection]:
+        """A READ COMMITTED transaction, committed when the body returns, rolled back if it
+        raises."""
+        with self._transaction("write") as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[psycopg.Connection]:
+        """A consistent, read-only snapshot (REPEATABLE READ)."""
+        with self._transaction("read") as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[psycopg.Connection]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL {what} failed: {_message(exc)}") from exc
+        except PoolTimeout as exc:
+            raise StoreError(f"no PostgreSQL connection free for a {what}: {exc}") from exc
+
+    def _init_schema_table(self) -> None:
+        with self.write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_versions("
+                " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+
+    def migrate(self, component: str, migrations: Sequence[PgMigration]) -> None:
+        """Bring ``component``'s tables up to ``len(migrations)``, each step once, in order, in
+        one transaction; concurrent processes take turns. Never edit a released step: append."""
+        with self.write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            row = conn.execute(
+                "SELECT version FROM schema_versions WHERE component = %s", (component,)
+            ).fetchone()
+            current = row[0] if row else 0
+            if current > len(migrations):
+                raise StoreError(
+                    f"PostgreSQL database at {redact(self.url)} has {component} schema version"
+                    f" {current}, newer than this Safar knows ({len(migrations)}); upgrade Safar"
+                )
+            for step in migrations[current:]:
+                if callable(step):
+                    step(conn)
+                else:
+                    conn.execute(step)  # no parameters: several statements may run at once
+            conn.execute(
+                "INSERT INTO schema_versions(component, version) VALUES (%s, %s)"
+                " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                (component, len(migrations)),
+            )
+
+    def versions(self) -> dict[str, int]:
+        """Component -> schema version, as stored."""
+        with self.read() as conn:
+            return dict(conn.execute("SELECT component, version FROM schema_versions").fetchall())
+
+    def close(self) -> None:
+        """Close the pool; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._pool.close()
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparsable URL>"
+    if "password" in info:
+        info["password"] = "***"
+    return psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
+
+
+def _message(exc: psycopg.Error) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return str(primary or exc).strip()
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
+    return url.startswith(("postgresql://", "postgres://"))

@@ -1,0 +1,255 @@
+"""PostgreSQL :class:`safar.ports.RunStore`: journey instances, their timers, entry records,
+visits, the runtime's cursor, and the outbox entries a batch writes (tables: see
+:mod:`safar.stores.postgres.journeys`).
+
+Several worker processes may share one database:
+
+- :meth:`PgRunStore.commit` locks the ``journey_progress`` row (``FOR UPDATE``) before checking
+  ``after_seq``, so two runtimes committing from the same cursor are ordered by PostgreSQL and
+  the second raises. Its upserts take their row locks in key order, so two commits writing
+  overlapping rows wait for each other instead of deadlocking.
+- :meth:`PgRunStore.claim_timers` picks due timers from the partial index ``journey_timers``
+  with ``FOR UPDATE SKIP LOCKED`` and leases them in the same statement: concurrent claimers
+  pass over the rows another one is leasing, so no timer is handed to two of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import msgspec
+import psycopg
+from msgspec.structs import astuple
+
+from safar.errors import StoreError
+from safar.model.runs import EntryRecord, Instance, OutboxEntry, Visit
+from safar.ports import JourneyUpdate
+from safar.stores.postgres.db import PgDatabase
+from safar.stores.postgres.journeys import columns, encode, migrate, scalar
+
+_decode_instance = msgspec.json.Decoder(Instance).decode
+
+_ENTRY_COLUMNS = "journey_id, profile_id, entries, active, last_entered_at, last_exited_at"
+_VISIT_COLUMNS = "instance_id, journey_id, version, step, at, outcome"
+
+#: Upserts whole instances; committing an instance releases its timer lease (its work is done).
+_UPSERT_INSTANCES = (
+    "INSERT INTO journey_instances"
+    "(id, journey_id, version, profile_id, status, entered_at, wake_at, data)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[],"
+    " %b::bigint[], %b::bigint[], %b::bytea[])"
+    " ON CONFLICT(id) DO UPDATE SET journey_id = excluded.journey_id,"
+    " version = excluded.version, profile_id = excluded.profile_id, status = excluded.status,"
+    " entered_at = excluded.entered_at, wake_at = excluded.wake_at, lease_owner = NULL,"
+    " lease_until = NULL, data = excluded.data"
+)
+_UPSERT_ENTRIES = (
+    "INSERT INTO journey_entries"
+    "(profile_id, journey_id, entries, active, last_entered_at, last_exited_at)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], %b::int[], %b::bigint[],"
+    " %b::bigint[])"
+    " ON CONFLICT(profile_id, journey_id) DO UPDATE SET entries = excluded.entries,"
+    " active = excluded.active, last_entered_at = excluded.last_entered_at,"
+    " last_exited_at = excluded.last_exited_at"
+)
+#: A key already stored (pending, delivered or dead), or earlier in the batch, is skipped.
+_INSERT_OUTBOX = (
+    "INSERT INTO journey_outbox(key, status, due, attempts, last_error, profile_id, command)"
+    " SELECT key, 'pending', due, attempts, last_error, profile_id, command"
+    " FROM unnest(%b::text[], %b::bigint[], %b::int[], %b::text[], %b::text[], %b::bytea[])"
+    " AS o(key, due, attempts, last_error, profile_id, command)"
+    " ON CONFLICT(key) DO NOTHING"
+)
+#: In the batch's order, so ``position`` orders visits made at the same millisecond.
+_APPEND_VISITS = (
+    f"INSERT INTO journey_visits({_VISIT_COLUMNS}) SELECT {_VISIT_COLUMNS}"
+    " FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::bigint[], %b::text[])"
+    f" WITH ORDINALITY AS v({_VISIT_COLUMNS}, n) ORDER BY n"
+)
+_UPSERT_SCHEDULES = (
+    "INSERT INTO journey_schedules(journey_id, tick)"
+    " SELECT * FROM unnest(%b::text[], %b::bigint[])"
+    " ON CONFLICT(journey_id) DO UPDATE SET tick = excluded.tick"
+)
+
+#: The earliest due timers whose lease is free or over, leased in the same statement.
+#: ``status = 'active' AND wake_at <= now`` implies the predicate of ``journey_timers``, so that
+#: index serves the order and the limit; SKIP LOCKED passes over timers another claimer (or a
+#: commit) holds right now. RETURNING has no order of its own: the outer query restores it.
+_CLAIM_TIMERS = (
+    "WITH due AS ("
+    " SELECT id FROM journey_instances"
+    " WHERE status = 'active' AND wake_at <= %(now)s"
+    " AND (lease_until IS NULL OR lease_until <= %(now)s)"
+    " ORDER BY wake_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+    "), leased AS ("
+    " UPDATE journey_instances AS i SET lease_owner = %(owner)s, lease_until = %(until)s"
+    " FROM due WHERE i.id = due.id RETURNING i.wake_at, i.data"
+    ") SELECT data FROM leased ORDER BY wake_at"
+)
+
+
+class PgRunStore:
+    """Instances, timers, entry records, visits and the runtime's cursor; the runtime's outbox
+    entries are written here too, in the same transaction."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+        migrate(db)
+
+    def processed_seq(self) -> int:
+        with self._db.read() as conn:
+            seq: int = scalar(conn, "SELECT processed_seq FROM journey_progress WHERE id = 1")
+        return seq
+
+    def load(self, profile_ids: Collection[str]) -> tuple[list[Instance], list[EntryRecord]]:
+        if not profile_ids:
+            return [], []
+        wanted = (list(set(profile_ids)),)
+        with self._db.read() as conn:
+            instances = conn.execute(
+                "SELECT data FROM journey_instances"
+                " WHERE profile_id = ANY(%s) AND status = 'active'",
+                wanted,
+            ).fetchall()
+            entries = conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM journey_entries WHERE profile_id = ANY(%s)", wanted
+            ).fetchall()
+        return [_decode_instance(data) for (data,) in instances], [_entry(row) for row in entries]
+
+    def instances(self, instance_ids: Collection[str]) -> list[Instance]:
+        if not instance_ids:
+            return []
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT data FROM journey_instances WHERE id = ANY(%s)", (list(set(instance_ids)),)
+            ).fetchall()
+        return [_decode_instance(data) for (data,) in rows]
+
+    def claim_timers(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Instance]:
+        if limit <= 0:
+            return []
+        params = {"now": now, "limit": limit, "owner": owner, "until": now + lease_ms}
+        with self._db.write() as conn:
+            rows = conn.execute(_CLAIM_TIMERS, params).fetchall()
+        return [_decode_instance(data) for (data,) in rows]
+
+    def commit(self, update: JourneyUpdate) -> None:
+        # Rows are built (and encoded) before the transaction: its locks are held for the
+        # writes only.
+        instances = _instance_rows(update.instances)
+        entries = _entry_rows(update.entries)
+        outbox = _outbox_rows(update.outbox)
+        visits = [astuple(visit) for visit in update.visits]  # columns in field order
+        ticks = sorted(update.schedule_ticks.items())
+        with self._db.write() as conn:
+            if update.after_seq is not None:
+                _check_cursor(conn, update.after_seq)
+            _write(conn, _UPSERT_INSTANCES, instances)
+            _write(conn, _UPSERT_ENTRIES, entries)
+            _write(conn, _INSERT_OUTBOX, outbox)
+            _write(conn, _APPEND_VISITS, visits)
+            _write(conn, _UPSERT_SCHEDULES, ticks)
+            if update.after_seq is not None and update.processed_seq is not None:
+                conn.execute(
+                    "UPDATE journey_progress SET processed_seq = %s WHERE id = 1",
+                    (update.processed_seq,),
+                )
+
+    def schedule_ticks(self) -> dict[str, int]:
+        with self._db.read() as conn:
+            return dict(conn.execute("SELECT journey_id, tick FROM journey_schedules").fetchall())
+
+    def next_wake(self) -> int | None:
+        with self._db.read() as conn:
+            wake: int | None = scalar(
+                conn,
+                "SELECT min(wake_at) FROM journey_instances"
+                " WHERE status = 'active' AND wake_at IS NOT NULL",
+            )
+        return wake
+
+    def history(self, profile_id: str, limit: int) -> tuple[list[Instance], list[Visit]]:
+        if limit <= 0:
+            return [], []
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT id, data FROM journey_instances WHERE profile_id = %s"
+                " ORDER BY entered_at DESC, position DESC LIMIT %s",
+                (profile_id, limit),
+            ).fetchall()
+            visits = conn.execute(
+                f"SELECT {_VISIT_COLUMNS} FROM journey_visits WHERE instance_id = ANY(%s)"
+                " ORDER BY at, position",
+                ([instance_id for instance_id, _ in rows],),
+            ).fetchall()
+        return [_decode_instance(data) for _, data in rows], [_visit(row) for row in visits]
+
+
+def _check_cursor(conn: psycopg.Connection, after_seq: int) -> None:
+    """Raise unless the cursor is at ``after_seq``, holding its row until the commit ends."""
+    current = scalar(conn, "SELECT processed_seq FROM journey_progress WHERE id = 1 FOR UPDATE")
+    if current != after_seq:
+        raise StoreError(
+            f"journey batch read events after seq {after_seq}, but the store is at {current}:"
+            " another journey runtime is running"
+        )
+
+
+def _write(conn: psycopg.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run an ``unnest`` statement over ``rows``, one array per column; nothing when empty."""
+    if rows:
+        conn.execute(statement, columns(rows))
+
+
+def _instance_rows(instances: list[Instance]) -> list[tuple[Any, ...]]:
+    """One row per instance id, the batch's last version of it winning as a second upsert
+    would (one statement cannot upsert a row twice), in id order, the order rows are locked."""
+    latest = {instance.id: instance for instance in instances}
+    return [
+        (i.id, i.journey_id, i.version, i.profile_id, i.status, i.entered_at, i.wake_at, encode(i))
+        for _, i in sorted(latest.items())
+    ]
+
+
+def _entry_rows(entries: list[EntryRecord]) -> list[tuple[Any, ...]]:
+    """One row per (profile, journey), the last winning, in key order (see _instance_rows)."""
+    latest = {(e.profile_id, e.journey_id): e for e in entries}
+    return [
+        (e.profile_id, e.journey_id, e.entries, e.active, e.last_entered_at, e.last_exited_at)
+        for _, e in sorted(latest.items())
+    ]
+
+
+def _outbox_rows(entries: list[OutboxEntry]) -> list[tuple[Any, ...]]:
+    """Rows in key order (see _instance_rows); the sort is stable, so of two entries with one
+    key the first is inserted and the second skipped, as in separate commits."""
+    ordered = sorted(entries, key=lambda entry: entry.key)
+    return [
+        (e.key, e.due, e.attempts, e.last_error, e.profile_id, encode(e.command)) for e in ordered
+    ]
+
+
+def _entry(row: tuple[Any, ...]) -> EntryRecord:
+    journey_id, profile_id, entries, active, last_entered_at, last_exited_at = row
+    return EntryRecord(
+        journey_id=journey_id,
+        profile_id=profile_id,
+        entries=entries,
+        active=active,
+        last_entered_at=last_entered_at,
+        last_exited_at=last_exited_at,
+    )
+
+
+def _visit(row: tuple[Any, ...]) -> Visit:
+    instance_id, journey_id, version, step, at, outcome = row
+    return Visit(
+        instance_id=instance_id,
+        journey_id=journey_id,
+        version=version,
+        step=step,
+        at=at,
+        outcome=outcome,
+    )
