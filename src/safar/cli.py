@@ -113,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--no-profiles", action="store_true", help="measure ingestion alone, no profile processor"
     )
+    ingest.add_argument(
+        "--postgres", metavar="URL", help="run on a scratch schema of this PostgreSQL database"
+    )
+    ingest.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run --role api beside this many --role worker processes (default: --role all)",
+    )
     ingest.add_argument("--json", action="store_true", help="print the result as JSON")
     ingest.set_defaults(run=_bench_ingest)
     journeys = bench_sub.add_parser("journeys", parents=[common], help="journey engine benchmarks")
@@ -123,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     journeys.add_argument("--dbos-customers", type=int, default=2_000)
     journeys.add_argument(
         "--only", choices=["e2e", "latency", "waiting", "dbos"], help="run one part only"
+    )
+    journeys.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run e2e on scratch schemas of this PostgreSQL database, and DBOS beside it",
     )
     journeys.add_argument("--json", action="store_true", help="print the result as JSON")
     journeys.set_defaults(run=_bench_journeys)
@@ -294,6 +308,8 @@ def _bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
         users=args.users,
         profiles=not args.no_profiles,
         as_json=args.json,
+        postgres=args.postgres,
+        workers=args.workers,
     )
 
 
@@ -309,6 +325,7 @@ def _bench_journeys(args: argparse.Namespace, settings: Settings) -> int:
         dbos_customers=args.dbos_customers,
         parts=(args.only,) if args.only else PARTS,
         as_json=args.json,
+        postgres=args.postgres,
     )
 
 

@@ -169,19 +169,21 @@ def run_dbos(
 
 def run_dbos_postgres(
     customers: int,
-    url: str = "postgresql://postgres@127.0.0.1:5432/safar_dbos_bench",
+    server_url: str = "postgresql://postgres@127.0.0.1:5432/test",
     *,
     wait_seconds: float = 0.0,
     order_share: float = 0.1,
     starter: Starter = "threads",
     threads: int = 8,
 ) -> dict[str, float]:
-    """As :func:`run_dbos`, on a PostgreSQL database at ``url``, dropped and created afresh."""
+    """As :func:`run_dbos`, on PostgreSQL: a database ``safar_dbos_bench`` beside the one
+    ``server_url`` names (dropped and created afresh through it)."""
     _import("dbos")
     sa = _import("sqlalchemy")  # a dependency of dbos
 
-    target = sa.make_url(url).set(drivername="postgresql+psycopg")
-    admin = sa.create_engine(target.set(database="test"), isolation_level="AUTOCOMMIT")
+    server = sa.make_url(server_url).set(drivername="postgresql+psycopg")
+    target = server.set(database="safar_dbos_bench")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             name = target.database

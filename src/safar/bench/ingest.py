@@ -153,11 +153,10 @@ def _health(host: str, port: int) -> dict[str, Any]:
 
 
 def _start_server(
-    data_dir: Path, env: dict[str, str], profiles: bool
+    data_dir: Path, env: dict[str, str], role: str
 ) -> tuple[subprocess.Popen[str], int]:
     cmd = [sys.executable, "-m", "safar.cli", "serve", "--port", "0", "--data-dir", str(data_dir)]
-    if not profiles:
-        cmd.append("--no-profiles")
+    cmd += ["--role", role]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -166,6 +165,28 @@ def _start_server(
         raise RuntimeError(f"server did not start: {line!r}")
     port = int(line.rsplit(":", 1)[1])
     return proc, port
+
+
+def _start_workers(data_dir: Path, env: dict[str, str], count: int) -> list[subprocess.Popen[str]]:
+    """``count`` processes of ``safar serve --role worker``, each in its own process group."""
+    cmd = [sys.executable, "-m", "safar.cli", "serve", "--role", "worker"]
+    return [
+        subprocess.Popen(
+            [*cmd, "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        for _ in range(count)
+    ]
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        proc.wait(30)
 
 
 def run_ingest_bench(
@@ -177,8 +198,39 @@ def run_ingest_bench(
     users: int,
     profiles: bool = True,
     as_json: bool = False,
+    postgres: str | None = None,
+    workers: int = 0,
 ) -> int:
-    """Run the benchmark and print its report. Returns a process exit code."""
+    """Run the benchmark and print its report. Returns a process exit code.
+
+    With ``postgres``, Safar runs on a scratch schema of that database and the floor is a
+    PostgreSQL bulk load; with ``workers``, the server runs ``--role api`` beside that many
+    ``--role worker`` processes instead of ``--role all``."""
+    if postgres is not None:
+        from safar.bench.postgres import scratch_schema
+
+        with scratch_schema(postgres, "ingest") as url:
+            settings = msgspec.structs.replace(
+                settings, storage=msgspec.structs.replace(settings.storage, url=url)
+            )
+            return _run_ingest_bench(
+                settings, events, batch, connections, users, profiles, as_json, workers
+            )
+    return _run_ingest_bench(
+        settings, events, batch, connections, users, profiles, as_json, workers
+    )
+
+
+def _run_ingest_bench(
+    settings: Settings,
+    events: int,
+    batch: int,
+    connections: int,
+    users: int,
+    profiles: bool,
+    as_json: bool,
+    workers: int,
+) -> int:
     from safar.clock import SystemClock
     from safar.ingest.validate import event_from_json
     from safar.stores.bundle import open_stores
@@ -202,7 +254,10 @@ def run_ingest_bench(
 
         env = dict(os.environ)
         env["SAFAR_STORAGE_SYNCHRONOUS"] = settings.storage.synchronous
-        proc, port = _start_server(data_dir, env, profiles)
+        env["SAFAR_STORAGE_URL"] = settings.storage.url
+        role = "all" if profiles and not workers else "api"
+        proc, port = _start_server(data_dir, env, role)
+        worker_procs = _start_workers(data_dir, env, workers if profiles else 0)
         try:
             client = _Client("127.0.0.1", port, write_key)
             say(f"sending over {connections} connections to port {port} ...")
@@ -216,31 +271,34 @@ def run_ingest_bench(
             profiles_done = time.perf_counter() - started
             rss = _peak_rss_mb(proc.pid)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
+            _stop([proc, *worker_procs])
 
-        say("measuring the floor: the same rows by executemany into SQLite ...")
         received = int(time.time() * 1000)
-        rows = [
+        validated = [
             [
-                # Every column of the event log but the seq it assigns (the last field).
-                msgspec.structs.astuple(e)[:-1]
-                for e in (
-                    event_from_json(
-                        msgspec.json.encode(m),
-                        source_id="src",
-                        received_at=received,
-                        sent_at=None,
-                        default_type=None,
-                        location="bench",
-                        limits=settings.ingest,
-                    )
-                    for m in b
+                event_from_json(
+                    msgspec.json.encode(m),
+                    source_id="src",
+                    received_at=received,
+                    sent_at=None,
+                    default_type=None,
+                    location="bench",
+                    limits=settings.ingest,
                 )
+                for m in b
             ]
             for b in batches
         ]
-        floor = _floor(work / "floor.db", rows, settings.storage.synchronous.upper())
+        if settings.storage.url:
+            from safar.bench.postgres import postgres_floor
+
+            say("measuring the floor: the same events by COPY into PostgreSQL ...")
+            floor = postgres_floor(settings.storage.url, validated)
+        else:
+            say("measuring the floor: the same rows by executemany into SQLite ...")
+            # Every column of the event log but the seq it assigns (the last field).
+            rows = [[msgspec.structs.astuple(e)[:-1] for e in b] for b in validated]
+            floor = _floor(work / "floor.db", rows, settings.storage.synchronous.upper())
 
         latencies = sorted(client.latencies)
         accepted = sum(len(b) for b in batches) - batch * len(client.failures)
@@ -258,6 +316,8 @@ def run_ingest_bench(
             "end_to_end_events_per_s": round(events / profiles_done),
             "floor_events_per_s": round(floor),
             "ratio_to_floor": round(accepted / elapsed / floor, 3),
+            "store": "postgresql" if settings.storage.url else "sqlite",
+            "workers": workers if profiles and workers else ("all" if profiles else 0),
             "synchronous": settings.storage.synchronous,
         }
         if as_json:

@@ -24,8 +24,9 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,8 +71,13 @@ def run_journeys_bench(
     as_json: bool = False,
     latency_rate: float = 5_000.0,
     waiting_observe: float = 60.0,
+    postgres: str | None = None,
 ) -> int:
-    """Run the chosen parts and print their report. Returns a process exit code."""
+    """Run the chosen parts and print their report. Returns a process exit code.
+
+    With ``postgres``, ``e2e`` and its baseline run on scratch schemas of that database and the
+    DBOS peer on a database of its own beside it (``safar_dbos_bench``, dropped and created);
+    the other parts stay on SQLite."""
     from safar.bench.journeys_e2e import JOURNEY, TEMPLATES, run_e2e
 
     def say(message: str) -> None:
@@ -86,12 +92,15 @@ def run_journeys_bench(
 
     work = Path(tempfile.mkdtemp(prefix="safar-bench-journeys-"))
     report: dict[str, Any] = {"machine": _machine(), "load_before": os.getloadavg()}
+    report["machine"]["store"] = "postgresql" if postgres else "sqlite"
     try:
         if "e2e" in parts:
             say(f"e2e: {customers:,} customers through the profile processor alone ...")
-            baseline = _isolated(run_e2e, _fresh(settings, work / "profiles"), customers, False)
+            with _store(settings, work / "profiles", postgres) as fresh:
+                baseline = _isolated(run_e2e, fresh, customers, False)
             say("e2e: the same events through the abandoned-cart journey ...")
-            e2e = _isolated(run_e2e, _fresh(settings, work / "journeys"), customers, True)
+            with _store(settings, work / "journeys", postgres) as fresh:
+                e2e = _isolated(run_e2e, fresh, customers, True)
             e2e["baseline_events_per_s"] = baseline["events_per_s"]
             e2e["baseline_peak_rss_mb"] = baseline["peak_rss_mb"]
             e2e["ratio_to_baseline"] = e2e["events_per_s"] / baseline["events_per_s"]
@@ -100,7 +109,7 @@ def run_journeys_bench(
         if "dbos" in parts and dbos_customers > 0:
             say(f"dbos: {dbos_customers:,} customers as DBOS workflows ...")
             try:
-                dbos = _isolated(_dbos, dbos_customers, work / "dbos")
+                dbos = _isolated(_dbos, dbos_customers, work / "dbos", postgres)
             except RuntimeError as exc:  # the bench extra is not installed
                 dbos = {"skipped": str(exc)}
             if "e2e" in report and "journeys_per_s" in dbos:
@@ -141,9 +150,25 @@ def run_journeys_bench(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _dbos(customers: int, directory: Path) -> dict[str, Any]:
-    from safar.bench.dbos_peer import run_dbos
+@contextmanager
+def _store(settings: Settings, directory: Path, postgres: str | None) -> Iterator[Settings]:
+    """Settings for a fresh run: a new data directory, and with ``postgres`` a scratch schema."""
+    fresh = _fresh(settings, directory)
+    if postgres is None:
+        yield fresh
+        return
+    from safar.bench.postgres import scratch_schema
 
+    with scratch_schema(postgres, directory.name) as url:
+        fresh.storage.url = url
+        yield fresh
+
+
+def _dbos(customers: int, directory: Path, postgres: str | None = None) -> dict[str, Any]:
+    from safar.bench.dbos_peer import run_dbos, run_dbos_postgres
+
+    if postgres is not None:
+        return dict(run_dbos_postgres(customers, postgres))
     return dict(run_dbos(customers, directory))
 
 

@@ -230,7 +230,7 @@ def run_latency(
             SAFAR_CHANNELS_CONSOLE_PATH=str(tail.path),
         )
     try:
-        proc, port = _start_server(data, env, profiles=True)
+        proc, port = _start_server(data, env, "all")
         try:
             load = _Load(port, write_key, rate, warmup + seconds)
             elapsed = load.run()
