@@ -17,6 +17,7 @@ from safar.model.audiences import AudienceVersion, Fold, Membership
 from safar.model.events import AppendResult, Event
 from safar.model.journeys import JourneyVersion
 from safar.model.keys import ApiKey, Source
+from safar.model.leases import Fence
 from safar.model.messages import Consent, Decision, InboxItem, Receipt, RenderedMessage, SentRecord
 from safar.model.profiles import (
     ClusterView,
@@ -174,7 +175,8 @@ class ProfileStore(ProfileReader, Protocol):
     - ``apply`` stores one batch's :class:`~safar.model.profiles.ProfileUpdate` atomically with
       the new ``processed_seq``. It raises :class:`~safar.errors.StoreError` and changes nothing
       if ``update.after_seq`` is not the current ``processed_seq()`` (another processor got there
-      first), or if it names in ``seen``, ``timeline`` or ``trait_writes`` an identifier placed
+      first), if ``update.fence`` is set and does not hold (see :class:`LeaseStore`), or if it
+      names in ``seen``, ``timeline`` or ``trait_writes`` an identifier placed
       neither before nor by the update. Placements, edges (by key) and profiles are upserted;
       ``seen`` only widens an identifier's first/last seen times; a timeline row (identifier,
       seq), a trait write (identifier, timestamp, message_id, key) or a merge record (into,
@@ -243,6 +245,8 @@ class JourneyUpdate(msgspec.Struct, kw_only=True):
     visits: list[Visit] = msgspec.field(default_factory=list)
     #: Journey id -> the cron instant of its schedule handled last (upserted).
     schedule_ticks: dict[str, int] = msgspec.field(default_factory=dict)
+    #: The lease this batch was computed under (see :class:`LeaseStore`).
+    fence: Fence | None = None
 
 
 class RunStore(Protocol):
@@ -251,7 +255,8 @@ class RunStore(Protocol):
 
     - ``commit`` is atomic. With ``after_seq`` set it raises :class:`~safar.errors.StoreError`
       and changes nothing unless ``after_seq == processed_seq()``, then sets the cursor to
-      ``processed_seq``. Instances and entry records are upserted (by id, and by (journey_id,
+      ``processed_seq``; with ``fence`` set, likewise unless the fence holds (see
+      :class:`LeaseStore`). Instances and entry records are upserted (by id, and by (journey_id,
       profile_id)); an outbox entry whose key is already stored (pending or delivered) is
       skipped, so re-committing a batch never duplicates a command. Visits are appended.
     - A timer is an instance with ``status == "active"`` and ``wake_at`` set. ``claim_timers``
@@ -420,6 +425,8 @@ class AudienceUpdate(msgspec.Struct, kw_only=True):
     emits: list[Event] = msgspec.field(default_factory=list)
     #: Job name -> its new progress (see :meth:`AudienceStore.progress`); None forgets it.
     progress: dict[str, str | None] = msgspec.field(default_factory=dict)
+    #: The lease this batch was computed under (see :class:`LeaseStore`).
+    fence: Fence | None = None
 
 
 class AudienceStore(Protocol):
@@ -430,7 +437,8 @@ class AudienceStore(Protocol):
 
     - ``commit`` is atomic. With ``after_seq`` set it raises :class:`~safar.errors.StoreError`
       and changes nothing unless ``after_seq == processed_seq()``, then sets the cursor to
-      ``processed_seq``.
+      ``processed_seq``; with ``fence`` set, likewise unless the fence holds (see
+      :class:`LeaseStore`).
     - A timer is a membership with ``wake_at`` set. ``claim_due`` returns memberships whose
       ``wake_at <= now`` and whose lease is free or expired, earliest first, and leases them
       to ``owner`` until ``now + lease_ms``.
@@ -496,6 +504,11 @@ class LeaseStore(Protocol):
       same ``now``. Times come from the callers' clocks, which must agree to well within a TTL.
     - A lease's *epoch* grows by one each time it changes hands (never on a renewal), so a
       holder can tell whether someone else held it since it last did.
+    - A write computed under a lease carries a :class:`~safar.model.leases.Fence`; the stores
+      that take one (profiles, runs, audiences) commit it only if the lease still has that owner
+      and epoch, checked in the commit's own transaction, whether or not it has expired (an
+      expired lease nobody took over is still safe to write under). Stores that live in one
+      process (the in-memory ones) may skip the check: no other process can hold their lease.
     """
 
     def acquire(self, name: str, owner: str, now: int, ttl_ms: int) -> int | None:

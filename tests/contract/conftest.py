@@ -33,6 +33,7 @@ from safar.ports import (
     KeyStore,
     LeaseStore,
     Outbox,
+    ProfileStore,
     RunStore,
 )
 from safar.stores.memory.audiences import MemoryAudienceStores
@@ -40,6 +41,7 @@ from safar.stores.memory.events import MemoryEventLog
 from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.stores.memory.keys import MemoryKeyStore
 from safar.stores.memory.leases import MemoryLeaseStore
+from safar.stores.memory.profiles import MemoryProfileStore
 from safar.stores.sqlite.audiences import SqliteAudienceCatalog, SqliteAudienceStore
 from safar.stores.sqlite.db import Database
 from safar.stores.sqlite.delivery import SqliteDeliveryStore
@@ -47,6 +49,7 @@ from safar.stores.sqlite.events import SqliteEventLog
 from safar.stores.sqlite.journeys import SqliteJourneyStore
 from safar.stores.sqlite.keys import SqliteKeyStore
 from safar.stores.sqlite.leases import SqliteLeaseStore
+from safar.stores.sqlite.profiles import SqliteProfileStore
 from safar.stores.sqlite.outbox import SqliteOutbox
 from safar.stores.sqlite.runs import SqliteRunStore
 from safar.testing import FakeClock
@@ -131,6 +134,10 @@ class Backend:
         """A lease store on this storage, opened as a new process would."""
         raise NotImplementedError
 
+    def profile_store(self) -> ProfileStore:
+        """A profile store on this storage, opened as a new process would."""
+        raise NotImplementedError
+
 
 class MemoryBackend(Backend):
     shares_storage = False
@@ -142,6 +149,7 @@ class MemoryBackend(Backend):
         self._journeys: MemoryJourneyStores | None = None
         self._audiences: MemoryAudienceStores | None = None
         self._leases = MemoryLeaseStore()
+        self._profiles: MemoryProfileStore | None = None
 
     def event_log(self, *, dedupe_window_ms: int = DAY_MS) -> EventLog:
         if self._events is None:
@@ -169,6 +177,11 @@ class MemoryBackend(Backend):
 
     def lease_store(self) -> LeaseStore:
         return self._leases
+
+    def profile_store(self) -> ProfileStore:
+        if self._profiles is None:
+            self._profiles = MemoryProfileStore()
+        return self._profiles
 
 
 class SqliteBackend(Backend):
@@ -233,6 +246,9 @@ class SqliteBackend(Backend):
 
     def lease_store(self) -> LeaseStore:
         return SqliteLeaseStore(self._database())
+
+    def profile_store(self) -> ProfileStore:
+        return SqliteProfileStore(self._database())
 
     def fail_commits_emitting(self, message_id: str) -> bool:
         self.audience_stores()
@@ -335,6 +351,11 @@ class PostgresBackend(Backend):
         from safar.stores.postgres.leases import PgLeaseStore
 
         return PgLeaseStore(self._database())
+
+    def profile_store(self) -> ProfileStore:
+        from safar.stores.postgres.profiles import PgProfileStore
+
+        return PgProfileStore(self._database())
 
     def fail_appends_of(self, message_id: str) -> bool:
         self.event_log()

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from tests.journeys.test_sqlite_runtime import settings_in
 
+from safar.errors import StoreError
 from safar.ports import LeaseStore
 from safar.runtime.internal import internal_event
-from safar.runtime.leases import STEPPER
+from safar.runtime.leases import STEPPER, held_lease
 from safar.runtime.worker import Worker
 from safar.stores.bundle import Stores, open_stores
 from safar.testing import FakeClock, wait_until
@@ -127,3 +128,21 @@ def test_a_standby_takes_over_when_the_holder_stops_renewing(
         assert stores.leases.holders(clock.now_ms()) == {STEPPER: "w2"}
     finally:
         standby.halt()
+
+
+def test_a_worker_that_lost_its_lease_commits_nothing(
+    stores: Stores, tmp_path: Path, clock: FakeClock
+) -> None:
+    # What a worker paused past its lease does when it wakes up: its batch carries the fence
+    # of the lease it held, and the store refuses it, because another worker took over.
+    settings = settings_in(tmp_path)
+    paused = Worker(stores, settings, clock, owner="w1")
+    fence = held_lease(stores.leases, STEPPER, "w1", clock, settings).fence()
+    assert fence is not None
+    paused.profiler.fence = paused.audiences.fence = paused.runtime.fence = fence
+    append(stores, clock, "a")
+    clock.advance(seconds=settings.workers.lease_seconds)
+    assert stores.leases.acquire(STEPPER, "w2", clock.now_ms(), 15_000) == fence.epoch + 1
+    with pytest.raises(StoreError, match="lease"):
+        paused.step_once()
+    assert stores.profiles.processed_seq() == 0

@@ -6,6 +6,8 @@ from typing import Any, Final
 
 import msgspec
 
+from safar.model.leases import Fence
+
 #: Identifier types Safar always knows. External id types (e.g. ``crm_id``) are configured.
 USER_ID: Final = "user_id"
 ANONYMOUS_ID: Final = "anonymous_id"
@@ -170,3 +172,5 @@ class ProfileUpdate(msgspec.Struct, kw_only=True):
     #: Merges done, moves, and refusals. One already stored (same into, other, message_id and
     #: refused) is skipped.
     merges: list[MergeRecord] = msgspec.field(default_factory=list)
+    #: The lease this batch was computed under; the store refuses it once the lease moved on.
+    fence: Fence | None = None

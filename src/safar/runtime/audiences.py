@@ -62,6 +62,7 @@ from safar.model.audiences import (
     Segment,
 )
 from safar.model.events import Event
+from safar.model.leases import Fence
 from safar.model.messages import Consent
 from safar.model.profiles import ANONYMOUS_ID, USER_ID, Identifier, Profile
 from safar.ports import (
@@ -222,6 +223,9 @@ class AudienceProcessor:
         self._rules = rules
         self._clock = clock
         self._owner = owner
+        #: The lease this processor works under, sent with every commit (see
+        #: :class:`~safar.model.leases.Fence`); None when it runs alone.
+        self.fence: Fence | None = None
         self._compile = compile
         self._names: dict[str, str] = {}
         self.plan = AudiencePlan([], [], compile)
@@ -540,6 +544,7 @@ class AudienceProcessor:
                     kept[storage] = fold
             update.folds[identifier] = kept
         update.progress = self._jobs.take()
+        update.fence = self.fence
         self._store.commit(update)
         self._cache.committed(update.folds, batch.memberships.values(), update.deleted)
 

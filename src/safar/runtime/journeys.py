@@ -31,6 +31,7 @@ from safar.core.identity import IdentityRules, extract
 from safar.core.plan import Plan
 from safar.definitions.cron import next_after
 from safar.model.events import Event
+from safar.model.leases import Fence
 from safar.model.profiles import ANONYMOUS_ID, USER_ID, Identifier, Profile
 from safar.model.runs import (
     ApiEntry,
@@ -97,6 +98,9 @@ class JourneyRuntime:
         self._rules = rules
         self._clock = clock
         self._owner = owner
+        #: The lease this runtime works under, sent with every commit (see
+        #: :class:`~safar.model.leases.Fence`); None when it runs alone.
+        self.fence: Fence | None = None
         self.plans = plans or PlanBook()
         self.plans.refresh(journeys)
         #: Commands committed to the outbox so far (the worker wakes the dispatcher on change).
@@ -280,6 +284,7 @@ class JourneyRuntime:
         update = batch.update
         update.instances = [batch.instances[i] for i in sorted(batch.changed)]
         update.entries = [batch.records[k] for k in sorted(batch.changed_records)]
+        update.fence = self.fence
         self._runs.commit(update)
         self.queued += len(update.outbox)
 
@@ -342,7 +347,7 @@ class JourneyRuntime:
                     self._enter(batch, plan, profile, head, request, now)
             self._commit(batch)
             after, seen = profiles[-1].id, seen + len(profiles)
-        self._runs.commit(JourneyUpdate(schedule_ticks={plan.id: tick}))
+        self._runs.commit(JourneyUpdate(schedule_ticks={plan.id: tick}, fence=self.fence))
         return seen
 
 

@@ -22,6 +22,7 @@ import socket
 import time
 
 from safar.config import Settings
+from safar.model.leases import Fence
 from safar.ports import Clock, LeaseStore
 
 #: The lease of the stepper: profiles, audiences, journeys and their timers.
@@ -74,6 +75,11 @@ class LeaseHolder:
             self._epoch = epoch
             self._renew_at = started + self._ttl_ms / 3000
         return epoch
+
+    def fence(self) -> Fence | None:
+        """:meth:`hold`, as the fence the holder's writes carry; None while another holds it."""
+        epoch = self.hold()
+        return None if epoch is None else Fence(name=self.name, owner=self.owner, epoch=epoch)
 
     def release(self) -> None:
         """Give the lease up so a standby takes over at once (on a clean stop)."""

@@ -49,6 +49,7 @@ from safar.core.identity import IdentityRules
 from safar.core.regroup import regroup
 from safar.errors import SafarError
 from safar.model.events import Event
+from safar.model.leases import Fence
 from safar.model.profiles import (
     ClusterView,
     Edge,
@@ -105,6 +106,9 @@ class ProfileProcessor:
         self._clock = clock
         self._new_id = new_id or time_ordered_id(clock)
         self._known = KnownState()
+        #: The lease this processor works under, sent with every update (see
+        #: :class:`~safar.model.leases.Fence`); None when it runs alone.
+        self.fence: Fence | None = None
 
     def run_once(self, max_events: int = DEFAULT_BATCH) -> int:
         """Process the next batch of up to ``max_events``; returns how many events it held."""
@@ -114,6 +118,7 @@ class ProfileProcessor:
             return 0
         try:
             update = self._update(after, events)
+            update.fence = self.fence
             self._store.apply(update)
         except BaseException:
             self._known.forget()

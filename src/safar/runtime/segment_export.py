@@ -39,6 +39,7 @@ from safar.config import Settings
 from safar.errors import DeliveryError, SafarError
 from safar.model.audiences import SEGMENT_ENTERED, SEGMENT_EXITED, Segment
 from safar.model.events import Event, iso
+from safar.model.leases import Fence
 from safar.model.profiles import ANONYMOUS_ID, USER_ID
 from safar.ports import AudienceCatalog, AudienceStore, AudienceUpdate, Clock, EventLog
 from safar.runtime.audiences import live_definitions
@@ -121,6 +122,8 @@ class SegmentExporter:
         self._told: set[str] = set()
         #: Whether the last :meth:`step` left work that could be done at once.
         self.behind = False
+        #: The lease cursors are saved under (see :class:`~safar.model.leases.Fence`).
+        self.fence: Fence | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -220,7 +223,8 @@ class SegmentExporter:
         return f"{segment.webhook} answered {status}"
 
     def _save(self, segment_id: str, cursor: Cursor) -> None:
-        self._store.commit(AudienceUpdate(progress={PREFIX + segment_id: cursor.encode()}))
+        update = AudienceUpdate(progress={PREFIX + segment_id: cursor.encode()}, fence=self.fence)
+        self._store.commit(update)
 
     def _no_secret(self) -> None:
         for segment in self._segments:
@@ -250,9 +254,11 @@ class SegmentExporter:
         try:
             while not stop.is_set():
                 try:
-                    if lease is not None and lease.hold() is None:
-                        stop.wait(lease.standby_wait)
-                        continue
+                    if lease is not None:
+                        self.fence = lease.fence()
+                        if self.fence is None:
+                            stop.wait(lease.standby_wait)
+                            continue
                     if time.monotonic() - refreshed > REFRESH:
                         self.refresh()
                         refreshed = time.monotonic()

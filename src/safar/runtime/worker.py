@@ -246,6 +246,8 @@ class Worker:
 
         The processors keep what they committed in memory between batches; when the lease
         comes back after another process held it, that is stale, so they are built afresh.
+        Every commit carries the lease's fence: a batch computed by a process that lost the
+        lease meanwhile (paused past its end) is refused by the store.
         """
         import time
 
@@ -255,14 +257,15 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    epoch = lease.hold()
-                    if epoch is None:
+                    fence = lease.fence()
+                    if fence is None:
                         stop.wait(lease.standby_wait)
                         continue
-                    if held is not None and epoch != held:
-                        log.info("took the stepper lease over (epoch %d)", epoch)
+                    if held is not None and fence.epoch != held:
+                        log.info("took the stepper lease over (epoch %d)", fence.epoch)
                         self._build_stepper()
-                    held = epoch
+                    held = fence.epoch
+                    self.profiler.fence = self.audiences.fence = self.runtime.fence = fence
                     if time.monotonic() - refreshed > refresh:
                         self.runtime.refresh()
                         self.audiences.refresh()

@@ -55,6 +55,7 @@ from safar.model.audiences import (
 from safar.model.events import Event
 from safar.ports import AudienceUpdate
 from safar.stores.postgres.db import PgDatabase, PgMigration
+from safar.stores.postgres.leases import check_fence
 
 _MIGRATIONS: list[PgMigration] = [
     """
@@ -310,6 +311,8 @@ class PgAudienceStore:
         with self._db.write() as conn:
             if update.after_seq is not None:
                 _check_cursor(conn, update.after_seq)
+            if update.fence is not None:
+                check_fence(conn, update.fence)
             _write_folds(conn, folds, no_folds)
             _write_memberships(conn, evaluated, encoded, deleted)
             _write_jobs(conn, update.progress)

@@ -3,6 +3,10 @@ lease, taken or renewed by one upsert, so concurrent processes are ordered by th
 
 from __future__ import annotations
 
+import psycopg
+
+from safar.errors import StoreError
+from safar.model.leases import Fence
 from safar.stores.postgres.db import PgDatabase
 
 _MIGRATIONS = [
@@ -48,3 +52,14 @@ class PgLeaseStore:
     def holders(self, now: int) -> dict[str, str]:
         with self._db.read() as conn:
             return dict(conn.execute("SELECT name, owner FROM leases WHERE until > %s", (now,)))
+
+
+def check_fence(conn: psycopg.Connection, fence: Fence) -> None:
+    """Raise unless ``fence`` still holds; call inside the write transaction it guards. The
+    share lock keeps the lease from changing hands until that transaction ends, so a takeover
+    either commits before this check or waits for this transaction."""
+    row = conn.execute(
+        "SELECT owner, epoch FROM leases WHERE name = %s FOR SHARE", (fence.name,)
+    ).fetchone()
+    if row is None or (row[0], row[1]) != (fence.owner, fence.epoch):
+        raise StoreError(f"{fence.describe()} was lost: another process took it over")

@@ -59,6 +59,7 @@ from safar.model.profiles import (
     TraitWrite,
 )
 from safar.stores.postgres.db import PgDatabase
+from safar.stores.postgres.leases import check_fence
 
 _MIGRATIONS = [
     """
@@ -382,6 +383,8 @@ class PgProfileStore:
     ) -> None:
         """Write ``update``, remembering the row ids it learns (listed in ``learned``)."""
         _check_progress(conn, update.after_seq)
+        if update.fence is not None:
+            check_fence(conn, update.fence)
         if update.placements:
             self._place(conn, update.placements, learned)
         self._resolve(conn, _named(update), learned)

@@ -27,6 +27,7 @@ from safar.model.runs import EntryRecord, Instance, OutboxEntry, Visit
 from safar.ports import JourneyUpdate
 from safar.stores.postgres.db import PgDatabase
 from safar.stores.postgres.journeys import columns, encode, migrate, scalar
+from safar.stores.postgres.leases import check_fence
 
 _decode_instance = msgspec.json.Decoder(Instance).decode
 
@@ -146,6 +147,8 @@ class PgRunStore:
         with self._db.write() as conn:
             if update.after_seq is not None:
                 _check_cursor(conn, update.after_seq)
+            if update.fence is not None:
+                check_fence(conn, update.fence)
             _write(conn, _UPSERT_INSTANCES, instances)
             _write(conn, _UPSERT_ENTRIES, entries)
             _write(conn, _INSERT_OUTBOX, outbox)

@@ -49,6 +49,7 @@ from safar.model.events import Event
 from safar.ports import AudienceUpdate
 from safar.stores.sqlite.db import Database, Migration
 from safar.stores.sqlite.journeys import chunks, encode, marks, transaction
+from safar.stores.sqlite.leases import check_fence
 
 _MIGRATIONS: list[Migration] = [
     """
@@ -267,6 +268,8 @@ class SqliteAudienceStore:
                         f"audience batch read events after seq {update.after_seq}, but the store"
                         f" is at {current}: another audience processor is running"
                     )
+            if update.fence is not None:
+                check_fence(conn, update.fence)
             if folds:
                 conn.executemany(_UPSERT_FOLDS, folds)
             if no_folds:

@@ -6,6 +6,10 @@ lock SQLite takes for each acquire makes it atomic.
 
 from __future__ import annotations
 
+import sqlite3
+
+from safar.errors import StoreError
+from safar.model.leases import Fence
 from safar.stores.sqlite.db import Database
 
 _MIGRATIONS = [
@@ -48,3 +52,11 @@ class SqliteLeaseStore:
     def holders(self, now: int) -> dict[str, str]:
         with self._db.read() as conn:
             return dict(conn.execute("SELECT name, owner FROM leases WHERE until > ?", (now,)))
+
+
+def check_fence(conn: sqlite3.Connection, fence: Fence) -> None:
+    """Raise unless ``fence`` still holds; call inside the write transaction it guards (SQLite's
+    write lock keeps the lease from changing hands until that transaction ends)."""
+    row = conn.execute("SELECT owner, epoch FROM leases WHERE name = ?", (fence.name,)).fetchone()
+    if row is None or (row[0], row[1]) != (fence.owner, fence.epoch):
+        raise StoreError(f"{fence.describe()} was lost: another process took it over")

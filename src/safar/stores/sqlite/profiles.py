@@ -50,6 +50,7 @@ from safar.model.profiles import (
     TraitWrite,
 )
 from safar.stores.sqlite.db import Database
+from safar.stores.sqlite.leases import check_fence
 
 _MIGRATIONS = [
     """
@@ -386,6 +387,8 @@ class SqliteProfileStore:
                 f"profile update computed after seq {update.after_seq}, but the store is at"
                 f" {current}: another processor is running"
             )
+        if update.fence is not None:
+            check_fence(conn, update.fence)
         if update.placements:
             conn.executemany(
                 "INSERT INTO profile_identities(type, value, profile_id, cluster_id)"

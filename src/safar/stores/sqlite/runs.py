@@ -19,6 +19,7 @@ from safar.model.runs import EntryRecord, Instance, Visit
 from safar.ports import JourneyUpdate
 from safar.stores.sqlite.db import Database
 from safar.stores.sqlite.journeys import chunks, encode, marks, migrate, transaction
+from safar.stores.sqlite.leases import check_fence
 
 _decode_instance = msgspec.json.Decoder(Instance).decode
 
@@ -139,6 +140,8 @@ class SqliteRunStore:
                         f"journey batch read events after seq {update.after_seq}, but the store"
                         f" is at {current}: another journey runtime is running"
                     )
+            if update.fence is not None:
+                check_fence(conn, update.fence)
             if instances:
                 conn.executemany(_UPSERT_INSTANCE, instances)
             if entries:
