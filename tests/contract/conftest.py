@@ -49,8 +49,8 @@ from safar.stores.sqlite.events import SqliteEventLog
 from safar.stores.sqlite.journeys import SqliteJourneyStore
 from safar.stores.sqlite.keys import SqliteKeyStore
 from safar.stores.sqlite.leases import SqliteLeaseStore
-from safar.stores.sqlite.profiles import SqliteProfileStore
 from safar.stores.sqlite.outbox import SqliteOutbox
+from safar.stores.sqlite.profiles import SqliteProfileStore
 from safar.stores.sqlite.runs import SqliteRunStore
 from safar.testing import FakeClock
 from tests.services import postgres_schema_url
