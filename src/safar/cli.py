@@ -194,14 +194,28 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from safar.stores.postgres.db import is_postgres_url, redact
 
     if not is_postgres_url(args.to):
-        raise ConfigError(f"--to must be a postgresql:// URL, not {args.to!r}")
+        raise ConfigError(
+            f"--to must be a postgresql:// URL naming the database to move into, not {args.to!r}"
+        )
     if settings.storage.url:
-        raise ConfigError("migrate copies an embedded installation: storage.url must be empty")
+        raise ConfigError(
+            "migrate moves an embedded installation, but storage.url already names a database"
+            f" ({redact(settings.storage.url)}): unset storage.url (and SAFAR_STORAGE_URL) to"
+            f" move the installation in {settings.data_dir}"
+        )
     copied = migrate_to_postgres(settings, args.to, SystemClock())
+    events, tables = copied[0], copied[1:]
+    # The URL is shown redacted: it may hold a password, and this output ends up in logs.
     print(
-        f"Verified {len(copied)} tables ({sum(c.rows for c in copied)} rows) in {redact(args.to)}."
+        f"Verified {events.rows} events and {len(tables)} tables"
+        f" ({sum(t.rows for t in tables)} rows) in {redact(args.to)}."
     )
-    print(f"Run Safar on it with storage.url set (SAFAR_STORAGE_URL={args.to}).")
+    print("Start Safar with storage.url set to that URL (SAFAR_STORAGE_URL).")
+    if not settings.journeys.link_secret_file and settings.secret_path.exists():
+        print(
+            f"Copy {settings.secret_path} to where journeys.link_secret_file points, so links"
+            " in messages already sent keep working."
+        )
     return 0
 
 
