@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def load_settings(
         for name, value in env.items():
             if name.startswith(prefix):
                 key = name[len(prefix) :].lower()
-                raw.setdefault(section, {})[key] = _env_value(value)
+                raw.setdefault(section, {})[key] = _env_value(value, _is_list(section, key))
     if data_dir is not None:
         raw["data_dir"] = str(data_dir)
     elif "SAFAR_DATA_DIR" in env:
@@ -176,14 +177,22 @@ def load_settings(
     return settings
 
 
-def _env_value(value: str) -> Any:
-    """Environment values are strings; lists are comma-separated, tables are JSON."""
+def _env_value(value: str, is_list: bool) -> Any:
+    """Environment values are strings; lists are comma-separated (one item needs no comma),
+    tables are JSON."""
     text = value.strip()
     if text.startswith(("{", "[")):
         try:
             return msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
             raise ConfigError(f"environment value {text!r} is not valid JSON") from exc
-    if "," in text:
-        return [part.strip() for part in text.split(",")]
+    if "," in text or is_list:
+        return [part.strip() for part in text.split(",") if part.strip()]
     return text
+
+
+def _is_list(section: str, key: str) -> bool:
+    """Whether ``[section] key`` holds a list (unknown keys are reported by the conversion)."""
+    section_type = {f.name: f.type for f in msgspec.structs.fields(Settings)}[section]
+    fields = {f.name: f.type for f in msgspec.structs.fields(section_type)}
+    return typing.get_origin(fields.get(key)) is list

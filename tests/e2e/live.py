@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from base64 import b64encode
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -63,8 +64,13 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> LiveServer:
-        cmd = [sys.executable, "-m", "safar.cli", "serve", "--port", "0"]
+    @property
+    def basic(self) -> str:
+        """The ``Authorization`` header value of this server's write key."""
+        return "Basic " + b64encode(f"{self.write_key}:".encode()).decode()
+
+    def start(self, role: str = "all") -> LiveServer:
+        cmd = [sys.executable, "-m", "safar.cli", "serve", "--port", "0", "--role", role]
         self.proc = subprocess.Popen(
             [*cmd, "--data-dir", str(self.data_dir)],
             stdout=subprocess.PIPE,
