@@ -61,8 +61,14 @@ class Worker:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            # A child a failed test left paused would hold a SIGTERM pending for ever.
+            os.killpg(self.proc.pid, signal.SIGCONT)
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
 
 
 @pytest.fixture
@@ -87,10 +93,12 @@ def installation(tmp_path: Path) -> Iterator[tuple[LiveServer, list[Worker], Sto
     try:
         yield api, workers, stores
     finally:
-        for worker in workers:
-            worker.stop()
-        api.stop()
-        stores.close()
+        try:
+            for worker in workers:
+                worker.stop()
+        finally:
+            api.stop()
+            stores.close()
 
 
 def stepper(stores: Stores, workers: list[Worker]) -> tuple[Worker, int]:
@@ -140,18 +148,21 @@ def test_workers_take_over_from_a_paused_and_a_killed_stepper(
     acked = sign_up(api, 0, 10)
     first, paused_pid = stepper(stores, workers)
 
-    # Paused past its lease: the other worker takes over and carries on.
+    # Paused past its lease (perhaps inside a transaction, whose locks the server then frees):
+    # the other worker takes over and carries on.
     os.kill(paused_pid, signal.SIGSTOP)
-    acked += sign_up(api, 10, 10)
-    _, second_pid = wait_until(
-        lambda: (found := stepper(stores, workers))[0] is not first and found,
-        timeout=30,
-        what="the standby takes over",
-    )
-    acked += sign_up(api, 20, 10)
-    wait_until(lambda: len(sent_keys(workers)) >= 25, timeout=60, what="messages flow again")
-    # Woken, the paused one finds its lease gone: its fenced commits are refused.
-    os.kill(paused_pid, signal.SIGCONT)
+    try:
+        acked += sign_up(api, 10, 10)
+        _, second_pid = wait_until(
+            lambda: (found := stepper(stores, workers))[0] is not first and found,
+            timeout=60,
+            what="the standby takes over",
+        )
+        acked += sign_up(api, 20, 10)
+        wait_until(lambda: len(sent_keys(workers)) >= 25, timeout=60, what="messages flow again")
+    finally:
+        # Woken, the paused one finds its lease gone: its fenced commits are refused.
+        os.kill(paused_pid, signal.SIGCONT)
     acked += sign_up(api, 30, 10)
 
     # Killed mid-load: the woken worker, now a standby, takes over.

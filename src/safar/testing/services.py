@@ -10,6 +10,7 @@ each other's tables; :func:`drop_schemas` removes them.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import shutil
@@ -64,8 +65,11 @@ def drop_schemas() -> None:
     if not _schemas or _server_url is None:
         return
     with psycopg.connect(_server_url, autocommit=True) as conn:
+        # A process a failed test left behind may hold locks: never wait on it for long.
+        conn.execute("SET lock_timeout = '10s'")
         while _schemas:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{_schemas.pop()}" CASCADE')
+            with contextlib.suppress(psycopg.errors.LockNotAvailable):
+                conn.execute(f'DROP SCHEMA IF EXISTS "{_schemas.pop()}" CASCADE')
 
 
 def _check(url: str) -> None:

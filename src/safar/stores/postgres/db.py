@@ -37,6 +37,8 @@ PgMigration = str | Callable[[psycopg.Connection], None]
 #: Serializes migrations of concurrent processes starting at once (any constant works; this is
 #: "safar" in ASCII).
 _MIGRATION_LOCK = 0x7361666172
+#: Longest a transaction may sit waiting on its client before the server ends it (below).
+IDLE_IN_TRANSACTION_S = 5
 #: How long a caller waits for a pooled connection before the store gives up.
 _POOL_TIMEOUT_S = 30.0
 
@@ -59,6 +61,7 @@ class PgDatabase:
                 name=name,
                 # A connection the server dropped (a restart) is noticed and replaced before use.
                 check=ConnectionPool.check_connection,
+                configure=_configure,
             )
             self._pool.wait(timeout=_POOL_TIMEOUT_S)
         except (psycopg.Error, PoolTimeout) as exc:
@@ -134,6 +137,19 @@ class PgDatabase:
                 return
             self._closed = True
         self._pool.close()
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    """Settings of every new connection.
+
+    A process frozen inside a transaction (SIGSTOP, a paused VM, a debugger) keeps its row locks
+    (a cursor row, the lease row) until its connection ends, and a standby waiting on one of
+    them could never take over. The server ends such a transaction after
+    :data:`IDLE_IN_TRANSACTION_S`; Safar's own transactions never wait on their client that
+    long, and the frozen process, once woken, finds its connection closed and redoes the batch
+    (or finds its lease gone).
+    """
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
 
 
 def redact(url: str) -> str:
