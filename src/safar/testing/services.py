@@ -93,12 +93,13 @@ def _start_embedded() -> str:
         ) from exc
     root = Path(tempfile.mkdtemp(prefix="safar-pg-"))
     root.chmod(0o755)  # the server may run as another user (it refuses to run as root)
+    # Registered first so that it runs last (atexit is last in, first out): the server stops
+    # at exit (its own handler) before its directory goes, or it would be left running.
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     try:
         server = get_server(root / "data", cleanup_mode="delete")
     except Exception as exc:
-        shutil.rmtree(root, ignore_errors=True)
         raise ServiceUnavailable(f"could not start an embedded PostgreSQL: {exc}") from exc
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
     url: str = server.get_uri("postgres")
     # A throw-away test server needs no crash safety: skip the fsyncs that dominate commits.
     with psycopg.connect(url, autocommit=True) as conn:
