@@ -8,7 +8,7 @@ The contract test suites in ``tests/contract/`` run against every adapter.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal, Protocol
 
 import msgspec
@@ -30,6 +30,7 @@ from safar.model.profiles import (
     TraitWrite,
 )
 from safar.model.runs import EntryRecord, Instance, OutboxEntry, Visit
+from safar.model.work import WorkBatch, WorkItem
 
 
 class Clock(Protocol):
@@ -521,6 +522,50 @@ class LeaseStore(Protocol):
 
     def holders(self, now: int) -> dict[str, str]:
         """Lease name -> owner, for every lease held (not expired) at ``now``."""
+        ...
+
+
+class WorkFeed(Protocol):
+    """The partitioned feed from the profile processor to the workers that step customers
+    (ADR 12): after it has folded a range of the event log into profiles, the profile processor
+    publishes, for each partition, the events whose customer falls in it, in log order. It is a
+    feed, not a store of record: everything in it can be published again from the event log.
+
+    - ``partitions`` is fixed for the feed's life; items are published to ``0 <= n <
+      partitions``.
+    - A partition's feed is a sequence of :class:`~safar.model.work.WorkBatch` with strictly
+      increasing ``upto``, and the items across its batches have strictly increasing ``seq``,
+      each at most its batch's ``upto``.
+    - ``publish(upto, items)`` publishes the range ``(published_seq(), upto]``: for each
+      partition given items, it appends those with ``seq`` above the partition's last ``upto``
+      as one batch ending at ``upto`` (nothing when none are left), then sets
+      ``published_seq()`` to ``upto``; an ``upto`` at or below ``published_seq()`` changes
+      nothing. It is durable when it returns. It may fail part way (raising
+      :class:`~safar.errors.StoreError`, retryable when the backend is unreachable) and is then
+      simply called again for the same or a longer range: no partition ever gets an item twice
+      or out of order, even from two publishers at once.
+    - ``read(n, after_seq, limit)`` returns partition ``n``'s batches with ``upto > after_seq``,
+      in order, with their items above ``after_seq`` only; it stops after the batch that brings
+      the item count to ``limit`` or more (so a batch is never split), and returns ``[]`` when
+      there are none yet.
+    """
+
+    partitions: int
+
+    def published_seq(self) -> int:
+        """The log ``seq`` up to which every partition's items are published (0 before any)."""
+        ...
+
+    def publish(self, upto: int, items: Mapping[int, Sequence[WorkItem]]) -> None:
+        """Publish the log range ending at ``upto`` (see the class)."""
+        ...
+
+    def read(self, partition: int, after_seq: int, limit: int) -> list[WorkBatch]:
+        """Partition ``partition``'s batches past ``after_seq`` (see the class)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the feed is not used afterwards."""
         ...
 
 

@@ -76,6 +76,7 @@ from safar.ports import (
 )
 from safar.runtime.audience_cache import AudienceCache, ProfileCache
 from safar.runtime.internal import track_event
+from safar.runtime.profiler import read_applied
 
 log = logging.getLogger(__name__)
 
@@ -315,10 +316,7 @@ class AudienceProcessor:
 
     def _run_events(self, max_events: int) -> int:
         after = self._store.processed_seq()
-        ready = self._profiles.processed_seq()
-        if ready <= after:
-            return 0
-        events = self._events.read(after, min(max_events, ready - after))
+        events = read_applied(self._events, self._profiles, after, max_events)
         if not events:
             return 0
         now = self._clock.now_ms()

@@ -47,6 +47,7 @@ from safar.model.runs import (
 )
 from safar.ports import Clock, EventLog, JourneyStore, JourneyUpdate, ProfileReader, RunStore
 from safar.runtime.plans import PlanBook
+from safar.runtime.profiler import read_applied
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,7 @@ class JourneyRuntime:
     def run_events(self, max_events: int = DEFAULT_BATCH) -> int:
         """Handle the next batch of events; returns how many were read (0: nothing to do)."""
         after = self._runs.processed_seq()
-        ready = self._profiles.processed_seq()
-        if ready <= after:
-            return 0
-        events = self._events.read(after, min(max_events, ready - after))
+        events = read_applied(self._events, self._profiles, after, max_events)
         if not events:
             return 0
         batch = _Batch(update=JourneyUpdate(after_seq=after, processed_seq=events[-1].seq))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from safar.config import Settings
 from safar.model.leases import Fence
@@ -47,9 +48,19 @@ class LeaseHolder:
     """Takes, renews and trusts one lease for one owner (see the module docstring)."""
 
     def __init__(
-        self, leases: LeaseStore, name: str, owner: str, clock: Clock, ttl_ms: int
+        self,
+        leases: LeaseStore,
+        name: str,
+        owner: str,
+        clock: Clock,
+        ttl_ms: int,
+        *,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``timer`` (seconds) says when a renewal is due; a caller whose renewals must follow
+        ``clock`` (a fake one in tests, say) passes a timer reading it."""
         self._leases = leases
+        self._timer = timer
         self.name = name
         self.owner = owner
         self._clock = clock
@@ -66,7 +77,7 @@ class LeaseHolder:
         """The lease's epoch while this process holds it, renewing it when due; None while
         another process holds it. Raises the store's error when it cannot be reached, after
         which the lease is not trusted until renewed."""
-        started = time.monotonic()
+        started = self._timer()
         if self._epoch is not None and started < self._renew_at:
             return self._epoch
         self._epoch = None

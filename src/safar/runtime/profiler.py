@@ -61,7 +61,7 @@ from safar.model.profiles import (
     StampedValue,
     TraitWrite,
 )
-from safar.ports import Clock, EventLog, ProfileStore
+from safar.ports import Clock, EventLog, ProfileReader, ProfileStore
 from safar.runtime.known import KnownState
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,16 @@ def time_ordered_id(clock: Clock) -> Callable[[], str]:
         return f"{clock.now_ms():012x}{secrets.token_hex(10)}"
 
     return new_id
+
+
+def read_applied(events: EventLog, profiles: ProfileReader, after: int, limit: int) -> list[Event]:
+    """Up to ``limit`` events after ``after`` that the profile processor has already applied:
+    what the processors downstream of it (audiences, journeys, the feed publisher) read, so
+    they always see current profiles."""
+    ready = profiles.processed_seq()
+    if ready <= after:
+        return []
+    return events.read(after, min(limit, ready - after))
 
 
 class ProfileProcessor:

@@ -1,7 +1,8 @@
 """The worker: profile processing, audiences, journeys, timers and delivery for one
 installation.
 
-Two threads. The *stepper* folds new events into profiles, then into audiences, then steps
+Two threads. The *stepper* folds new events into profiles (and, with a work feed configured,
+publishes them to their customers' partitions, ADR 12), then into audiences, then steps
 journeys over them and over due timers, in turn: these all write the state database, and taking
 turns in one thread keeps every batch's view consistent (journeys always see profiles and
 segments up to the events they handle). The *dispatcher* delivers the outbox; it waits on
@@ -23,7 +24,7 @@ from safar.core.identity import IdentityRules
 from safar.core.plan import Predicate
 from safar.errors import ConfigError, DeliveryError, SafarError
 from safar.model.policy import Policy
-from safar.ports import Channel, Clock
+from safar.ports import Channel, Clock, WorkFeed
 from safar.runtime.audience_view import AudienceReader
 from safar.runtime.audiences import AudienceProcessor
 from safar.runtime.dispatch import ERROR_WAIT, Dispatcher, WebhookCaller
@@ -32,6 +33,7 @@ from safar.runtime.leases import SEGMENT_EXPORT, STEPPER, held_lease
 from safar.runtime.links import Links, load_secret
 from safar.runtime.plans import PlanBook
 from safar.runtime.profiler import RUN_BATCH, ProfileProcessor
+from safar.runtime.publisher import FeedPublisher
 from safar.runtime.render import TemplateRenderer
 from safar.runtime.segment_export import SegmentExporter, build_exporter
 from safar.stores.bundle import Stores
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 #: Longest the dispatcher sleeps when idle: it is woken at once for new commands, so this only
 #: bounds how late a retry or a delayed message is picked up.
 IDLE_DISPATCH = 0.2
+#: Seconds the stepper waits before publishing again after the work feed failed.
+FEED_RETRY = 1.0
 
 
 def load_policy(settings: Settings) -> Policy:
@@ -140,8 +144,11 @@ class Worker:
         *,
         channels: Mapping[str, Channel] | None = None,
         owner: str = "worker",
+        feed: WorkFeed | None = None,
     ) -> None:
         self._wake = threading.Event()
+        self._feed = feed
+        self._publish_after = 0.0
         self._stores = stores
         self._settings = settings
         self._clock = clock
@@ -169,6 +176,13 @@ class Worker:
             IdentityRules(self._settings.identity),
             clock,
             owner=owner,
+        )
+        self.publisher = (
+            None
+            if self._feed is None
+            else FeedPublisher(
+                stores.events, stores.profiles, self._feed, IdentityRules(self._settings.identity)
+            )
         )
         self.reader = audience_reader(stores, clock)
         self.runtime = JourneyRuntime(
@@ -198,6 +212,7 @@ class Worker:
         and due schedules."""
         queued = self.runtime.queued
         done = self.profiler.run_once(RUN_BATCH)
+        done += self._publish()
         done += self.audiences.step()
         done += self.runtime.run_events()
         done += self.runtime.run_timers()
@@ -205,6 +220,23 @@ class Worker:
         if self.runtime.queued != queued:
             self._wake.set()
         return done
+
+    def _publish(self) -> int:
+        """Publish to the work feed, if any. While the feed cannot be reached, the rest of the
+        stepper goes on (nothing consumes the feed in the same turn, and publishing resumes
+        from the feed's own cursor), trying again after :data:`FEED_RETRY` seconds."""
+        import time
+
+        if self.publisher is None or time.monotonic() < self._publish_after:
+            return 0
+        try:
+            return self.publisher.run_once()
+        except SafarError as exc:
+            if not exc.retryable:
+                raise
+            log.warning("cannot publish to the work feed, will retry: %s", exc)
+            self._publish_after = time.monotonic() + FEED_RETRY
+            return 0
 
     def run(
         self,

@@ -1,0 +1,37 @@
+"""The partitioned work feed's items (see :class:`safar.ports.WorkFeed` and ADR 12)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class WorkItem(msgspec.Struct, frozen=True, array_like=True):
+    """One entry of a partition's feed: usually event ``seq`` of the log, whose customer was
+    profile ``profile_id`` when it was published (the id that chose the partition).
+
+    Around a merge (or a move of identifiers) two partitions hold state of one customer, and
+    their order matters. The publisher then adds, to each partition that held some of it, a
+    *handover* at the ``seq`` of the customer's first item in the new partition: ``handover`` is
+    that partition, ``moves`` the profile ids whose rows (journey instances, memberships) go
+    there, possibly none. The new partition's item carries in ``waits`` the partitions it must
+    let pass that ``seq`` first. A wait always points at a position below the waiting one in
+    another partition, so partitions never wait for each other in a circle.
+    """
+
+    seq: int
+    profile_id: str
+    waits: tuple[int, ...] = ()
+    handover: int | None = None
+    moves: tuple[str, ...] = ()
+
+    @property
+    def is_handover(self) -> bool:
+        return self.handover is not None
+
+
+class WorkBatch(msgspec.Struct, frozen=True, array_like=True):
+    """One partition's items of a range of the log that ends at ``upto`` (inclusive), in
+    ``seq`` order. A batch may hold no items: the partition had nothing in the range."""
+
+    upto: int
+    items: tuple[WorkItem, ...] = ()

@@ -1,0 +1,52 @@
+"""In-memory :class:`safar.ports.WorkFeed`, for tests and single-process simulations."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+from safar.model.work import WorkBatch, WorkItem
+
+
+class MemoryWorkFeed:
+    def __init__(self, partitions: int) -> None:
+        if partitions < 1:
+            raise ValueError("a work feed needs at least one partition")
+        self.partitions = partitions
+        self._batches: list[list[WorkBatch]] = [[] for _ in range(partitions)]
+        self._published = 0
+        self._lock = threading.Lock()
+
+    def published_seq(self) -> int:
+        return self._published
+
+    def publish(self, upto: int, items: Mapping[int, Sequence[WorkItem]]) -> None:
+        with self._lock:
+            if upto <= self._published:
+                return
+            for partition, given in sorted(items.items()):
+                if not 0 <= partition < self.partitions:
+                    raise ValueError(f"partition {partition} is not in 0..{self.partitions - 1}")
+                batches = self._batches[partition]
+                last = batches[-1].upto if batches else 0
+                fresh = tuple(sorted((i for i in given if i.seq > last), key=lambda i: i.seq))
+                if fresh and upto > last:
+                    batches.append(WorkBatch(upto=upto, items=fresh))
+            self._published = upto
+
+    def read(self, partition: int, after_seq: int, limit: int) -> list[WorkBatch]:
+        with self._lock:
+            found: list[WorkBatch] = []
+            count = 0
+            for batch in self._batches[partition]:
+                if batch.upto <= after_seq:
+                    continue
+                items = tuple(i for i in batch.items if i.seq > after_seq)
+                found.append(WorkBatch(upto=batch.upto, items=items))
+                count += len(items)
+                if count >= limit:
+                    break
+            return found
+
+    def close(self) -> None:
+        pass
