@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from safar.testing.nats import fresh_names, nats_url
 from safar.testing.services import ServiceUnavailable, fresh_schema_url
 
 
@@ -18,6 +19,18 @@ def postgres_schema_url() -> str:
     except ServiceUnavailable as exc:
         unavailable(str(exc))
         raise  # unreachable: skip and fail raise
+
+
+def nats_stream() -> tuple[str, str, str]:
+    """A NATS server URL, and a JetStream stream name and subject no other test uses (see
+    :mod:`safar.testing.nats`)."""
+    try:
+        url = nats_url()
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+        raise  # unreachable: skip and fail raise
+    stream, subject = fresh_names()
+    return url, stream, subject
 
 
 def unavailable(reason: str) -> None:

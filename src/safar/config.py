@@ -96,6 +96,21 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lease_seconds: float = 15.0
 
 
+class BusSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: Empty: no work feed. ``nats://host:4222``: the profile processor publishes every event
+    #: to its customer's partition of a NATS JetStream stream (docs/deploy.md, ADR 12).
+    url: str = ""
+    #: The JetStream stream, and the subject prefix of its partitions (``<subject>.<n>``).
+    stream: str = "SAFAR_WORK"
+    subject: str = "safar.work"
+    #: Partitions of the feed: the most workers that can step customers at once. Fixed for an
+    #: installation's life.
+    partitions: int = 16
+    #: How long the stream keeps a partition's items; a partition left unread longer must be
+    #: published again from the event log.
+    max_age_hours: float = 7 * 24.0
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ".safar"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -105,6 +120,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     journeys: JourneySettings = msgspec.field(default_factory=JourneySettings)
     channels: ChannelSettings = msgspec.field(default_factory=ChannelSettings)
     workers: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    bus: BusSettings = msgspec.field(default_factory=BusSettings)
 
     @property
     def database_path(self) -> Path:
@@ -127,7 +143,16 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return Path(self.journeys.link_secret_file or Path(self.data_dir) / "link-secret")
 
 
-_SECTIONS = ("server", "storage", "ingest", "identity", "journeys", "channels", "workers")
+_SECTIONS = (
+    "server",
+    "storage",
+    "ingest",
+    "identity",
+    "journeys",
+    "channels",
+    "workers",
+    "bus",
+)
 
 
 def load_settings(
@@ -172,6 +197,12 @@ def load_settings(
         raise ConfigError(
             "storage.url must be empty (the embedded SQLite store) or a postgresql:// URL"
         )
+    if settings.bus.url and not settings.bus.url.startswith(("nats://", "tls://")):
+        raise ConfigError("bus.url must be empty (no work feed) or a nats:// URL")
+    if not 1 <= settings.bus.partitions <= 4096:
+        raise ConfigError("bus.partitions must be between 1 and 4096")
+    if settings.bus.max_age_hours <= 0:
+        raise ConfigError("bus.max_age_hours must be above 0")
     if settings.storage.synchronous.lower() not in ("full", "normal", "extra"):
         raise ConfigError("storage.synchronous must be one of full, normal, extra")
     return settings

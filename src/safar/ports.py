@@ -538,7 +538,8 @@ class WorkFeed(Protocol):
       each at most its batch's ``upto``.
     - ``publish(upto, items)`` publishes the range ``(published_seq(), upto]``: for each
       partition given items, it appends those with ``seq`` above the partition's last ``upto``
-      as one batch ending at ``upto`` (nothing when none are left), then sets
+      as a batch ending at ``upto`` (nothing when none are left; an adapter may split a batch
+      too big for one message into several, each but the last ending at its last item), then sets
       ``published_seq()`` to ``upto``; an ``upto`` at or below ``published_seq()`` changes
       nothing. It is durable when it returns. It may fail part way (raising
       :class:`~safar.errors.StoreError`, retryable when the backend is unreachable) and is then

@@ -27,8 +27,8 @@ import msgspec
 from safar.clock import SystemClock
 from safar.config import Settings
 from safar.errors import ConfigError
-from safar.ports import Clock
-from safar.stores.bundle import open_stores
+from safar.ports import Clock, WorkFeed
+from safar.stores.bundle import open_feed, open_stores
 
 
 def serve(
@@ -197,7 +197,23 @@ def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: 
     tune_gc()
     try:
         if role == "worker":
-            Worker(stores, settings, clock, owner=owner).run(halt, dispatch=False)
+            # The feed is opened by the stepper on first use, so a NATS server that is down
+            # when the worker starts holds nothing else up.
+            feeds: list[WorkFeed] = []
+
+            def feed() -> WorkFeed:
+                opened = open_feed(settings)
+                assert opened is not None
+                feeds.append(opened)
+                return opened
+
+            try:
+                Worker(
+                    stores, settings, clock, owner=owner, feed=feed if settings.bus.url else None
+                ).run(halt, dispatch=False)
+            finally:
+                for opened in feeds:
+                    opened.close()
         else:
             # Segment webhooks go out beside the dispatcher, in a thread of their own so a slow
             # endpoint holds up no message.

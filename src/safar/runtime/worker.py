@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from safar.channels import WebhookClient, build_channels
@@ -144,7 +144,7 @@ class Worker:
         *,
         channels: Mapping[str, Channel] | None = None,
         owner: str = "worker",
-        feed: WorkFeed | None = None,
+        feed: WorkFeed | Callable[[], WorkFeed] | None = None,
     ) -> None:
         self._wake = threading.Event()
         self._feed = feed
@@ -177,13 +177,7 @@ class Worker:
             clock,
             owner=owner,
         )
-        self.publisher = (
-            None
-            if self._feed is None
-            else FeedPublisher(
-                stores.events, stores.profiles, self._feed, IdentityRules(self._settings.identity)
-            )
-        )
+        self.publisher: FeedPublisher | None = None
         self.reader = audience_reader(stores, clock)
         self.runtime = JourneyRuntime(
             stores.events,
@@ -222,14 +216,25 @@ class Worker:
         return done
 
     def _publish(self) -> int:
-        """Publish to the work feed, if any. While the feed cannot be reached, the rest of the
-        stepper goes on (nothing consumes the feed in the same turn, and publishing resumes
-        from the feed's own cursor), trying again after :data:`FEED_RETRY` seconds."""
+        """Publish to the work feed, if one is configured. ``feed`` may be a function opening
+        it: then it is opened here, on first use. While the feed cannot be reached (or
+        opened), the rest of the stepper goes on (nothing consumes the feed in the same turn,
+        and publishing resumes from the feed's own cursor), trying again after
+        :data:`FEED_RETRY` seconds."""
         import time
 
-        if self.publisher is None or time.monotonic() < self._publish_after:
+        if self._feed is None or time.monotonic() < self._publish_after:
             return 0
         try:
+            if self.publisher is None:
+                if callable(self._feed):
+                    self._feed = self._feed()
+                self.publisher = FeedPublisher(
+                    self._stores.events,
+                    self._stores.profiles,
+                    self._feed,
+                    IdentityRules(self._settings.identity),
+                )
             return self.publisher.run_once()
         except SafarError as exc:
             if not exc.retryable:

@@ -18,6 +18,7 @@ from safar.ports import (
     Outbox,
     ProfileStore,
     RunStore,
+    WorkFeed,
 )
 
 
@@ -57,6 +58,22 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
 
         return open_postgres_stores(settings, clock)
     return open_sqlite_stores(settings, clock)
+
+
+def open_feed(settings: Settings) -> WorkFeed | None:
+    """The work feed ``settings.bus.url`` names (NATS JetStream), or None when it is empty."""
+    bus = settings.bus
+    if not bus.url:
+        return None
+    from safar.stores.nats import JetStreamWorkFeed
+
+    return JetStreamWorkFeed(
+        bus.url,
+        partitions=bus.partitions,
+        stream=bus.stream,
+        subject=bus.subject,
+        max_age_s=bus.max_age_hours * 3600,
+    )
 
 
 def open_sqlite_stores(settings: Settings, clock: Clock) -> Stores:
