@@ -129,7 +129,8 @@ def _customers_arrive(stores: Stores, settings: Settings, clock: FakeClock) -> N
 
 
 def _fill_what_journeys_do_not(stores: Stores, clock: FakeClock) -> None:
-    """Consent, inbox items, a schedule tick and a membership event waiting to be forwarded."""
+    """Consent, inbox items, a schedule tick, a membership event waiting to be forwarded, and
+    what partitioned stepping leaves (ADR 12): a partition's cursor, instances handed over."""
     now = clock.now_ms()
     profile = stores.profiles.find(("user_id", NEW[1]))
     assert profile is not None
@@ -144,6 +145,9 @@ def _fill_what_journeys_do_not(stores: Stores, clock: FakeClock) -> None:
         stores.delivery.add_inbox(item)
     assert stores.delivery.mark_inbox(profile.id, "inbox-0", "read", now)
     stores.runs.commit(JourneyUpdate(schedule_ticks={"winback": now - HOUR}))
+    last = stores.events.last_seq()
+    handover = JourneyUpdate(after_seq=0, processed_seq=last, partition=0, moves={profile.id: 3})
+    stores.runs.commit(handover)
     emit = internal_event(
         key=EMIT_ID,
         type="track",
@@ -270,7 +274,9 @@ def _journeys(stores: Stores, profile_ids: list[str]) -> dict[str, Any]:
             j.journey_id: stores.journeys.get(j.journey_id) for j in stores.journeys.all()
         },
         "runs_processed": runs.processed_seq(),
+        "partition_cursors": [runs.processed_seq(partition) for partition in (0, 3)],
         "loaded": _unordered(runs.load(profile_ids)),
+        "loaded_in_3": _unordered(runs.load(profile_ids, 3)),
         "history": history,
         "instances": runs.instances(instance_ids),
         "next_wake": runs.next_wake(),
@@ -345,6 +351,7 @@ def _holds_something_of_everything(seen: dict[str, Any]) -> None:
     assert seen["api_key"] is not None and seen["dead"] and seen["emits"]
     assert seen["pending"] == 1 and seen["next_due"] and seen["next_wake"]
     assert seen["ticks"] and seen["consents"] and seen["sends"] and seen["loaded"][1]
+    assert seen["partition_cursors"][0] and seen["loaded_in_3"][0]
     for per_profile in ("merges", "inbox", "decisions", "history", "traits", "timelines"):
         assert any(seen[per_profile].values()), per_profile
     assert any(seen["members"].values()) and seen["progress"] and seen["folds"]

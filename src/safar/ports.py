@@ -248,6 +248,12 @@ class JourneyUpdate(msgspec.Struct, kw_only=True):
     schedule_ticks: dict[str, int] = msgspec.field(default_factory=dict)
     #: The lease this batch was computed under (see :class:`LeaseStore`).
     fence: Fence | None = None
+    #: The work-feed partition (ADR 12) whose cursor this batch moves and under which its
+    #: instances are filed; None without a feed (the installation's single cursor).
+    partition: int | None = None
+    #: A handover: profile id -> the partition its active instances filed under ``partition``
+    #: move to (after this batch's instances are stored).
+    moves: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class RunStore(Protocol):
@@ -255,29 +261,40 @@ class RunStore(Protocol):
     they write into. Written by the journey runtime; its timers are claimed with leases.
 
     - ``commit`` is atomic. With ``after_seq`` set it raises :class:`~safar.errors.StoreError`
-      and changes nothing unless ``after_seq == processed_seq()``, then sets the cursor to
-      ``processed_seq``; with ``fence`` set, likewise unless the fence holds (see
+      and changes nothing unless ``after_seq == processed_seq(partition)``, then sets that
+      cursor to ``processed_seq``; with ``fence`` set, likewise unless the fence holds (see
       :class:`LeaseStore`). Instances and entry records are upserted (by id, and by (journey_id,
       profile_id)); an outbox entry whose key is already stored (pending or delivered) is
       skipped, so re-committing a batch never duplicates a command. Visits are appended.
+    - Cursors: one without a partition (``None``) and one per work-feed partition, each 0 until
+      first set, each moved only by commits naming it.
+    - Every instance is filed under a partition: the one of the commit that last stored it (0
+      for a commit without one), or the one a later ``moves`` sent it to.
     - A timer is an instance with ``status == "active"`` and ``wake_at`` set. ``claim_timers``
-      returns instances whose ``wake_at <= now`` and whose lease is free or expired, and leases
-      them to ``owner`` until ``now + lease_ms``; committing the instance releases its lease.
+      returns instances whose ``wake_at <= now`` and whose lease is free or expired (only those
+      filed under ``partition`` when it is given), and leases them to ``owner`` until ``now +
+      lease_ms``; committing the instance releases its lease.
     """
 
-    def processed_seq(self) -> int:
-        """The ``seq`` of the last event the journey runtime has handled (0 before any)."""
+    def processed_seq(self, partition: int | None = None) -> int:
+        """The ``seq`` of the last event the journey runtime has handled, in ``partition`` of
+        the work feed or, for None, without one (0 before any)."""
         ...
 
-    def load(self, profile_ids: Collection[str]) -> tuple[list[Instance], list[EntryRecord]]:
-        """Active instances of these profiles, and their entry records, in two queries."""
+    def load(
+        self, profile_ids: Collection[str], partition: int | None = None
+    ) -> tuple[list[Instance], list[EntryRecord]]:
+        """Active instances of these profiles (only those filed under ``partition`` when it is
+        given), and their entry records, in two queries."""
         ...
 
     def instances(self, instance_ids: Collection[str]) -> list[Instance]:
         """These instances, whatever their status; unknown ids are left out."""
         ...
 
-    def claim_timers(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Instance]:
+    def claim_timers(
+        self, now: int, limit: int, owner: str, lease_ms: int, partition: int | None = None
+    ) -> list[Instance]:
         """Up to ``limit`` due timers, earliest first, leased to ``owner`` (see the class)."""
         ...
 

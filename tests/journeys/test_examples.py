@@ -13,6 +13,8 @@ from safar.runtime.render import TemplateRenderer
 from safar.templates import TemplateCatalog
 from safar.testing.journeys import JourneyHarness
 
+pytestmark = pytest.mark.usefixtures("journey_modes")
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #: Monday 2026-11-16 12:00 UTC: inside nobody's quiet hours in the zones below.
 START = int(datetime(2026, 11, 16, 12, 0, tzinfo=UTC).timestamp() * 1000)

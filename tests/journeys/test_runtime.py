@@ -26,6 +26,8 @@ from safar.model.policy import FrequencyCap, Policy, QuietHours, Suppression
 from safar.runtime.journeys import ENTRY_REQUEST_EVENT
 from safar.testing.journeys import JourneyHarness, RecordingChannel
 
+pytestmark = pytest.mark.usefixtures("journey_modes")
+
 ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3_600_000
 DAY = 24 * HOUR

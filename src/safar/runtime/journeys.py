@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -45,7 +45,17 @@ from safar.model.runs import (
     TimerFired,
     WebhookReply,
 )
-from safar.ports import Clock, EventLog, JourneyStore, JourneyUpdate, ProfileReader, RunStore
+from safar.model.work import WorkBatch, WorkItem
+from safar.ports import (
+    Clock,
+    EventLog,
+    JourneyStore,
+    JourneyUpdate,
+    ProfileReader,
+    RunStore,
+    WorkFeed,
+)
+from safar.runtime.internal import track_event
 from safar.runtime.plans import PlanBook
 from safar.runtime.profiler import read_applied
 
@@ -74,6 +84,8 @@ class _Batch:
     update: JourneyUpdate = field(default_factory=JourneyUpdate)
     changed: set[str] = field(default_factory=set)
     changed_records: set[tuple[str, str]] = field(default_factory=set)
+    #: The work-feed partition the batch steps (only instances filed under it), or None.
+    partition: int | None = None
 
 
 class JourneyRuntime:
@@ -106,6 +118,9 @@ class JourneyRuntime:
         self.plans.refresh(journeys)
         #: Commands committed to the outbox so far (the worker wakes the dispatcher on change).
         self.queued = 0
+        #: With partitioned stepping (ADR 12), schedules append entry requests to the log
+        #: instead of entering customers (see :meth:`_request_scheduled`).
+        self.schedule_by_events = False
         #: Journey id -> the next instant its schedule is due (in memory; the store has the
         #: last tick handled).
         self._next_tick: dict[str, int] = {}
@@ -130,13 +145,46 @@ class JourneyRuntime:
         self._commit(batch)
         return len(events)
 
+    def run_partition(self, feed: WorkFeed, partition: int, max_items: int = DEFAULT_BATCH) -> int:
+        """Handle the next batch of partition ``partition`` of the work feed (ADR 12); returns
+        how many items it held (0: nothing to do, or waiting for another partition).
+
+        Only instances filed under the partition are stepped, and an event is stepped for the
+        customer it was published for (``profile_id`` of its item, with the customer's current
+        traits), so two partitions holding parts of one customer around a merge never touch
+        the same rows; the handover that ends it moves them.
+        """
+        after = self._runs.processed_seq(partition)
+        batches = feed.read(partition, after, max_items)
+        items, upto = take_ready(batches, self._runs.processed_seq)
+        if upto <= after:
+            return 0
+        batch = _Batch(
+            update=JourneyUpdate(after_seq=after, processed_seq=upto, partition=partition),
+            partition=partition,
+        )
+        seqs = [i.seq for i in items if not i.is_handover]
+        wanted = [e for e in self._events.get(seqs) if self._wanted(e)] if seqs else []
+        if wanted:
+            self._handle(batch, wanted, {i.seq: i.profile_id for i in items})
+        for item in items:
+            if item.handover is not None:
+                for pid in (item.profile_id, *item.moves):
+                    batch.update.moves[pid] = item.handover
+        self._commit(batch)
+        return max(len(items), 1)
+
     def _wanted(self, event: Event) -> bool:
         name = event.name
         if name is None:
             return False
         return name in self.plans.entering or name in self.plans.listening or name in _SPECIAL
 
-    def _handle(self, batch: _Batch, events: Sequence[Event]) -> None:
+    def _handle(
+        self, batch: _Batch, events: Sequence[Event], routed: Mapping[int, str] | None = None
+    ) -> None:
+        """Step ``events``; with ``routed`` (seq -> the profile id its feed item names), each
+        for that profile id (see :meth:`run_partition`)."""
         heads: list[Identifier | None] = []
         for event in events:
             identifiers = extract(event, self._rules).identifiers
@@ -148,6 +196,8 @@ class JourneyRuntime:
             profile = profiles.get(head) if head is not None else None
             if profile is None or head is None:
                 continue
+            if routed is not None:
+                profile = as_published(profile, routed.get(event.seq, profile.id))
             item = EventInput(
                 seq=event.seq,
                 message_id=event.message_id,
@@ -171,7 +221,7 @@ class JourneyRuntime:
         ids = set(pids)
         for profile in profiles:
             ids.update(profile.merged_from)
-        instances, records = self._runs.load(ids)
+        instances, records = self._runs.load(ids, batch.partition)
         for instance in instances:
             batch.instances[instance.id] = instance
             batch.by_profile[instance.profile_id].append(instance.id)
@@ -206,12 +256,13 @@ class JourneyRuntime:
         props = item.payload.get("properties") or {}
         journey_id = props.get("journey_id")
         plan = self.plans.entry_plan(journey_id) if isinstance(journey_id, str) else None
-        if plan is None or not plan.journey.entry.api:
+        scheduled = _scheduled_entry(plan, props) if plan is not None else None
+        if plan is None or not (plan.journey.entry.api or scheduled):
             log.info("entry request %s for %r ignored: not enterable", item.message_id, journey_id)
             return
         context = props.get("context")
         request = ApiEntry(
-            request_id=item.message_id,
+            request_id=scheduled or item.message_id,
             context=context if isinstance(context, dict) else {},
             at=item.timestamp,
         )
@@ -288,13 +339,14 @@ class JourneyRuntime:
 
     # -- timers -----------------------------------------------------------------------------
 
-    def run_timers(self, limit: int = TIMER_BATCH) -> int:
-        """Step instances whose timer is due; returns how many."""
+    def run_timers(self, limit: int = TIMER_BATCH, partition: int | None = None) -> int:
+        """Step instances whose timer is due (those filed under ``partition`` of the work feed
+        when given); returns how many."""
         now = self._clock.now_ms()
-        claimed = self._runs.claim_timers(now, limit, self._owner, TIMER_LEASE_MS)
+        claimed = self._runs.claim_timers(now, limit, self._owner, TIMER_LEASE_MS, partition)
         if not claimed:
             return 0
-        batch = _Batch()
+        batch = _Batch(update=JourneyUpdate(partition=partition), partition=partition)
         profiles = self._profiles.find_many({i.identifier for i in claimed})
         for instance in claimed:
             batch.instances[instance.id] = instance
@@ -327,6 +379,29 @@ class JourneyRuntime:
             self._next_tick[plan.id] = next_after(expr, last)
         return seen
 
+    def _request_scheduled(
+        self, plan: Plan, request: ApiEntry, profiles: Sequence[Profile], now: int
+    ) -> None:
+        """With partitioned stepping, a schedule enters nobody itself: it appends an entry
+        request for each customer it selects, which the customer's partition handles in order
+        with their events (message ids per customer and tick: appending again is harmless)."""
+        requests = []
+        for profile in profiles:
+            head = _first_identifier(profile)
+            if head is None or not core.entry_holds(plan, profile, None, now):
+                continue
+            requests.append(
+                track_event(
+                    key=f"{request.request_id}:{profile.id}",
+                    identifier=_identity(profile, head),
+                    name=ENTRY_REQUEST_EVENT,
+                    properties={"journey_id": plan.id, "schedule": request.request_id},
+                    at=request.at,
+                )
+            )
+        if requests:
+            self._events.append(requests)
+
     def next_schedule(self) -> int | None:
         """When the next scheduled entry is due, as known since the last :meth:`run_schedules`."""
         return min(self._next_tick.values(), default=None)
@@ -337,6 +412,10 @@ class JourneyRuntime:
         request = ApiEntry(request_id=f"schedule:{plan.id}:{tick}", at=tick)
         after, seen = "", 0
         while profiles := self._profiles.scan(after, SCAN_PAGE):
+            if self.schedule_by_events:
+                self._request_scheduled(plan, request, profiles, now)
+                after, seen = profiles[-1].id, seen + len(profiles)
+                continue
             batch = _Batch()
             self._load(batch, {p.id for p in profiles}, profiles)
             for profile in profiles:
@@ -347,6 +426,14 @@ class JourneyRuntime:
             after, seen = profiles[-1].id, seen + len(profiles)
         self._runs.commit(JourneyUpdate(schedule_ticks={plan.id: tick}, fence=self.fence))
         return seen
+
+
+def _scheduled_entry(plan: Plan, props: Mapping[str, object]) -> str | None:
+    """The request id of a scheduled entry request for a journey entered on a schedule."""
+    request = props.get("schedule")
+    if isinstance(request, str) and plan.journey.entry.schedule:
+        return request
+    return None
 
 
 def _identity(profile: Profile, head: Identifier) -> Identifier:
@@ -394,3 +481,33 @@ def _unknown(instance: Instance) -> Profile:
 def _outbox(command: Command, profile_id: str, now: int) -> OutboxEntry:
     key = command.message.key if isinstance(command, SendCommand) else command.key
     return OutboxEntry(key=key, command=command, profile_id=profile_id, due=now)
+
+
+def as_published(profile: Profile, profile_id: str) -> Profile:
+    """``profile`` (the customer now) as the profile ``profile_id`` a feed item was published
+    for, when a merge has since made it part of ``profile``: its instances and entry records
+    are still that id's, in that id's partition, until the handover moves them."""
+    if profile_id == profile.id:
+        return profile
+    merged = [profile.id, *(pid for pid in profile.merged_from if pid != profile_id)]
+    return msgspec.structs.replace(profile, id=profile_id, merged_from=merged)
+
+
+def take_ready(
+    batches: Sequence[WorkBatch], processed_seq: Callable[[int], int]
+) -> tuple[list[WorkItem], int]:
+    """The items of ``batches`` up to the first whose waits are not met (another partition's
+    cursor, read with ``processed_seq``, below its seq), and the position they reach."""
+    items: list[WorkItem] = []
+    reached: dict[int, int] = {}
+    upto = 0
+    for batch in batches:
+        for item in batch.items:
+            for other in item.waits:
+                if other not in reached:
+                    reached[other] = processed_seq(other)
+                if reached[other] < item.seq:
+                    return items, item.seq - 1
+            items.append(item)
+        upto = batch.upto
+    return items, upto

@@ -3,8 +3,9 @@ partition of the work feed (ADR 12).
 
 Per batch:
 
-1. read the events after ``feed.published_seq()``, never past what the profile processor has
-   applied (the partition owners then see current profiles);
+1. read the events after ``feed.published_seq()``, never past what the profile processor (and
+   the audience processor) have applied: the partition owners then see current profiles and
+   segments;
 2. one :meth:`~safar.ports.ProfileReader.find_many` for their customers: each event goes to the
    partition of its customer's profile id *now* (:func:`~safar.core.assignment.partition_of`),
    so an event published after a merge already goes to the merged customer's partition;
@@ -21,7 +22,7 @@ process holds the profile processor's lease.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from safar.core.assignment import partition_of
 from safar.core.identity import IdentityRules, extract
@@ -29,7 +30,6 @@ from safar.model.events import Event
 from safar.model.profiles import Identifier, Profile
 from safar.model.work import WorkItem
 from safar.ports import EventLog, ProfileReader, WorkFeed
-from safar.runtime.profiler import read_applied
 
 #: Events per published range: one message per partition per range, so bigger ranges cost
 #: less per event; a range holds only what the log has, so this adds no latency.
@@ -40,17 +40,29 @@ class FeedPublisher:
     """Publishes the applied event log to the work feed, partitioned by customer."""
 
     def __init__(
-        self, events: EventLog, profiles: ProfileReader, feed: WorkFeed, rules: IdentityRules
+        self,
+        events: EventLog,
+        profiles: ProfileReader,
+        feed: WorkFeed,
+        rules: IdentityRules,
+        *,
+        behind: Sequence[Callable[[], int]] = (),
     ) -> None:
+        """``behind``: the cursors of other processors (the audience processor's, say) the
+        feed must not get ahead of, besides the profile processor's."""
         self._events = events
         self._profiles = profiles
         self._feed = feed
         self._rules = rules
+        self._behind = behind
 
     def run_once(self, max_events: int = PUBLISH_BATCH) -> int:
         """Publish the next range; returns how many events it held (0: nothing to do)."""
         after = self._feed.published_seq()
-        events = read_applied(self._events, self._profiles, after, max_events)
+        ready = min([self._profiles.processed_seq(), *(cursor() for cursor in self._behind)])
+        if ready <= after:
+            return 0
+        events = self._events.read(after, min(max_events, ready - after))
         if not events:
             return 0
         items = self.route(events, after, self._profiles.processed_seq())

@@ -7,7 +7,9 @@ their parent and stop when it is gone, so a killed server leaves no orphan behin
 
 ``--role`` splits these for scale-out (docs/deploy.md): ``api`` serves HTTP only, ``worker``
 runs the children only, ``all`` (the default) both. Any number of each may share a PostgreSQL
-installation; workers share the stepper through a lease (:mod:`safar.runtime.leases`).
+installation; workers share the stepper through a lease (:mod:`safar.runtime.leases`), and with
+a work feed (``bus.url``) a third child steps the journeys of the partitions the worker holds
+(:mod:`safar.runtime.partitioned`).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def serve(
     url = f"http://{host}:{port}"
     # Links in messages point at where this server really listens (``--port 0`` included).
     settings.journeys.public_url = settings.journeys.public_url or url
-    children = [ChildProcess(settings, child) for child in ROLES] if role == "all" else []
+    children = [ChildProcess(settings, child) for child in child_roles(settings)]
+    children = children if role == "all" else []
     try:
         for child in children:
             child.start()
@@ -102,11 +105,12 @@ def run_workers(settings: Settings, *, announce: Callable[[str], None] | None = 
         stopped.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
-    children = [ChildProcess(settings, child) for child in ROLES]
+    roles = child_roles(settings)
+    children = [ChildProcess(settings, child) for child in roles]
     try:
         for child in children:
             child.start()
-        (announce or print)(f"Safar worker running ({', '.join(ROLES)}); Ctrl-C stops it")
+        (announce or print)(f"Safar worker running ({', '.join(roles)}); Ctrl-C stops it")
         while not stopped.wait(0.5):
             pass
     except KeyboardInterrupt:
@@ -136,6 +140,10 @@ def _print(url: str) -> None:
 #: timers) and the dispatcher (policy gate, rendering, channels). Separate processes, because a
 #: Python process runs on one core and both are CPU-bound under load (ADR 4).
 ROLES = ("worker", "dispatcher")
+#: The child stepping journeys per work-feed partition (only with ``bus.url``).
+PARTITIONS = "partitions"
+#: Seconds between attempts to open the work feed.
+FEED_RETRY_S = 1.0
 #: What ``safar serve --role`` accepts.
 SERVE_ROLES = ("all", "api", "worker")
 #: How often the dispatcher process looks for due messages when idle.
@@ -196,7 +204,16 @@ def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: 
     watcher.start()
     tune_gc()
     try:
-        if role == "worker":
+        if role == PARTITIONS:
+            from safar.runtime.partitioned import PartitionWorker
+
+            opened = _open_feed_waiting(settings, halt)
+            if opened is not None:
+                try:
+                    PartitionWorker(stores, settings, clock, opened, owner=owner).run(halt)
+                finally:
+                    opened.close()
+        elif role == "worker":
             # The feed is opened by the stepper on first use, so a NATS server that is down
             # when the worker starts holds nothing else up.
             feeds: list[WorkFeed] = []
@@ -228,3 +245,23 @@ def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: 
     finally:
         halt.set()
         stores.close()
+
+
+def child_roles(settings: Settings) -> tuple[str, ...]:
+    """The child processes a worker runs: with a work feed, partition owners too."""
+    return (*ROLES, PARTITIONS) if settings.bus.url else ROLES
+
+
+def _open_feed_waiting(settings: Settings, halt: threading.Event) -> WorkFeed | None:
+    """The work feed, retried until it opens (NATS may start after Safar) or ``halt``."""
+    from safar.errors import StoreError
+
+    while not halt.is_set():
+        try:
+            feed = open_feed(settings)
+            assert feed is not None
+            return feed
+        except StoreError as exc:
+            print(f"safar: cannot open the work feed, will retry: {exc}", file=sys.stderr)
+            halt.wait(FEED_RETRY_S)
+    return None

@@ -1,12 +1,13 @@
 """The worker: profile processing, audiences, journeys, timers and delivery for one
 installation.
 
-Two threads. The *stepper* folds new events into profiles (and, with a work feed configured,
-publishes them to their customers' partitions, ADR 12), then into audiences, then steps
-journeys over them and over due timers, in turn: these all write the state database, and taking
-turns in one thread keeps every batch's view consistent (journeys always see profiles and
-segments up to the events they handle). The *dispatcher* delivers the outbox; it waits on
-networks (SMTP, SMS, webhooks), so it runs beside the stepper rather than holding it up.
+Two threads. The *stepper* folds new events into profiles, then into audiences, then steps
+journeys over them and over due timers, in turn (with a work feed configured it publishes the
+events to their customers' partitions instead of stepping journeys, ADR 12): these all write the
+state database, and taking turns in one thread keeps every batch's view consistent (journeys
+always see profiles and segments up to the events they handle). The *dispatcher* delivers the
+outbox; it waits on networks (SMTP, SMS, webhooks), so it runs beside the stepper rather than
+holding it up.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from safar.model.policy import Policy
 from safar.ports import Channel, Clock, WorkFeed
 from safar.runtime.audience_view import AudienceReader
 from safar.runtime.audiences import AudienceProcessor
-from safar.runtime.dispatch import ERROR_WAIT, Dispatcher, WebhookCaller
+from safar.runtime.dispatch import Dispatcher, WebhookCaller
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.leases import SEGMENT_EXPORT, STEPPER, held_lease
 from safar.runtime.links import Links, load_secret
@@ -36,6 +37,7 @@ from safar.runtime.profiler import RUN_BATCH, ProfileProcessor
 from safar.runtime.publisher import FeedPublisher
 from safar.runtime.render import TemplateRenderer
 from safar.runtime.segment_export import SegmentExporter, build_exporter
+from safar.runtime.turns import attempt
 from safar.stores.bundle import Stores
 from safar.templates import TemplateCatalog
 
@@ -189,6 +191,7 @@ class Worker:
             plans=PlanBook(default_timezone=self._timezone),
             owner=owner,
         )
+        self.runtime.schedule_by_events = self._feed is not None
 
     @functools.cached_property
     def dispatcher(self) -> Dispatcher:
@@ -203,13 +206,17 @@ class Worker:
 
     def step_once(self) -> int:
         """One turn of the stepper: profiles, audiences, then journeys over events, due timers
-        and due schedules."""
+        and due schedules. With a work feed, journeys are the partition owners' work
+        (:mod:`~safar.runtime.partitioned`): the stepper publishes instead, and its schedules
+        append entry requests."""
         queued = self.runtime.queued
         done = self.profiler.run_once(RUN_BATCH)
-        done += self._publish()
         done += self.audiences.step()
-        done += self.runtime.run_events()
-        done += self.runtime.run_timers()
+        if self._feed is None:
+            done += self.runtime.run_events()
+            done += self.runtime.run_timers()
+        else:
+            done += self._publish()
         done += self.runtime.run_schedules()
         if self.runtime.queued != queued:
             self._wake.set()
@@ -218,9 +225,8 @@ class Worker:
     def _publish(self) -> int:
         """Publish to the work feed, if one is configured. ``feed`` may be a function opening
         it: then it is opened here, on first use. While the feed cannot be reached (or
-        opened), the rest of the stepper goes on (nothing consumes the feed in the same turn,
-        and publishing resumes from the feed's own cursor), trying again after
-        :data:`FEED_RETRY` seconds."""
+        opened), profiles and audiences go on (publishing resumes from the feed's own cursor),
+        trying again after :data:`FEED_RETRY` seconds."""
         import time
 
         if self._feed is None or time.monotonic() < self._publish_after:
@@ -234,6 +240,7 @@ class Worker:
                     self._stores.profiles,
                     self._feed,
                     IdentityRules(self._settings.identity),
+                    behind=(self._stores.audiences.processed_seq,),
                 )
             return self.publisher.run_once()
         except SafarError as exc:
@@ -291,36 +298,29 @@ class Worker:
         lease = held_lease(self._stores.leases, STEPPER, self._owner, self._clock, self._settings)
         held: int | None = None
         refreshed = time.monotonic()
+
+        def turn() -> int:
+            """One batch under the lease: how much it did, or -1 after standing by."""
+            nonlocal held, refreshed
+            fence = lease.fence()
+            if fence is None:
+                stop.wait(lease.standby_wait)
+                return -1
+            if held is not None and fence.epoch != held:
+                log.info("took the stepper lease over (epoch %d)", fence.epoch)
+                self._build_stepper()
+            held = fence.epoch
+            self.profiler.fence = self.audiences.fence = self.runtime.fence = fence
+            if time.monotonic() - refreshed > refresh:
+                self.runtime.refresh()
+                self.audiences.refresh()
+                self.reader.invalidate()
+                refreshed = time.monotonic()
+            return self.step_once()
+
         try:
             while not stop.is_set():
-                try:
-                    fence = lease.fence()
-                    if fence is None:
-                        stop.wait(lease.standby_wait)
-                        continue
-                    if held is not None and fence.epoch != held:
-                        log.info("took the stepper lease over (epoch %d)", fence.epoch)
-                        self._build_stepper()
-                    held = fence.epoch
-                    self.profiler.fence = self.audiences.fence = self.runtime.fence = fence
-                    if time.monotonic() - refreshed > refresh:
-                        self.runtime.refresh()
-                        self.audiences.refresh()
-                        self.reader.invalidate()
-                        refreshed = time.monotonic()
-                    done = self.step_once()
-                except SafarError as exc:
-                    if not exc.retryable:
-                        raise
-                    log.warning("processing failed, will retry: %s", exc)
-                    done = 0
-                except Exception:
-                    # A bug met by one batch: log it and try again rather than stop processing
-                    # for everyone; the batch is redone from the store, so nothing is lost.
-                    log.exception("processing failed unexpectedly, will retry")
-                    stop.wait(ERROR_WAIT)
-                    continue
-                if done == 0:
+                if attempt(turn, stop, "processing") == 0:
                     stop.wait(idle_wait)
         finally:
             with contextlib.suppress(SafarError):

@@ -41,12 +41,17 @@ from safar.runtime.dispatch import Dispatcher, Renderer
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.plans import PlanBook, cel_compile
 from safar.runtime.profiler import ProfileProcessor
+from safar.runtime.publisher import FeedPublisher
 from safar.runtime.render import address_for
 from safar.runtime.worker import suppression_conditions
 from safar.stores.bundle import memory_stores
+from safar.stores.memory.work import MemoryWorkFeed
 from safar.testing.clock import FakeClock
 
 SOURCE_ID = "harness"
+#: Partitions of the work feed harnesses step journeys from when not told (0: from the log, as
+#: the embedded configuration does). Tests run the journey suites both ways.
+PARTITIONS = 0
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -102,7 +107,12 @@ class JourneyHarness:
         channels: Mapping[str, Channel] | None = None,
         call_webhook: Callable[..., tuple[int, Any]] = no_webhooks,
         identity: IdentitySettings | None = None,
+        partitions: int | None = None,
     ) -> None:
+        """``partitions``: step journeys as partition owners do, from a work feed of that many
+        partitions (ADR 12), instead of from the log (:data:`PARTITIONS` when None; 0 for
+        the log)."""
+        partitions = PARTITIONS if partitions is None else partitions
         self.clock = FakeClock(start)
         self.stores = memory_stores(self.clock, dedupe_window_ms=400 * DAY_MS)
         self.policy = policy or Policy(quiet_hours=None)
@@ -143,6 +153,20 @@ class JourneyHarness:
             self.clock,
             plans=PlanBook(default_timezone=self.policy.default_timezone),
         )
+        #: The work feed and its publisher, with ``partitions``; None without.
+        self.feed = MemoryWorkFeed(partitions) if partitions else None
+        self.publisher = (
+            FeedPublisher(
+                self.stores.events,
+                self.stores.profiles,
+                self.feed,
+                IdentityRules(rules),
+                behind=(self.stores.audiences.processed_seq,),
+            )
+            if self.feed is not None
+            else None
+        )
+        self.runtime.schedule_by_events = self.feed is not None
         conditions = suppression_conditions(self.policy)
         self.dispatcher = Dispatcher(
             self.stores.outbox,
@@ -214,12 +238,22 @@ class JourneyHarness:
         while True:
             done = self.profiler.run_once()
             done += self.audiences.step()
-            done += self.runtime.run_events()
-            done += self.runtime.run_timers()
+            done += self._step_journeys()
             done += self.runtime.run_schedules()
             done += self.dispatcher.run_once()
             if done == 0:
                 return
+
+    def _step_journeys(self) -> int:
+        if self.feed is None or self.publisher is None:
+            return self.runtime.run_events() + self.runtime.run_timers()
+        done = self.publisher.run_once()
+        # Highest partition first: a merge's wait on a lower partition is then met only by
+        # the next round, as between separate workers.
+        for partition in reversed(range(self.feed.partitions)):
+            done += self.runtime.run_partition(self.feed, partition)
+            done += self.runtime.run_timers(partition=partition)
+        return done
 
     def advance(self, *, ms: int = 0, hours: float = 0, days: float = 0) -> None:
         """Move time forward, stopping at every timer and retry due on the way."""

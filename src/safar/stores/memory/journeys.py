@@ -40,6 +40,7 @@ class _Held:
     status: str
     entered_at: int
     order: int
+    partition: int
     lease_until: int | None = None
 
 
@@ -75,7 +76,8 @@ class MemoryJourneyStores:
         self._lock = threading.Lock()
         self._order = itertools.count()
         self._versions: dict[tuple[str, int], bytes] = {}
-        self._processed = 0
+        self._processed = 0  # the cursor without a work-feed partition
+        self._partitions: dict[int, int] = {}  # work-feed partition -> its cursor
         self._ticks: dict[str, int] = {}
         self._instances: dict[str, _Held] = {}
         self._profile_instances: dict[str, set[str]] = {}
@@ -118,18 +120,24 @@ class MemoryJourneyStores:
 
     # -- RunStore --------------------------------------------------------------------------------
 
-    def processed_seq(self) -> int:
+    def processed_seq(self, partition: int | None = None) -> int:
         with self._lock:
-            return self._processed
+            return self._cursor(partition)
 
-    def load(self, profile_ids: Collection[str]) -> tuple[list[Instance], list[EntryRecord]]:
+    def _cursor(self, partition: int | None) -> int:
+        return self._processed if partition is None else self._partitions.get(partition, 0)
+
+    def load(
+        self, profile_ids: Collection[str], partition: int | None = None
+    ) -> tuple[list[Instance], list[EntryRecord]]:
         with self._lock:
             wanted = set(profile_ids)
             held = [
-                self._instances[i]
+                h
                 for pid in wanted
                 for i in self._profile_instances.get(pid, ())
-                if self._instances[i].status == "active"
+                if (h := self._instances[i]).status == "active"
+                and (partition is None or h.partition == partition)
             ]
             entries = [_copy_entry(e) for p in wanted for e in self._entries.get(p, {}).values()]
         return [_decode_instance(h.data) for h in held], entries
@@ -139,14 +147,18 @@ class MemoryJourneyStores:
             held = [self._instances[i] for i in set(instance_ids) if i in self._instances]
         return [_decode_instance(h.data) for h in held]
 
-    def claim_timers(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Instance]:
+    def claim_timers(
+        self, now: int, limit: int, owner: str, lease_ms: int, partition: int | None = None
+    ) -> list[Instance]:
         if limit <= 0:
             return []
         with self._lock:
             due = [
-                (wake_at, self._instances[i].order, i)
+                (wake_at, h.order, i)
                 for i, wake_at in self._timers.items()
-                if wake_at <= now and _free(self._instances[i].lease_until, now)
+                if wake_at <= now
+                and _free((h := self._instances[i]).lease_until, now)
+                and (partition is None or h.partition == partition)
             ]
             claimed = [i for _, _, i in heapq.nsmallest(limit, due)]
             for i in claimed:
@@ -159,14 +171,18 @@ class MemoryJourneyStores:
         instances = [(i, _encode(i)) for i in update.instances]
         outbox = [(e, _encode(e.command)) for e in update.outbox]
         entries = [_copy_entry(e) for e in update.entries]
+        filed = 0 if update.partition is None else update.partition
         with self._lock:
-            if update.after_seq is not None and update.after_seq != self._processed:
-                raise StoreError(
-                    f"journey batch read events after seq {update.after_seq}, but the store"
-                    f" is at {self._processed}: another journey runtime is running"
-                )
+            if update.after_seq is not None:
+                current = self._cursor(update.partition)
+                if update.after_seq != current:
+                    where = "" if update.partition is None else f" in partition {update.partition}"
+                    raise StoreError(
+                        f"journey batch read events after seq {update.after_seq}, but the store"
+                        f" is at {current}{where}: another journey runtime is running"
+                    )
             for instance, data in instances:
-                self._put_instance(instance, data)
+                self._put_instance(instance, data, filed)
             for entry in entries:
                 self._entries.setdefault(entry.profile_id, {})[entry.journey_id] = entry
             for e, command in outbox:
@@ -183,15 +199,20 @@ class MemoryJourneyStores:
                     self._pending.add(e.key)
             for visit in update.visits:
                 self._visits.setdefault(visit.instance_id, []).append((next(self._order), visit))
+            for profile_id, target in update.moves.items():
+                self._move(profile_id, filed, target)
             if update.after_seq is not None and update.processed_seq is not None:
-                self._processed = update.processed_seq
+                if update.partition is None:
+                    self._processed = update.processed_seq
+                else:
+                    self._partitions[update.partition] = update.processed_seq
             self._ticks.update(update.schedule_ticks)
 
     def schedule_ticks(self) -> dict[str, int]:
         with self._lock:
             return dict(self._ticks)
 
-    def _put_instance(self, instance: Instance, data: bytes) -> None:
+    def _put_instance(self, instance: Instance, data: bytes, partition: int) -> None:
         old = self._instances.get(instance.id)
         if old is not None and old.profile_id != instance.profile_id:
             self._profile_instances[old.profile_id].discard(instance.id)
@@ -201,12 +222,20 @@ class MemoryJourneyStores:
             status=instance.status,
             entered_at=instance.entered_at,
             order=next(self._order) if old is None else old.order,
+            partition=partition,
         )
         self._profile_instances.setdefault(instance.profile_id, set()).add(instance.id)
         if instance.status == "active" and instance.wake_at is not None:
             self._timers[instance.id] = instance.wake_at
         else:
             self._timers.pop(instance.id, None)
+
+    def _move(self, profile_id: str, source: int, target: int) -> None:
+        """A handover: the profile's active instances filed under ``source`` go to ``target``."""
+        for i in self._profile_instances.get(profile_id, ()):
+            held = self._instances[i]
+            if held.status == "active" and held.partition == source:
+                held.partition = target
 
     def next_wake(self) -> int | None:
         with self._lock:

@@ -16,12 +16,16 @@ the SQLite one (ADR 8, :mod:`safar.stores.sqlite.journeys`), in PostgreSQL's ter
   claim reads a leased due timer's row to see its lease, and only due timers are ever read.
   ``journey_instances_profile(profile_id, entered_at, position)`` serves both a batch's ``load``
   and ``history`` newest first; ``position`` (an identity) is the insertion order, which breaks
-  ties of ``entered_at`` as SQLite's rowid does.
+  ties of ``entered_at`` as SQLite's rowid does. ``partition`` is the work-feed partition the
+  instance is filed under (ADR 12; 0 without a feed); ``journey_partition_timers(partition,
+  wake_at)``, with the predicate of ``journey_timers``, serves a claim for one partition the
+  way ``journey_timers`` serves a claim across all of them.
 - ``journey_entries(profile_id, journey_id)``: the re-entry counters, keyed for ``load``.
 - ``journey_visits``: appended, ``position`` ordering visits made at the same millisecond.
 - ``journey_progress``: one row, the runtime's ``processed_seq``; a commit locks it ``FOR
   UPDATE`` before checking it, so of two runtimes racing from one cursor the second waits for
-  the first, sees its cursor and fails.
+  the first, sees its cursor and fails. ``journey_partitions(partition)``: the cursor of each
+  work-feed partition, a row from the first commit naming it, locked the same way.
 - ``journey_schedules(journey_id)``: the cron instant each scheduled entry last ran for.
 - ``journey_outbox``: one row per command key, kept after settlement (the key is what makes a
   re-committed batch skip the command). Pending rows sit under the partial index
@@ -163,6 +167,17 @@ _MIGRATIONS: list[PgMigration] = [
         data BYTEA NOT NULL
     );
     CREATE INDEX journey_inbox_profile ON journey_inbox(profile_id, created_at, position)
+    """,
+    # Work-feed partitions (ADR 12). A constant default adds the column without rewriting the
+    # table; existing instances are filed under partition 0.
+    """
+    ALTER TABLE journey_instances ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX journey_partition_timers ON journey_instances(partition, wake_at)
+        WHERE status = 'active' AND wake_at IS NOT NULL;
+    CREATE TABLE journey_partitions(
+        partition INTEGER PRIMARY KEY,
+        processed_seq BIGINT NOT NULL
+    )
     """,
 ]
 

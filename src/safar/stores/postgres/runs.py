@@ -4,13 +4,15 @@ visits, the runtime's cursor, and the outbox entries a batch writes (tables: see
 
 Several worker processes may share one database:
 
-- :meth:`PgRunStore.commit` locks the ``journey_progress`` row (``FOR UPDATE``) before checking
+- :meth:`PgRunStore.commit` locks its cursor's row (``FOR UPDATE``: ``journey_progress``, or the
+  partition's row of ``journey_partitions``, inserted first if missing) before checking
   ``after_seq``, so two runtimes committing from the same cursor are ordered by PostgreSQL and
   the second raises. Its upserts take their row locks in key order, so two commits writing
   overlapping rows wait for each other instead of deadlocking.
 - :meth:`PgRunStore.claim_timers` picks due timers from the partial index ``journey_timers``
-  with ``FOR UPDATE SKIP LOCKED`` and leases them in the same statement: concurrent claimers
-  pass over the rows another one is leasing, so no timer is handed to two of them.
+  (``journey_partition_timers`` for one partition) with ``FOR UPDATE SKIP LOCKED`` and leases
+  them in the same statement: concurrent claimers pass over the rows another one is leasing, so
+  no timer is handed to two of them.
 """
 
 from __future__ import annotations
@@ -34,16 +36,25 @@ _decode_instance = msgspec.json.Decoder(Instance).decode
 _ENTRY_COLUMNS = "journey_id, profile_id, entries, active, last_entered_at, last_exited_at"
 _VISIT_COLUMNS = "instance_id, journey_id, version, step, at, outcome"
 
-#: Upserts whole instances; committing an instance releases its timer lease (its work is done).
+#: Upserts whole instances, filed under the commit's partition (the last parameter, one value
+#: for all); committing an instance releases its timer lease (its work is done).
 _UPSERT_INSTANCES = (
     "INSERT INTO journey_instances"
-    "(id, journey_id, version, profile_id, status, entered_at, wake_at, data)"
-    " SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[],"
+    "(id, journey_id, version, profile_id, status, entered_at, wake_at, data, partition)"
+    " SELECT *, %b::int FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[],"
     " %b::bigint[], %b::bigint[], %b::bytea[])"
     " ON CONFLICT(id) DO UPDATE SET journey_id = excluded.journey_id,"
     " version = excluded.version, profile_id = excluded.profile_id, status = excluded.status,"
     " entered_at = excluded.entered_at, wake_at = excluded.wake_at, lease_owner = NULL,"
-    " lease_until = NULL, data = excluded.data"
+    " lease_until = NULL, data = excluded.data, partition = excluded.partition"
+)
+#: A handover: the active instances of each profile filed under the handing partition go to the
+#: profile's new one. ``journey_instances_profile`` finds them; the batch's own instances are
+#: already stored (and locked) by then.
+_MOVE_INSTANCES = (
+    "UPDATE journey_instances AS i SET partition = m.target"
+    " FROM unnest(%b::text[], %b::int[]) AS m(profile_id, target)"
+    " WHERE i.profile_id = m.profile_id AND i.partition = %b::int AND i.status = 'active'"
 )
 _UPSERT_ENTRIES = (
     "INSERT INTO journey_entries"
@@ -82,13 +93,17 @@ _CLAIM_TIMERS = (
     "WITH due AS ("
     " SELECT id FROM journey_instances"
     " WHERE status = 'active' AND wake_at <= %(now)s"
-    " AND (lease_until IS NULL OR lease_until <= %(now)s)"
+    " AND (lease_until IS NULL OR lease_until <= %(now)s){partition}"
     " ORDER BY wake_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     "), leased AS ("
     " UPDATE journey_instances AS i SET lease_owner = %(owner)s, lease_until = %(until)s"
     " FROM due WHERE i.id = due.id RETURNING i.wake_at, i.data"
     ") SELECT data FROM leased ORDER BY wake_at"
 )
+#: The same for one partition: ``partition = p`` with the timers' predicate selects
+#: ``journey_partition_timers(partition, wake_at)``, read in ``wake_at`` order from ``p``'s start.
+_CLAIM_ALL_TIMERS = _CLAIM_TIMERS.format(partition="")
+_CLAIM_PARTITION_TIMERS = _CLAIM_TIMERS.format(partition=" AND partition = %(partition)s")
 
 
 class PgRunStore:
@@ -99,23 +114,37 @@ class PgRunStore:
         self._db = db
         migrate(db)
 
-    def processed_seq(self) -> int:
+    def processed_seq(self, partition: int | None = None) -> int:
         with self._db.read() as conn:
-            seq: int = scalar(conn, "SELECT processed_seq FROM journey_progress WHERE id = 1")
+            if partition is None:
+                seq: int = scalar(conn, "SELECT processed_seq FROM journey_progress WHERE id = 1")
+            else:
+                seq = scalar(
+                    conn,
+                    "SELECT coalesce((SELECT processed_seq FROM journey_partitions"
+                    " WHERE partition = %s), 0)",
+                    partition,
+                )
         return seq
 
-    def load(self, profile_ids: Collection[str]) -> tuple[list[Instance], list[EntryRecord]]:
+    def load(
+        self, profile_ids: Collection[str], partition: int | None = None
+    ) -> tuple[list[Instance], list[EntryRecord]]:
         if not profile_ids:
             return [], []
-        wanted = (list(set(profile_ids)),)
+        wanted = list(set(profile_ids))
+        active = (
+            "SELECT data FROM journey_instances WHERE profile_id = ANY(%s) AND status = 'active'"
+        )
         with self._db.read() as conn:
-            instances = conn.execute(
-                "SELECT data FROM journey_instances"
-                " WHERE profile_id = ANY(%s) AND status = 'active'",
-                wanted,
-            ).fetchall()
+            if partition is None:
+                instances = conn.execute(active, (wanted,)).fetchall()
+            else:
+                filed = f"{active} AND partition = %s"
+                instances = conn.execute(filed, (wanted, partition)).fetchall()
             entries = conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM journey_entries WHERE profile_id = ANY(%s)", wanted
+                f"SELECT {_ENTRY_COLUMNS} FROM journey_entries WHERE profile_id = ANY(%s)",
+                (wanted,),
             ).fetchall()
         return [_decode_instance(data) for (data,) in instances], [_entry(row) for row in entries]
 
@@ -128,12 +157,21 @@ class PgRunStore:
             ).fetchall()
         return [_decode_instance(data) for (data,) in rows]
 
-    def claim_timers(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Instance]:
+    def claim_timers(
+        self, now: int, limit: int, owner: str, lease_ms: int, partition: int | None = None
+    ) -> list[Instance]:
         if limit <= 0:
             return []
-        params = {"now": now, "limit": limit, "owner": owner, "until": now + lease_ms}
+        params = {
+            "now": now,
+            "limit": limit,
+            "owner": owner,
+            "until": now + lease_ms,
+            "partition": partition,
+        }
+        query = _CLAIM_ALL_TIMERS if partition is None else _CLAIM_PARTITION_TIMERS
         with self._db.write() as conn:
-            rows = conn.execute(_CLAIM_TIMERS, params).fetchall()
+            rows = conn.execute(query, params).fetchall()
         return [_decode_instance(data) for (data,) in rows]
 
     def commit(self, update: JourneyUpdate) -> None:
@@ -144,21 +182,24 @@ class PgRunStore:
         outbox = _outbox_rows(update.outbox)
         visits = [astuple(visit) for visit in update.visits]  # columns in field order
         ticks = sorted(update.schedule_ticks.items())
+        moves = sorted(update.moves.items())
+        # Without a partition, instances are filed under 0 (the contract), and so moved from it.
+        filed_under = 0 if update.partition is None else update.partition
         with self._db.write() as conn:
             if update.after_seq is not None:
-                _check_cursor(conn, update.after_seq)
+                _check_cursor(conn, update.after_seq, update.partition)
             if update.fence is not None:
                 check_fence(conn, update.fence)
-            _write(conn, _UPSERT_INSTANCES, instances)
+            if instances:
+                conn.execute(_UPSERT_INSTANCES, [filed_under, *columns(instances)])
             _write(conn, _UPSERT_ENTRIES, entries)
             _write(conn, _INSERT_OUTBOX, outbox)
             _write(conn, _APPEND_VISITS, visits)
             _write(conn, _UPSERT_SCHEDULES, ticks)
+            if moves:
+                conn.execute(_MOVE_INSTANCES, [*columns(moves), filed_under])
             if update.after_seq is not None and update.processed_seq is not None:
-                conn.execute(
-                    "UPDATE journey_progress SET processed_seq = %s WHERE id = 1",
-                    (update.processed_seq,),
-                )
+                _set_cursor(conn, update.processed_seq, update.partition)
 
     def schedule_ticks(self) -> dict[str, int]:
         with self._db.read() as conn:
@@ -190,13 +231,51 @@ class PgRunStore:
         return [_decode_instance(data) for _, data in rows], [_visit(row) for row in visits]
 
 
-def _check_cursor(conn: psycopg.Connection, after_seq: int) -> None:
+def _check_cursor(conn: psycopg.Connection, after_seq: int, partition: int | None) -> None:
     """Raise unless the cursor is at ``after_seq``, holding its row until the commit ends."""
-    current = scalar(conn, "SELECT processed_seq FROM journey_progress WHERE id = 1 FOR UPDATE")
+    if partition is None:
+        current = scalar(conn, "SELECT processed_seq FROM journey_progress WHERE id = 1 FOR UPDATE")
+        where = ""
+    else:
+        current = _lock_partition_cursor(conn, partition)
+        where = f" in partition {partition}"
     if current != after_seq:
         raise StoreError(
-            f"journey batch read events after seq {after_seq}, but the store is at {current}:"
-            " another journey runtime is running"
+            f"journey batch read events after seq {after_seq}{where}, but the store is at"
+            f" {current}: another journey runtime is running"
+        )
+
+
+def _lock_partition_cursor(conn: psycopg.Connection, partition: int) -> int:
+    """The partition's cursor, its row locked until the commit ends; the row is made (at 0) by
+    the first commit naming the partition. Of two commits making it at once, the second's insert
+    waits for the first to end, then does nothing, and its ``FOR UPDATE`` reads the first's
+    cursor: the same order as for a row that was there."""
+    select = "SELECT processed_seq FROM journey_partitions WHERE partition = %s FOR UPDATE"
+    row = conn.execute(select, (partition,)).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO journey_partitions(partition, processed_seq) VALUES (%s, 0)"
+            " ON CONFLICT(partition) DO NOTHING",
+            (partition,),
+        )
+        row = conn.execute(select, (partition,)).fetchone()
+        if row is None:
+            raise StoreError(f"journey partition {partition} has no cursor row after inserting it")
+    current: int = row[0]
+    return current
+
+
+def _set_cursor(conn: psycopg.Connection, processed_seq: int, partition: int | None) -> None:
+    """Move the cursor :func:`_check_cursor` locked."""
+    if partition is None:
+        conn.execute(
+            "UPDATE journey_progress SET processed_seq = %s WHERE id = 1", (processed_seq,)
+        )
+    else:
+        conn.execute(
+            "UPDATE journey_partitions SET processed_seq = %s WHERE partition = %s",
+            (processed_seq, partition),
         )
 
 

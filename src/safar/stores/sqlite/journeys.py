@@ -1,7 +1,7 @@
 """SQLite journey state (migration component ``journeys``) and :class:`safar.ports.JourneyStore`.
 
 This module owns the schema of every journey table; the other ports over them live beside it:
-:mod:`~safar.stores.sqlite.runs` (instances, timers, entry records, visits, the cursor),
+:mod:`~safar.stores.sqlite.runs` (instances, timers, entry records, visits, the cursors),
 :mod:`~safar.stores.sqlite.outbox` and :mod:`~safar.stores.sqlite.delivery`. ADR 8 explains the
 layout. Whole structs are stored as JSON: everything customers send arrives as JSON, so JSON can
 hold any value a journey context picks up (MessagePack refuses integers past 64 bits).
@@ -125,6 +125,19 @@ _MIGRATIONS: list[Migration] = [
     CREATE TABLE journey_schedules(
         journey_id TEXT PRIMARY KEY NOT NULL,
         tick INTEGER NOT NULL
+    )
+    """,
+    # Work-feed partitions (ADR 12). Adding a column with a constant default rewrites no rows:
+    # existing instances are filed under partition 0. The partition timer index leaves out
+    # partition 0, where every instance of an installation without a feed is filed, so those
+    # writes maintain one timer index as before (see safar.stores.sqlite.runs).
+    """
+    ALTER TABLE journey_instances ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX journey_partition_timers ON journey_instances(partition, wake_at, lease_until)
+        WHERE status = 'active' AND wake_at IS NOT NULL AND partition <> 0;
+    CREATE TABLE journey_partitions(
+        partition INTEGER PRIMARY KEY,
+        processed_seq INTEGER NOT NULL
     )
     """,
 ]

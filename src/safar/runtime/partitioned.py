@@ -1,0 +1,98 @@
+"""Partition owners: the journeys of the work-feed partitions a process holds (ADR 12).
+
+With a work feed configured, the stepper (under its lease, one process at a time) folds events
+into profiles and audiences, runs schedules and publishes every event to its customer's
+partition; it no longer steps journeys. :class:`PartitionWorker` does, in as many processes as
+there are workers: it holds the partitions :class:`~safar.runtime.partitions.PartitionLeases`
+assigns it, and for each one steps the feed's next batch and the partition's due timers, every
+commit carrying that partition's fence. Workers joining, leaving or dying move partitions between
+them within about a lease; the cursors and timers are the store's, so a partition continues where
+its last owner committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from safar.config import Settings
+from safar.core.identity import IdentityRules
+from safar.errors import SafarError
+from safar.ports import Clock, WorkFeed
+from safar.runtime.journeys import JourneyRuntime
+from safar.runtime.partitions import PartitionLeases
+from safar.runtime.plans import PlanBook
+from safar.runtime.turns import attempt
+from safar.stores.bundle import Stores
+
+
+class PartitionWorker:
+    """Steps journeys for the partitions this process holds (see the module docstring)."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        settings: Settings,
+        clock: Clock,
+        feed: WorkFeed,
+        *,
+        owner: str = "partitions",
+    ) -> None:
+        from safar.runtime.worker import audience_reader, load_policy
+
+        self._feed = feed
+        self.owner = owner
+        self.reader = audience_reader(stores, clock)
+        self.runtime = JourneyRuntime(
+            stores.events,
+            self.reader,
+            stores.journeys,
+            stores.runs,
+            IdentityRules(settings.identity),
+            clock,
+            plans=PlanBook(default_timezone=load_policy(settings).default_timezone),
+            owner=owner,
+        )
+        self.leases = PartitionLeases(
+            stores.leases,
+            owner,
+            clock,
+            int(settings.workers.lease_seconds * 1000),
+            feed.partitions,
+        )
+
+    def step_once(self) -> int:
+        """One round over the partitions held now: each one's next feed batch and due timers."""
+        done = 0
+        for partition, fence in sorted(self.leases.hold().items()):
+            self.runtime.fence = fence
+            done += self.runtime.run_partition(self._feed, partition)
+            done += self.runtime.run_timers(partition=partition)
+        return done
+
+    def refresh(self) -> None:
+        """Re-read the journey catalog and forget cached audiences (after publishes)."""
+        self.runtime.refresh()
+        self.reader.invalidate()
+
+    def run(self, stop: threading.Event, idle_wait: float = 0.01, refresh: float = 2.0) -> None:
+        """Step rounds until ``stop`` is set; then give the partitions up so other workers take
+        them at once. A failed round is retried: every batch is redone from the store."""
+        import time
+
+        refreshed = time.monotonic()
+
+        def turn() -> int:
+            nonlocal refreshed
+            if time.monotonic() - refreshed > refresh:
+                self.refresh()
+                refreshed = time.monotonic()
+            return self.step_once()
+
+        try:
+            while not stop.is_set():
+                if attempt(turn, stop, "partition stepping") == 0:
+                    stop.wait(idle_wait)
+        finally:
+            with contextlib.suppress(SafarError):
+                self.leases.release_all()

@@ -1,0 +1,209 @@
+"""Journeys stepped by partition owners from a work feed (ADR 12): a customer who was two customers
+in two partitions is handed over in order; schedules enter through entry requests; two partition
+workers on SQLite share the partitions, and one taking over from a dead one loses nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from safar.config import load_settings
+from safar.core.assignment import partition_of
+from safar.model.journeys import Entry, Journey, Send, Wait
+from safar.runtime.catalog import publish
+from safar.runtime.partitioned import PartitionWorker
+from safar.runtime.partitions import PARTITION_PREFIX
+from safar.runtime.worker import Worker
+from safar.stores.bundle import open_sqlite_stores
+from safar.stores.memory.work import MemoryWorkFeed
+from safar.testing import FakeClock
+from safar.testing.journeys import JourneyHarness, RecordingChannel
+
+HOUR = 3_600_000
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def reminder(journey_id: str = "reminder", template: str = "t", **entry: Any) -> Journey:
+    """An hour after entry, one email."""
+    return Journey(
+        id=journey_id,
+        name=journey_id,
+        entry=Entry(**({"event": "Product Added"} | entry)),
+        steps=(
+            Wait(id="later", duration_ms=HOUR),
+            Send(id="mail", channel="email", template=template),
+        ),
+    )
+
+
+def harness(partitions: int) -> JourneyHarness:
+    h = JourneyHarness(partitions=partitions)
+    h.publish(reminder())
+    return h
+
+
+def split_customers(h: JourneyHarness, partitions: int = 3) -> tuple[str, str]:
+    """An anonymous visitor and a known customer whose profiles sit in different partitions (of
+    ``partitions``; profile ids are the same in every harness)."""
+    for n in range(50):
+        h.send({"type": "track", "anonymousId": f"visitor{n}", "event": "Viewed"})
+        h.identify(f"user{n}", {"email": f"user{n}@shop.example"})
+        anon = h.reader.find(("anonymous_id", f"visitor{n}"))
+        known = h.reader.find(("user_id", f"user{n}"))
+        assert anon is not None and known is not None
+        if partition_of(anon.id, partitions) != partition_of(known.id, partitions):
+            return f"visitor{n}", f"user{n}"
+    raise AssertionError("no two customers in different partitions")
+
+
+def test_a_merge_across_partitions_steps_each_journey_once_in_order() -> None:
+    h = harness(partitions=3)
+    visitor, user = split_customers(h)
+    h.send({"type": "track", "anonymousId": visitor, "event": "Product Added"})
+    h.send({"type": "track", "userId": user, "event": "Product Added", "properties": {"sku": "b"}})
+    # The visitor signs in: two customers, each inside the journey in their own partition,
+    # become one.
+    h.send({"type": "identify", "userId": user, "anonymousId": visitor})
+    merged = h.reader.find(("user_id", user))
+    assert merged is not None and merged.merged_from
+    h.advance(hours=2)
+    assert h.feed is not None
+    handovers = [
+        item
+        for p in range(h.feed.partitions)
+        for batch in h.feed.read(p, 0, 10**6)
+        for item in batch.items
+        if item.is_handover
+    ]
+    assert handovers, "the merge crossed partitions"
+    instances, _ = h.stores.runs.history(merged.id, 10)
+    for gone in merged.merged_from:
+        instances += h.stores.runs.history(gone, 10)[0]
+    assert sorted(i.status for i in instances) == ["exited", "exited"]
+    # Both entries ran to the end once: one email each, to the customer they became.
+    assert [m.to for m in h.sent] == [f"{user}@shop.example"] * 2
+    home = partition_of(merged.id, h.feed.partitions)
+    assert all(h.stores.runs.load([i.profile_id], home)[0] == [] for i in instances)
+
+
+def test_a_merge_ends_every_journey_as_stepping_from_the_log_does() -> None:
+    outcomes = []
+    for partitions in (0, 3):
+        h = harness(partitions)
+        h.publish(reminder("second", event="Signed In"))
+        visitor, user = split_customers(h)
+        h.send({"type": "track", "anonymousId": visitor, "event": "Product Added"})
+        h.advance(hours=0.5)
+        h.send({"type": "track", "userId": user, "event": "Product Added"})
+        h.send({"type": "identify", "userId": user, "anonymousId": visitor})
+        h.send({"type": "track", "userId": user, "event": "Signed In"})
+        h.advance(hours=3)
+        profile = h.reader.find(("user_id", user))
+        assert profile is not None
+        found = []
+        for pid in (profile.id, *profile.merged_from):
+            instances, _ = h.stores.runs.history(pid, 10)
+            found += [(i.journey_id, i.status) for i in instances]
+        outcomes.append((sorted(found), sorted((m.to, m.subject) for m in h.sent)))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_schedule_enters_customers_through_entry_requests() -> None:
+    results = []
+    for partitions in (0, 3):
+        h = JourneyHarness(partitions=partitions)
+        for n in range(6):
+            h.identify(f"u{n}", {"email": f"u{n}@shop.example", "vip": n % 2 == 0})
+        scheduled = Journey(
+            id="weekly",
+            name="weekly",
+            entry=Entry(schedule="0 9 * * *", where="profile.traits.vip == true"),
+            steps=(Send(id="mail", channel="email", template="t"),),
+        )
+        h.publish(scheduled)
+        h.advance(days=1)
+        results.append(Counter(m.to for m in h.sent))
+    assert results[0] == results[1] == Counter({f"u{n}@shop.example": 1 for n in (0, 2, 4)})
+
+
+# -- partition workers on SQLite ---------------------------------------------------------------
+
+
+def test_two_partition_workers_share_the_partitions_and_one_takes_over_from_a_dead_one(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    settings = load_settings(data_dir=tmp_path, environ={})
+    settings.workers.lease_seconds = 3
+    (tmp_path / "policy.yaml").write_text("quiet_hours: false\n", encoding="utf-8")
+    settings.journeys.policy_file = str(tmp_path / "policy.yaml")
+    settings.journeys.templates_dir = str(ROOT / "examples/templates")
+    stores = open_sqlite_stores(settings, clock)
+    email = RecordingChannel("email")
+    feed = MemoryWorkFeed(4)
+    try:
+        publish(stores.journeys, reminder(template="welcome_1"), clock.now_ms())
+        stepper = Worker(stores, settings, clock, channels={"email": email}, feed=feed)
+        owners = [
+            PartitionWorker(stores, settings, clock, feed, owner=name) for name in ("w1", "w2")
+        ]
+
+        def rounds(alive: list[PartitionWorker], times: int = 20) -> None:
+            for _ in range(times):
+                stepper.step_once()
+                for owner in alive:
+                    owner.step_once()
+                stepper.dispatcher.run_once()
+
+        def customers(first: int, count: int) -> None:
+            events = []
+            for n in range(first, first + count):
+                body = {"email": f"c{n}@shop.example"}
+                events.append(_event(f"i{n}", "identify", f"c{n}", clock.now_ms(), traits=body))
+                events.append(
+                    _event(f"a{n}", "track", f"c{n}", clock.now_ms(), name="Product Added")
+                )
+            stores.events.append(events)
+
+        customers(0, 20)
+        for _ in range(3):  # two refreshes: both workers see each other and split
+            rounds(owners, 3)
+            clock.advance(ms=1100)
+        held = stores.leases.holders(clock.now_ms())
+        split = Counter(o for n, o in held.items() if n.startswith(PARTITION_PREFIX))
+        assert split == Counter({"w1": 2, "w2": 2})
+
+        # w2 dies (is never called again): its partitions come to w1 after the lease.
+        customers(20, 20)
+        rounds(owners[:1])
+        clock.advance(ms=4000)
+        rounds(owners[:1])  # takes w2's partitions, where the new customers enter now
+        clock.advance(ms=HOUR)
+        rounds(owners[:1])
+        held = stores.leases.holders(clock.now_ms())
+        assert {o for n, o in held.items() if n.startswith(PARTITION_PREFIX)} == {"w1"}
+        sent = Counter(m.to for m in email.sent)
+        assert sent == Counter({f"c{n}@shop.example": 1 for n in range(40)})
+    finally:
+        stores.close()
+
+
+def _event(mid: str, kind: str, user: str, at: int, *, name: str | None = None, **body: Any) -> Any:
+    from safar.model.events import Event, iso
+
+    payload = {"type": kind, "userId": user, "messageId": mid, "timestamp": iso(at), **body}
+    if name:
+        payload["event"] = name
+    return Event(
+        source_id="test",
+        message_id=mid,
+        type=kind,
+        name=name,
+        user_id=user,
+        timestamp=at,
+        received_at=at,
+        body=msgspec.json.encode(payload),
+    )
