@@ -23,7 +23,8 @@ from tests.test_profiler import Harness, ev
 class Setup:
     """Profiles folded from a list log, published to a memory feed of ``partitions``."""
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, *, routes: bool = True) -> None:
+        """``routes``: the publisher takes the profile processor's routes as hints."""
         self.harness = Harness(MemoryProfileStore())
         self.feed = MemoryWorkFeed(partitions)
         self.publisher = FeedPublisher(
@@ -31,6 +32,7 @@ class Setup:
             self.harness.store,
             self.feed,
             IdentityRules(IdentitySettings()),
+            routes=self.harness.processor.routes if routes else None,
         )
 
     def send(self, *events: Event, batch: int = 5000) -> None:
@@ -76,17 +78,36 @@ def test_nothing_is_published_before_the_profile_processor_applied_it() -> None:
     assert sum(len(found) for found in setup.items().values()) == 1
 
 
-def _two_partitions() -> tuple[int, Setup, str, str]:
+def _two_partitions(routes: bool = True) -> tuple[int, Setup, str, str]:
     """A setup where the first two profiles (``p1`` for a1, ``p2`` for u1) fall in different
     partitions."""
     for partitions in range(2, 16):
         if partition_of("p1", partitions) != partition_of("p2", partitions):
-            return partitions, Setup(partitions), "p1", "p2"
+            return partitions, Setup(partitions, routes=routes), "p1", "p2"
     raise AssertionError("no partition count separates p1 and p2")
 
 
-def test_a_merge_across_partitions_hands_the_customer_over_and_waits_for_it() -> None:
-    partitions, setup, anon_profile, user_profile = _two_partitions()
+def test_remembered_routes_spare_the_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
+    setup = Setup(partitions=4)
+    lookups: list[int] = []
+    find_many = setup.harness.store.find_many
+    monkeypatch.setattr(
+        setup.harness.store, "find_many", lambda ids: lookups.append(len(ids)) or find_many(ids)
+    )
+    setup.send(*(ev(user=f"u{n}", event="Viewed") for n in range(10)))
+    setup.publish()
+    assert lookups == []
+    setup.harness.processor.routes.clear()  # forgotten (a restart): looked up instead
+    setup.send(ev(user="u1"), ev(user="u2"))
+    setup.harness.processor.routes.clear()
+    setup.publish()
+    assert lookups == [2]
+    assert sum(len(found) for found in setup.items().values()) == 12
+
+
+@pytest.mark.parametrize("routes", [True, False])
+def test_a_merge_across_partitions_hands_the_customer_over_and_waits_for_it(routes: bool) -> None:
+    partitions, setup, anon_profile, user_profile = _two_partitions(routes)
     setup.send(ev(anon="a1", event="Viewed"), ev(anon="a1", event="Viewed"))
     setup.send(ev(user="u1", event="Signed Up"))
     setup.publish()
@@ -135,13 +156,14 @@ def _streams(draw: st.DrawFn) -> list[Event]:
     return events
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stream=_streams(),
     partitions=st.integers(1, 4),
     process_batch=st.integers(1, 6),
     publish_batch=st.integers(1, 6),
     publish_every=st.integers(1, 4),
+    routes=st.booleans(),
 )
 def test_any_stream_is_published_once_in_order_with_a_handover_for_every_move(
     stream: list[Event],
@@ -149,8 +171,9 @@ def test_any_stream_is_published_once_in_order_with_a_handover_for_every_move(
     process_batch: int,
     publish_batch: int,
     publish_every: int,
+    routes: bool,
 ) -> None:
-    setup = Setup(partitions)
+    setup = Setup(partitions, routes=routes)
     for start in range(0, len(stream), publish_every):
         setup.send(*stream[start : start + publish_every], batch=process_batch)
         setup.publish(batch=publish_batch)

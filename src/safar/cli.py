@@ -140,6 +140,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     journeys.add_argument("--json", action="store_true", help="print the result as JSON")
     journeys.set_defaults(run=_bench_journeys)
+    parts = bench_sub.add_parser(
+        "partitions", parents=[common], help="journeys stepped by 0, 1 and 2 partition owners"
+    )
+    parts.add_argument("--postgres", metavar="URL", required=True, help="scratch schemas here")
+    parts.add_argument("--nats", metavar="URL", help="NATS with JetStream (default: a private one)")
+    parts.add_argument("--customers", type=int, default=20_000)
+    parts.add_argument(
+        "--owners", default="0,1,2", help="partition owners per run, comma-separated (0: none)"
+    )
+    parts.add_argument("--repeat", type=int, default=1, help="turns; each reports its median")
+    parts.add_argument("--json", action="store_true", help="print the result as JSON")
+    parts.set_defaults(run=_bench_partitions)
     cel = bench_sub.add_parser("cel", parents=[common], help="CEL conditions against peers")
     cel.add_argument("--iterations", type=int, default=200_000)
     cel.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -340,6 +352,23 @@ def _bench_journeys(args: argparse.Namespace, settings: Settings) -> int:
         parts=(args.only,) if args.only else PARTS,
         as_json=args.json,
         postgres=args.postgres,
+    )
+
+
+def _bench_partitions(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.bench.partitions import run_partitions_bench
+
+    try:
+        owners = tuple(int(n) for n in args.owners.split(","))
+    except ValueError:
+        raise ConfigError(f"--owners takes counts like 0,1,2, not {args.owners!r}") from None
+    return run_partitions_bench(
+        args.postgres,
+        args.nats,
+        customers=args.customers,
+        owners=owners,
+        repeat=args.repeat,
+        as_json=args.json,
     )
 
 

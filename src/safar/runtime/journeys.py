@@ -118,6 +118,10 @@ class JourneyRuntime:
         self.plans.refresh(journeys)
         #: Commands committed to the outbox so far (the worker wakes the dispatcher on change).
         self.queued = 0
+        #: Partition -> (fence epoch, cursor) as this runtime last committed it: while it
+        #: holds the partition at that epoch nobody else moves the cursor, so an idle round
+        #: asks only the feed.
+        self._cursors: dict[int, tuple[int | None, int]] = {}
         #: With partitioned stepping (ADR 12), schedules append entry requests to the log
         #: instead of entering customers (see :meth:`_request_scheduled`).
         self.schedule_by_events = False
@@ -154,7 +158,9 @@ class JourneyRuntime:
         traits), so two partitions holding parts of one customer around a merge never touch
         the same rows; the handover that ends it moves them.
         """
-        after = self._runs.processed_seq(partition)
+        epoch = self.fence.epoch if self.fence is not None else None
+        known = self._cursors.get(partition)
+        after = known[1] if known and known[0] == epoch else self._runs.processed_seq(partition)
         batches = feed.read(partition, after, max_items)
         items, upto = take_ready(batches, self._runs.processed_seq)
         if upto <= after:
@@ -171,7 +177,9 @@ class JourneyRuntime:
             if item.handover is not None:
                 for pid in (item.profile_id, *item.moves):
                     batch.update.moves[pid] = item.handover
+        self._cursors.pop(partition, None)
         self._commit(batch)
+        self._cursors[partition] = (epoch, upto)
         return max(len(items), 1)
 
     def _wanted(self, event: Event) -> bool:

@@ -54,6 +54,10 @@ class KnownState:
             edges.update(loaded.edges)
         return IdentityView(placements=placements, edges=edges)
 
+    def placement(self, identifier: Identifier) -> Placement | None:
+        """Where ``identifier`` is placed, if known."""
+        return self._placements.get(identifier)
+
     def applied(self, update: ProfileUpdate) -> None:
         """Record an update the store has committed."""
         if update.after_seq != self.seq:

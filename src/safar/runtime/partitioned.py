@@ -25,6 +25,10 @@ from safar.runtime.plans import PlanBook
 from safar.runtime.turns import attempt
 from safar.stores.bundle import Stores
 
+#: Milliseconds between looks for due timers in a partition that had none: timers fire up to
+#: this late, and an idle owner asks the store this much less often.
+TIMER_POLL_MS = 50
+
 
 class PartitionWorker:
     """Steps journeys for the partitions this process holds (see the module docstring)."""
@@ -53,6 +57,9 @@ class PartitionWorker:
             plans=PlanBook(default_timezone=load_policy(settings).default_timezone),
             owner=owner,
         )
+        #: Partition -> when to look for its due timers next.
+        self._timers_at: dict[int, int] = {}
+        self._clock = clock
         self.leases = PartitionLeases(
             stores.leases,
             owner,
@@ -62,12 +69,17 @@ class PartitionWorker:
         )
 
     def step_once(self) -> int:
-        """One round over the partitions held now: each one's next feed batch and due timers."""
+        """One round over the partitions held now: each one's next feed batch and due timers
+        (looked for at most every :data:`TIMER_POLL_MS` while there are none)."""
         done = 0
         for partition, fence in sorted(self.leases.hold().items()):
             self.runtime.fence = fence
             done += self.runtime.run_partition(self._feed, partition)
-            done += self.runtime.run_timers(partition=partition)
+            now = self._clock.now_ms()
+            if now >= self._timers_at.get(partition, 0):
+                fired = self.runtime.run_timers(partition=partition)
+                self._timers_at[partition] = now if fired else now + TIMER_POLL_MS
+                done += fired
         return done
 
     def refresh(self) -> None:

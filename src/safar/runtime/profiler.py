@@ -71,6 +71,8 @@ DEFAULT_BATCH = 5000
 #: adds no latency when processing keeps up, and when it lags, bigger batches cost less per
 #: event (each commit's random page writes are shared by more events).
 RUN_BATCH = 20_000
+#: Events whose profile :attr:`ProfileProcessor.routes` remembers before forgetting them all.
+ROUTES_LIMIT = 200_000
 
 
 def time_ordered_id(clock: Clock) -> Callable[[], str]:
@@ -116,6 +118,10 @@ class ProfileProcessor:
         self._clock = clock
         self._new_id = new_id or time_ordered_id(clock)
         self._known = KnownState()
+        #: Event seq -> the profile it was attributed to, for the events of recent batches:
+        #: the feed publisher running beside the processor routes them without a query (a
+        #: hint: the store stays the authority, and merges since are looked up again).
+        self.routes: dict[int, str] = {}
         #: The lease this processor works under, sent with every update (see
         #: :class:`~safar.model.leases.Fence`); None when it runs alone.
         self.fence: Fence | None = None
@@ -127,14 +133,25 @@ class ProfileProcessor:
         if not events:
             return 0
         try:
-            update = self._update(after, events)
+            update, scanned = self._update(after, events)
             update.fence = self.fence
             self._store.apply(update)
         except BaseException:
             self._known.forget()
             raise
         self._known.applied(update)
+        self._route(update, scanned)
         return len(events)
+
+    def _route(self, update: ProfileUpdate, scanned: Scanned) -> None:
+        """Remember each event's profile as of this batch (:attr:`routes`)."""
+        if len(self.routes) > ROUTES_LIMIT:
+            self.routes.clear()
+        placements = update.placements
+        for event, identifiers, _ in scanned.events:
+            placed = placements.get(identifiers[0]) or self._known.placement(identifiers[0])
+            if placed is not None:
+                self.routes[event.seq] = placed.profile_id
 
     def run(
         self, stop: threading.Event, idle_wait: float = 0.05, *, max_events: int = RUN_BATCH
@@ -156,7 +173,7 @@ class ProfileProcessor:
             if done == 0:
                 stop.wait(idle_wait)
 
-    def _update(self, after: int, events: Sequence[Event]) -> ProfileUpdate:
+    def _update(self, after: int, events: Sequence[Event]) -> tuple[ProfileUpdate, Scanned]:
         scanned = scan(events, self._rules, self._known.edge_keys, self._known.pairs)
         update = ProfileUpdate(
             after_seq=after,
@@ -167,7 +184,7 @@ class ProfileProcessor:
         if scanned.events:
             view = self._known.load(self._store, after, scanned.seen.keys(), scanned.edges.keys())
             _Step(self._store, self._rules, self._new_id, self._clock, scanned, view, update).run()
-        return update
+        return update, scanned
 
 
 class _Step:

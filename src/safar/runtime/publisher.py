@@ -6,9 +6,11 @@ Per batch:
 1. read the events after ``feed.published_seq()``, never past what the profile processor (and
    the audience processor) have applied: the partition owners then see current profiles and
    segments;
-2. one :meth:`~safar.ports.ProfileReader.find_many` for their customers: each event goes to the
-   partition of its customer's profile id *now* (:func:`~safar.core.assignment.partition_of`),
-   so an event published after a merge already goes to the merged customer's partition;
+2. each event goes to the partition of its customer's profile id *now*
+   (:func:`~safar.core.assignment.partition_of`), so an event published after a merge already
+   goes to the merged customer's partition: the profile the profile processor attributed it to
+   when it remembers it and no merge touched that profile since, else one
+   :meth:`~safar.ports.ProfileReader.find_many` for the rest;
 3. around merges and moves of identifiers (rare: :meth:`~safar.ports.ProfileReader.reshaped`
    is usually empty), the partitions that held part of a customer get a handover, and the
    customer's first item in its partition waits for them (see :class:`~safar.model.work.WorkItem`);
@@ -22,12 +24,12 @@ process holds the profile processor's lease.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from safar.core.assignment import partition_of
 from safar.core.identity import IdentityRules, extract
 from safar.model.events import Event
-from safar.model.profiles import Identifier, Profile
+from safar.model.profiles import Identifier
 from safar.model.work import WorkItem
 from safar.ports import EventLog, ProfileReader, WorkFeed
 
@@ -47,14 +49,19 @@ class FeedPublisher:
         rules: IdentityRules,
         *,
         behind: Sequence[Callable[[], int]] = (),
+        routes: Mapping[int, str] | None = None,
     ) -> None:
         """``behind``: the cursors of other processors (the audience processor's, say) the
-        feed must not get ahead of, besides the profile processor's."""
+        feed must not get ahead of, besides the profile processor's. ``routes``: event seq ->
+        its profile when the profile processor applied it, for events it remembers
+        (:attr:`~safar.runtime.profiler.ProfileProcessor.routes`), so that only the others
+        are looked up."""
         self._events = events
         self._profiles = profiles
         self._feed = feed
         self._rules = rules
         self._behind = behind
+        self._routes: Mapping[int, str] = routes if routes is not None else {}
 
     def run_once(self, max_events: int = PUBLISH_BATCH) -> int:
         """Publish the next range; returns how many events it held (0: nothing to do)."""
@@ -71,28 +78,37 @@ class FeedPublisher:
 
     def route(self, events: Sequence[Event], after: int, ready: int) -> dict[int, list[WorkItem]]:
         """The items of these events, by partition, with the handovers their merges need."""
-        heads: list[Identifier | None] = []
-        for event in events:
-            identifiers = extract(event, self._rules).identifiers
-            heads.append(identifiers[0] if identifiers else None)
-        found = self._profiles.find_many({h for h in heads if h is not None})
-        partitions = self._feed.partitions
-        firsts: dict[str, tuple[int, Profile]] = {}
-        routed: list[tuple[int, WorkItem]] = []
-        for event, head in zip(events, heads, strict=True):
-            profile = found.get(head) if head is not None else None
-            if profile is None:
-                continue  # no identifier that links to anyone: no customer to step
-            firsts.setdefault(profile.id, (event.seq, profile))
-            routed.append((partition_of(profile.id, partitions), WorkItem(event.seq, profile.id)))
         # Merges the profile processor applied in a batch that ends after ``after``: any of
         # them may have been caused by an event of this range (ranges and the processor's
         # batches need not line up), so looking too far only adds handovers that move nothing.
         reshaped = set(self._profiles.reshaped(after, ready))
+        # Each event's profile: remembered from the profile processor unless a merge or move
+        # may have changed it since (then, and for events not remembered, looked up now).
+        pids = [self._routes.get(event.seq) for event in events]
+        heads: dict[int, Identifier] = {}
+        for n, (event, pid) in enumerate(zip(events, pids, strict=True)):
+            if pid is None or pid in reshaped:
+                identifiers = extract(event, self._rules).identifiers
+                if identifiers:
+                    heads[n] = identifiers[0]
+                pids[n] = None
+        found = self._profiles.find_many(set(heads.values())) if heads else {}
+        current = {profile.id: profile for profile in found.values()}
+        for n, head in heads.items():
+            profile = found.get(head)
+            pids[n] = profile.id if profile is not None else None
+        partitions = self._feed.partitions
+        firsts: dict[str, int] = {}
+        routed: list[tuple[int, WorkItem]] = []
+        for event, pid in zip(events, pids, strict=True):
+            if pid is None:
+                continue  # no identifier that links to anyone: no customer to step
+            firsts.setdefault(pid, event.seq)
+            routed.append((partition_of(pid, partitions), WorkItem(event.seq, pid)))
         waits: dict[int, tuple[int, ...]] = {}
         handovers: list[tuple[int, WorkItem]] = []
         for pid in sorted(reshaped & firsts.keys()):
-            seq, profile = firsts[pid]
+            seq, profile = firsts[pid], current[pid]
             home = partition_of(pid, partitions)
             others = self._related(pid, reshaped)
             away = sorted({partition_of(o, partitions) for o in others} - {home})

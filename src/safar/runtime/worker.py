@@ -241,6 +241,7 @@ class Worker:
                     self._feed,
                     IdentityRules(self._settings.identity),
                     behind=(self._stores.audiences.processed_seq,),
+                    routes=self.profiler.routes,
                 )
             return self.publisher.run_once()
         except SafarError as exc:

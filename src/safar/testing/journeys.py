@@ -162,6 +162,7 @@ class JourneyHarness:
                 self.feed,
                 IdentityRules(rules),
                 behind=(self.stores.audiences.processed_seq,),
+                routes=self.profiler.routes,
             )
             if self.feed is not None
             else None
