@@ -15,10 +15,10 @@ told to go. A run ends when every event has gone through journeys: the stepper's
 from __future__ import annotations
 
 import multiprocessing
-import os
 import resource
 import tempfile
 import time
+import uuid
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from safar.bench.journeys_e2e import (
 )
 from safar.bench.postgres import scratch_schema
 from safar.config import Settings, load_settings
+from safar.testing.nats import delete_streams_at
 
 PARTITIONS = 8
 #: How often the main process checks whether a run is done, and when it gives up.
@@ -144,6 +145,7 @@ def _run(postgres: str, nats: str, customers: int, owners: int) -> dict[str, Any
                 seconds = time.perf_counter() - started
                 if feed is not None:
                     feed.close()
+                    delete_streams_at(nats, [settings.bus.stream])
             finally:
                 stop.set()
                 cpu = dict(used.get(timeout=60) for _ in procs)
@@ -172,8 +174,9 @@ def _settings(data: Path, url: str, nats: str, owners: int) -> Settings:
     settings.journeys.policy_file = str(data / "policy.yaml")
     settings.bus.url = nats
     settings.bus.partitions = PARTITIONS
-    settings.bus.stream = f"SAFAR_BENCH_{os.getpid()}_{owners}"
-    settings.bus.subject = f"safar.bench.{os.getpid()}.{owners}"
+    token = uuid.uuid4().hex[:12]
+    settings.bus.stream = f"SAFAR_BENCH_{token}"
+    settings.bus.subject = f"safar.bench.{token}"
     # Short leases: the second owner gets its share within about a second of the start.
     settings.workers.lease_seconds = 2
     return settings

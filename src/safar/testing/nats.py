@@ -79,7 +79,13 @@ def delete_streams() -> None:
     if not names or _server_url is None or _private is not None:
         return
     with contextlib.suppress(Exception):
-        asyncio.run(asyncio.wait_for(_delete(_server_url, names), _DELETE_WAIT_S))
+        delete_streams_at(_server_url, names)
+
+
+def delete_streams_at(url: str, names: list[str]) -> None:
+    """Delete these streams of the server at ``url`` (those missing are skipped), waiting a few
+    seconds at most."""
+    asyncio.run(asyncio.wait_for(_delete(url, names), _DELETE_WAIT_S))
 
 
 async def _delete(url: str, names: list[str]) -> None:
