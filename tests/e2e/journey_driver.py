@@ -13,10 +13,16 @@ instances, sent messages, segments, computed trait and membership-change events)
 ``DATA_DIR/done``.
 
 Prints ``running`` once the stores are open, so a test knows start-up is over.
+
+With ``SAFAR_DRIVER_NATS`` set to a NATS server, journeys are stepped as partitioned workers do
+(ADR 12): the stepper publishes to a work feed of :data:`PARTITIONS` partitions on that server
+(its stream named after the data directory, so every life of a run shares it), and a partition
+owner steps them, in the same loop.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -26,7 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from safar.config import IngestSettings, JourneySettings, Settings, StorageSettings
+from safar.config import (
+    BusSettings,
+    IngestSettings,
+    JourneySettings,
+    Settings,
+    StorageSettings,
+)
 from safar.definitions import parse_audience, parse_journey
 from safar.ingest.validate import event_from_json
 from safar.model.events import Event, iso
@@ -34,9 +46,10 @@ from safar.model.messages import CHANNELS, Receipt, RenderedMessage
 from safar.runtime import audience_catalog
 from safar.runtime.audience_view import AudienceReader
 from safar.runtime.catalog import publish
+from safar.runtime.partitioned import PartitionWorker
 from safar.runtime.profiler import ProfileProcessor
 from safar.runtime.worker import Worker
-from safar.stores.bundle import Stores, open_stores
+from safar.stores.bundle import Stores, open_feed, open_stores
 from safar.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +66,8 @@ TICK_MS = 20 * MINUTE
 #: 1 h + 1 d, so after 4 days every journey has ended, with a margin for timers a crash delays.
 TICKS = 4 * 24 * HOUR // TICK_MS
 CUSTOMERS = 8000
+#: Partitions of the work feed with SAFAR_DRIVER_NATS.
+PARTITIONS = 4
 AUDIENCES = (
     "{id: carts, compute: {event: Product Added}}",
     "{id: browsing, name: Cart without an order, where: {all: [{performed: Product Added,"
@@ -141,7 +156,16 @@ class FileChannel:
 
 
 def settings_for(data_dir: Path) -> Settings:
+    nats = os.environ.get("SAFAR_DRIVER_NATS", "")
+    token = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    bus = BusSettings(
+        url=nats,
+        partitions=PARTITIONS,
+        stream=f"SAFAR_DRIVER_{token}",
+        subject=f"safar.driver.{token}",
+    )
     return Settings(
+        bus=bus,
         data_dir=str(data_dir),
         # "normal" survives a killed process (not a power cut), which is what is tested here.
         storage=StorageSettings(synchronous="normal"),
@@ -175,8 +199,8 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
-def run_to_rest(worker: Worker) -> None:
-    while worker.step_once() + worker.dispatcher.run_once():
+def run_to_rest(worker: Worker, owner: PartitionWorker | None) -> None:
+    while worker.step_once() + (owner.step_once() if owner else 0) + worker.dispatcher.run_once():
         pass
 
 
@@ -226,20 +250,26 @@ def main(data_dir: Path, sent_file: Path) -> None:
         publish(stores.journeys, parse_journey(JOURNEY.read_text(encoding="utf-8")), time(0))
         for text in AUDIENCES:
             audience_catalog.publish(stores.audience_catalog, parse_audience(text), time(0))
-        worker = Worker(stores, settings, clock, channels=channels)
+        feed = open_feed(settings)
+        worker = Worker(stores, settings, clock, channels=channels, feed=feed)
         worker.profiler = ProfileProcessor(
             stores.events, stores.profiles, settings.identity, clock, deterministic_ids(clock)
         )
+        owner = None
+        if feed is not None:
+            owner = PartitionWorker(stores, settings, clock, feed, owner="driver")
         limits = IngestSettings()
         while tick < TICKS:
             clock.advance_to(time(tick))
             if tick in events:
                 stores.events.append([_event(body, tick, limits) for body in events[tick]])
-            run_to_rest(worker)
+            run_to_rest(worker, owner)
             tick += 1
             write_atomically(tick_file, str(tick))
         final = final_state(stores, clock)
         write_atomically(data_dir / "final.json", json.dumps(final, indent=1))
+        if feed is not None:
+            feed.close()
     os.close(fd)
     write_atomically(data_dir / "done", "")
 

@@ -6,10 +6,13 @@ trait and the same membership-change events (none lost, none twice) as in the un
 run.
 
 The run is ``tests/e2e/journey_driver.py`` (a shop's abandoned carts over four simulated days,
-on the SQLite stores). The test runs it once uninterrupted for the reference, then again in a
-fresh data directory, killed with SIGKILL a random 0.05-0.6 s after each start-up (shorter on a
-machine fast enough to finish the run within MIN_KILLS such lives) until :data:`KILLS` kills
-have landed mid-run, and lets that run finish. ``SAFAR_KILL_SEED`` replays a seed a failure
+on the SQLite stores). The killed run steps journeys from the log as the reference does, or, in
+the second case, by a partition owner from a work feed on NATS JetStream (ADR 12): every
+customer must still end as in the reference. The test runs it once uninterrupted for the
+reference, then again in a fresh data directory, killed with SIGKILL a random 0.05-0.6 s after
+each start-up (shorter on a machine fast enough to finish the run within MIN_KILLS such lives)
+until :data:`KILLS` kills have landed mid-run, and lets that run finish. ``SAFAR_KILL_SEED``
+replays a seed a failure
 printed (the kill times, not the machine's speed).
 
 A provider may be handed a key again after a crash: the dispatcher settles a claimed batch
@@ -45,9 +48,10 @@ SHORTEST, LONGEST = 0.05, 0.6
 class Driver:
     """One life of the driver process."""
 
-    def __init__(self, data_dir: Path, sent_file: Path) -> None:
+    def __init__(self, data_dir: Path, sent_file: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(DRIVER), str(data_dir), str(sent_file)],
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -95,9 +99,9 @@ class Driver:
         return self._stderr
 
 
-def run_uninterrupted(data_dir: Path, sent_file: Path) -> float:
+def run_uninterrupted(data_dir: Path, sent_file: Path, env: dict[str, str] | None = None) -> float:
     """Run the driver to the end; returns how long its work took (start-up excluded)."""
-    driver = Driver(data_dir, sent_file)
+    driver = Driver(data_dir, sent_file, env)
     driver.wait_running()
     started = time.monotonic()
     driver.finish()
@@ -160,7 +164,19 @@ def resent_suffix(segment: list[str], later: set[str]) -> list[str]:
     return segment[first:]
 
 
-def test_kill_9_during_journeys_loses_and_repeats_nothing(tmp_path: Path) -> None:
+@pytest.fixture(params=["log", "partitions"])
+def killed_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """How the killed run steps journeys: from the log like the reference, or by a partition
+    owner from a work feed on NATS (ADR 12), which must end everything the same way."""
+    if request.param == "log":
+        return {}
+    nats = request.getfixturevalue("private_nats")
+    return {"SAFAR_DRIVER_NATS": nats.url}
+
+
+def test_kill_9_during_journeys_loses_and_repeats_nothing(
+    tmp_path: Path, killed_env: dict[str, str]
+) -> None:
     began = time.monotonic()
     ref_dir, ref_sent = tmp_path / "reference", tmp_path / "reference-sent"
     work = run_uninterrupted(ref_dir, ref_sent)
@@ -178,7 +194,7 @@ def test_kill_9_during_journeys_loses_and_repeats_nothing(tmp_path: Path) -> Non
     lives: list[int] = []  # lines in the sent file when each killed life ended
     ticks: list[int] = []  # the tick each kill interrupted
     while len(lives) < KILLS:
-        driver = Driver(data_dir, sent_file)
+        driver = Driver(data_dir, sent_file, killed_env)
         try:
             driver.wait_running()
             time.sleep(rng.uniform(SHORTEST, longest))
@@ -190,7 +206,7 @@ def test_kill_9_during_journeys_loses_and_repeats_nothing(tmp_path: Path) -> Non
         tick_file = data_dir / "tick"
         ticks.append(int(tick_file.read_text()) if tick_file.exists() else 0)
     if not (data_dir / "done").exists():
-        run_uninterrupted(data_dir, sent_file)
+        run_uninterrupted(data_dir, sent_file, killed_env)
     elapsed = time.monotonic() - began
 
     lines = sent_lines(sent_file)
