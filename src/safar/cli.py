@@ -136,7 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     journeys.add_argument(
         "--postgres",
         metavar="URL",
-        help="run e2e on scratch schemas of this PostgreSQL database, and DBOS beside it",
+        help="run e2e and latency on scratch schemas of this PostgreSQL database, DBOS beside it",
+    )
+    journeys.add_argument(
+        "--bus", metavar="URL", help="latency with a work feed on this NATS server (nats://…)"
     )
     journeys.add_argument("--json", action="store_true", help="print the result as JSON")
     journeys.set_defaults(run=_bench_journeys)
@@ -352,6 +355,7 @@ def _bench_journeys(args: argparse.Namespace, settings: Settings) -> int:
         parts=(args.only,) if args.only else PARTS,
         as_json=args.json,
         postgres=args.postgres,
+        bus=args.bus,
     )
 
 

@@ -24,6 +24,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -72,12 +73,14 @@ def run_journeys_bench(
     latency_rate: float = 5_000.0,
     waiting_observe: float = 60.0,
     postgres: str | None = None,
+    bus: str | None = None,
 ) -> int:
     """Run the chosen parts and print their report. Returns a process exit code.
 
-    With ``postgres``, ``e2e`` and its baseline run on scratch schemas of that database and the
-    DBOS peer on a database of its own beside it (``safar_dbos_bench``, dropped and created);
-    the other parts stay on SQLite."""
+    With ``postgres``, ``e2e``, its baseline and ``latency`` run on scratch schemas of that
+    database and the DBOS peer on a database of its own beside it (``safar_dbos_bench``, dropped
+    and created); ``waiting`` stays on SQLite. With ``bus`` (a NATS URL), ``latency`` runs with
+    a work feed there (partitioned journeys, ADR 12), on a stream of its own."""
     from safar.bench.journeys_e2e import JOURNEY, TEMPLATES, run_e2e
 
     def say(message: str) -> None:
@@ -124,14 +127,20 @@ def run_journeys_bench(
             for name, sink, rate in runs:
                 say(f"{name}: {rate:,.0f} events/s for {latency_seconds:g} s ({sink}) ...")
                 (work / sink).mkdir()
-                report[name] = run_latency(
-                    settings,
-                    work / sink,
-                    seconds=latency_seconds,
-                    rate=rate,
-                    sink=sink,
-                    warmup=min(3.0, latency_seconds / 4),
-                )
+                with _store(settings, work / f"{sink}-store", postgres) as fresh:
+                    if bus:
+                        token = uuid.uuid4().hex[:12]
+                        fresh.bus.url = bus
+                        fresh.bus.stream = f"SAFAR_BENCH_{token}"
+                        fresh.bus.subject = f"safar.bench.{token}"
+                    report[name] = run_latency(
+                        fresh,
+                        work / sink,
+                        seconds=latency_seconds,
+                        rate=rate,
+                        sink=sink,
+                        warmup=min(3.0, latency_seconds / 4),
+                    )
         if "waiting" in parts:
             from safar.bench.journeys_waiting import run_waiting
 

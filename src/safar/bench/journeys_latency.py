@@ -206,6 +206,14 @@ def run_latency(
         publish(stores.journeys, parse_journey(JOURNEY, "bench-ping.yaml"), clock.now_ms())
 
     env = dict(os.environ)
+    if settings.storage.url:
+        env["SAFAR_STORAGE_URL"] = settings.storage.url
+    if settings.bus.url:
+        env.update(
+            SAFAR_BUS_URL=settings.bus.url,
+            SAFAR_BUS_STREAM=settings.bus.stream,
+            SAFAR_BUS_SUBJECT=settings.bus.subject,
+        )
     env.update(
         SAFAR_STORAGE_SYNCHRONOUS=settings.storage.synchronous,
         SAFAR_JOURNEYS_TEMPLATES_DIR=str(templates),
