@@ -126,7 +126,7 @@ def test_a_merge_across_partitions_hands_the_customer_over_and_waits_for_it(rout
     # Everything of the customer the old partition holds comes before the handover.
     assert all(i.seq < 4 for i in items[away] if not i.is_handover)
     waiting = [i for i in items[home] if i.waits]
-    assert waiting == [WorkItem(4, merged.id, waits=(away,))]
+    assert waiting == [WorkItem(4, merged.id, waits=(away,), name="")]  # an identify call
     assert [i.seq for i in items[home] if i.seq > 3] == [4, 5]
 
 

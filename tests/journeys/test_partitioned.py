@@ -207,3 +207,15 @@ def _event(mid: str, kind: str, user: str, at: int, *, name: str | None = None, 
         received_at=at,
         body=msgspec.json.encode(payload),
     )
+
+
+def test_an_owner_loads_only_the_events_some_journey_may_want(monkeypatch: Any) -> None:
+    h = harness(partitions=3)
+    loaded: list[int] = []
+    get = h.stores.events.get
+    monkeypatch.setattr(h.stores.events, "get", lambda seqs: loaded.extend(seqs) or get(seqs))
+    h.identify("sara", {"email": "sara@shop.example"})
+    h.send({"type": "page", "userId": "sara", "name": "Home"})
+    h.track("sara", "Product Viewed")
+    h.track("sara", "Product Added")
+    assert loaded == [h.stores.events.last_seq()]  # the Product Added only

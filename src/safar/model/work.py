@@ -23,6 +23,9 @@ class WorkItem(msgspec.Struct, frozen=True, array_like=True):
     waits: tuple[int, ...] = ()
     handover: int | None = None
     moves: tuple[str, ...] = ()
+    #: The event's name (``""`` for an event without one), so an owner loads only the events
+    #: some journey may care about; None when not known (load it).
+    name: str | None = None
 
     @property
     def is_handover(self) -> bool:

@@ -169,7 +169,7 @@ class JourneyRuntime:
             update=JourneyUpdate(after_seq=after, processed_seq=upto, partition=partition),
             partition=partition,
         )
-        seqs = [i.seq for i in items if not i.is_handover]
+        seqs = [i.seq for i in items if not i.is_handover and self._may_want(i.name)]
         wanted = [e for e in self._events.get(seqs) if self._wanted(e)] if seqs else []
         if wanted:
             self._handle(batch, wanted, {i.seq: i.profile_id for i in items})
@@ -183,9 +183,12 @@ class JourneyRuntime:
         return max(len(items), 1)
 
     def _wanted(self, event: Event) -> bool:
-        name = event.name
+        return event.name is not None and self._may_want(event.name)
+
+    def _may_want(self, name: str | None) -> bool:
+        """Whether an event named ``name`` (None: not known) may be :meth:`_wanted`."""
         if name is None:
-            return False
+            return True
         return name in self.plans.entering or name in self.plans.listening or name in _SPECIAL
 
     def _handle(

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
+import msgspec
+
 from safar.core.assignment import partition_of
 from safar.core.identity import IdentityRules, extract
 from safar.model.events import Event
@@ -104,7 +106,8 @@ class FeedPublisher:
             if pid is None:
                 continue  # no identifier that links to anyone: no customer to step
             firsts.setdefault(pid, event.seq)
-            routed.append((partition_of(pid, partitions), WorkItem(event.seq, pid)))
+            item = WorkItem(event.seq, pid, name=event.name or "")
+            routed.append((partition_of(pid, partitions), item))
         waits: dict[int, tuple[int, ...]] = {}
         handovers: list[tuple[int, WorkItem]] = []
         for pid in sorted(reshaped & firsts.keys()):
@@ -120,7 +123,7 @@ class FeedPublisher:
         by_partition: dict[int, list[WorkItem]] = defaultdict(list)
         for partition, item in routed:
             if item.seq in waits:
-                item = WorkItem(item.seq, item.profile_id, waits=waits[item.seq])
+                item = msgspec.structs.replace(item, waits=waits[item.seq])
             by_partition[partition].append(item)
         for partition, item in handovers:
             by_partition[partition].append(item)
