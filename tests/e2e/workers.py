@@ -3,6 +3,7 @@ sign-ups they handle (one journey: a pause, then one email)."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -10,12 +11,14 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import msgspec
 
 from safar.clock import SystemClock
 from safar.stores.bundle import Stores, open_stores
+from safar.testing import wait_until
 from tests.e2e.live import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,21 +101,44 @@ def sign_up(api: LiveServer, first: int, count: int) -> list[str]:
     """Customers ``first`` … sign up; the message ids acknowledged."""
     acked: list[str] = []
     for n in range(first, first + count):
-        batch = [
-            {
-                "type": "identify",
-                "userId": f"c{n}",
-                "messageId": f"i{n}",
-                "traits": {"email": f"c{n}@example.com", "first_name": f"C{n}"},
-            },
-            {"type": "track", "userId": f"c{n}", "event": "Signed Up", "messageId": f"s{n}"},
-        ]
-        status, _ = api.request(
-            "POST", "/v1/batch", msgspec.json.encode({"batch": batch}), {"Authorization": api.basic}
-        )
+        status, _ = api.request(*_sign_up_request(api, n))
         if status == 200:
             acked += [f"i{n}", f"s{n}"]
     return acked
+
+
+def sign_up_retrying(api: LiveServer, first: int, count: int, timeout: float = 60) -> list[str]:
+    """Customers ``first`` … sign up, each batch sent again (the same message ids) until it is
+    acknowledged, as Segment's SDKs do when the server is out of reach or answers 429 or 5xx;
+    the message ids acknowledged: all of them. Any other answer fails the test."""
+
+    def acknowledged(n: int) -> bool:
+        try:
+            status, body = api.request(*_sign_up_request(api, n))
+        except (OSError, http.client.HTTPException):
+            return False  # no answer: the batch may or may not be stored; send it again
+        assert status == 200 or status == 429 or status >= 500, (status, body)
+        return status == 200
+
+    acked: list[str] = []
+    for n in range(first, first + count):
+        wait_until(partial(acknowledged, n), timeout=timeout, interval=0.1, what=f"c{n} acked")
+        acked += [f"i{n}", f"s{n}"]
+    return acked
+
+
+def _sign_up_request(api: LiveServer, n: int) -> tuple[str, str, bytes, dict[str, str]]:
+    batch = [
+        {
+            "type": "identify",
+            "userId": f"c{n}",
+            "messageId": f"i{n}",
+            "traits": {"email": f"c{n}@example.com", "first_name": f"C{n}"},
+        },
+        {"type": "track", "userId": f"c{n}", "event": "Signed Up", "messageId": f"s{n}"},
+    ]
+    body = msgspec.json.encode({"batch": batch})
+    return "POST", "/v1/batch", body, {"Authorization": api.basic}
 
 
 def sent_keys(workers: list[Worker]) -> Counter[str]:

@@ -396,11 +396,41 @@ def test_a_crash_between_send_and_settle_hands_over_the_same_key_again() -> None
     with pytest.raises(StoreError):
         h.track("u", "Signed Up")
     assert email.attempts == 1 and h.stores.outbox.pending() == 1
+    h.restart_dispatcher()  # the process died: what it had not recorded is gone
     h.advance(ms=LEASE_MS)
     assert email.attempts == 2 and len(email.sent) == 1
     assert h.stores.outbox.pending() == 0
     sent_events = [e for e in h.stores.events.read(0, 1000) if e.name == "Message Sent"]
     assert len(sent_events) == 1  # the receipt appended twice is deduplicated by the log
+
+
+def test_deliveries_the_store_could_not_record_are_recorded_first_and_not_sent_again() -> None:
+    """A database restart while the dispatcher records what the channel accepted is not a
+    crash: the dispatcher keeps the record and writes it on its next turn, so the message is not
+    left for its claim to lapse and sent a second time."""
+    from safar.errors import StoreError
+
+    email = RecordingChannel("email")
+    h = JourneyHarness(channels={"email": email})
+    h.publish(welcome())
+    customer(h, "u")
+    settle = h.stores.outbox.settle
+    refusals = [1]
+
+    def refuse_once(settlements: Any) -> None:
+        if refusals:
+            refusals.pop()
+            raise StoreError("terminating connection due to administrator command")
+        settle(settlements)
+
+    h.stores.outbox.settle = refuse_once  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        h.track("u", "Signed Up")
+    assert h.stores.outbox.pending() == 1
+    h.advance(days=1)
+    assert not refusals and email.attempts == 1 and h.stores.outbox.pending() == 0
+    sent_events = [e for e in h.stores.events.read(0, 1000) if e.name == "Message Sent"]
+    assert len(sent_events) == 1
 
 
 def test_a_lost_commit_is_redone_with_the_same_instances_and_keys() -> None:
@@ -527,6 +557,7 @@ def test_a_crash_repeats_at_most_one_settle_group_of_deliveries() -> None:
     with pytest.raises(StoreError):
         h.run()
     assert email.attempts == SETTLE_EVERY
+    h.restart_dispatcher()  # the process died: what it had not recorded is gone
     h.advance(ms=LEASE_MS)
     assert len(email.sent) == 3 * SETTLE_EVERY
     assert email.attempts == 4 * SETTLE_EVERY  # only the first group was handed over twice

@@ -13,6 +13,11 @@ Per claimed batch:
 Events are appended before the settlement: a crash between the two makes the entry be claimed
 again, and the log deduplicates the events by their deterministic messageIds. A channel may
 see a message again after such a crash; it gets the same idempotency key both times.
+
+A store that fails while the dispatcher records what the channels accepted (a database restart)
+is not a crash: the dispatcher keeps that record and writes it before it claims anything more,
+so the entries are not left to their claim's lapse and sent again. Only an outage longer than
+the claim (:data:`LEASE_MS`) lets another dispatcher claim them meanwhile.
 """
 
 from __future__ import annotations
@@ -126,6 +131,9 @@ class Dispatcher:
         self._links = links
         self._owner = owner
         self._batch = batch
+        #: Receipts and settlements of deliveries done that the store has not recorded yet.
+        self._owed_events: list[Event] = []
+        self._owed_settlements: list[Settlement] = []
         self._event_rules = {
             name
             for rule in policy.suppressions
@@ -137,6 +145,7 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """Deliver one batch of due entries; returns how many were claimed."""
+        self._record()  # what an earlier round could not record, first
         now = self._clock.now_ms()
         entries = self._outbox.claim(now, self._batch, self._owner, LEASE_MS)
         if not entries:
@@ -157,13 +166,22 @@ class Dispatcher:
         return len(entries)
 
     def _flush(self, work: _Round) -> None:
-        """Append the receipts, then settle: a crash in between is redone harmlessly (the log
-        drops repeated receipts by messageId)."""
-        if work.events:
-            self._events.append(work.events)
-        if work.settlements:
-            self._outbox.settle(work.settlements)
+        """Hand the round's receipts and settlements over to :meth:`_record`."""
+        self._owed_events += work.events
+        self._owed_settlements += work.settlements
         work.events, work.settlements, work.handed = [], [], 0
+        self._record()
+
+    def _record(self) -> None:
+        """Append the receipts owed, then settle: a crash in between is redone harmlessly (the
+        log drops repeated receipts by messageId). What the store refuses stays owed, and is
+        written first on the next try (see the module docstring)."""
+        if self._owed_events:
+            self._events.append(self._owed_events)
+            self._owed_events = []
+        if self._owed_settlements:
+            self._outbox.settle(self._owed_settlements)
+            self._owed_settlements = []
 
     def run(
         self, stop: threading.Event, idle_wait: float = 0.05, wake: threading.Event | None = None

@@ -169,19 +169,29 @@ class JourneyHarness:
         )
         self.runtime.schedule_by_events = self.feed is not None
         conditions = suppression_conditions(self.policy)
-        self.dispatcher = Dispatcher(
-            self.stores.outbox,
-            self.stores.delivery,
-            self.reader,
-            self.stores.events,
-            self.channels,
-            render or plain_render,
-            self.policy,
-            self.clock,
-            call_webhook=call_webhook,
-            suppression_conditions=conditions,
-        )
+
+        def dispatcher() -> Dispatcher:
+            return Dispatcher(
+                self.stores.outbox,
+                self.stores.delivery,
+                self.reader,
+                self.stores.events,
+                self.channels,
+                render or plain_render,
+                self.policy,
+                self.clock,
+                call_webhook=call_webhook,
+                suppression_conditions=conditions,
+            )
+
+        self._new_dispatcher = dispatcher
+        self.dispatcher = dispatcher()
         self._counter = itertools.count(1)
+
+    def restart_dispatcher(self) -> None:
+        """A new dispatcher, as after its process died: what the old one held in memory (the
+        deliveries it had not recorded yet) is gone."""
+        self.dispatcher = self._new_dispatcher()
 
     # -- input ------------------------------------------------------------------------------
 
