@@ -70,8 +70,8 @@ def serve(
     url = f"http://{host}:{port}"
     # Links in messages point at where this server really listens (``--port 0`` included).
     settings.journeys.public_url = settings.journeys.public_url or url
-    children = [ChildProcess(settings, child) for child in child_roles(settings)]
-    children = children if role == "all" else []
+    roles = child_roles(settings) if role == "all" else ()
+    children = [ChildProcess(settings, child) for child in roles]
     try:
         for child in children:
             child.start()
