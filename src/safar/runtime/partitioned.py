@@ -12,17 +12,15 @@ its last owner committed.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 
 from safar.config import Settings
 from safar.core.identity import IdentityRules
-from safar.errors import SafarError
 from safar.ports import Clock, WorkFeed
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.partitions import PartitionLeases
 from safar.runtime.plans import PlanBook
-from safar.runtime.turns import attempt
+from safar.runtime.turns import run_turns
 from safar.stores.bundle import Stores
 
 #: Milliseconds between looks for due timers in a partition that had none: timers fire up to
@@ -101,10 +99,4 @@ class PartitionWorker:
                 refreshed = time.monotonic()
             return self.step_once()
 
-        try:
-            while not stop.is_set():
-                if attempt(turn, stop, "partition stepping") == 0:
-                    stop.wait(idle_wait)
-        finally:
-            with contextlib.suppress(SafarError):
-                self.leases.release_all()
+        run_turns(turn, stop, "partition stepping", idle_wait, finally_=self.leases.release_all)

@@ -68,13 +68,14 @@ class FeedPublisher:
     def run_once(self, max_events: int = PUBLISH_BATCH) -> int:
         """Publish the next range; returns how many events it held (0: nothing to do)."""
         after = self._feed.published_seq()
-        ready = min([self._profiles.processed_seq(), *(cursor() for cursor in self._behind)])
+        applied = self._profiles.processed_seq()
+        ready = min([applied, *(cursor() for cursor in self._behind)])
         if ready <= after:
             return 0
         events = self._events.read(after, min(max_events, ready - after))
         if not events:
             return 0
-        items = self.route(events, after, self._profiles.processed_seq())
+        items = self.route(events, after, applied)
         self._feed.publish(events[-1].seq, items)
         return len(events)
 

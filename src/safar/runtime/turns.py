@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -31,3 +32,23 @@ def attempt(turn: Callable[[], int], stop: threading.Event, what: str) -> int:
         log.exception("%s failed unexpectedly, will retry", what)
         stop.wait(ERROR_WAIT)
         return 0
+
+
+def run_turns(
+    turn: Callable[[], int],
+    stop: threading.Event,
+    what: str,
+    idle_wait: float,
+    *,
+    finally_: Callable[[], None],
+) -> None:
+    """:func:`attempt` ``turn`` until ``stop`` is set, waiting ``idle_wait`` after a turn that
+    did nothing; then ``finally_`` (giving leases up, say), its store errors ignored: the
+    process is stopping and the leases lapse anyway."""
+    try:
+        while not stop.is_set():
+            if attempt(turn, stop, what) == 0:
+                stop.wait(idle_wait)
+    finally:
+        with contextlib.suppress(SafarError):
+            finally_()

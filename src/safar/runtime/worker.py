@@ -12,7 +12,6 @@ holding it up.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
@@ -37,7 +36,7 @@ from safar.runtime.profiler import RUN_BATCH, ProfileProcessor
 from safar.runtime.publisher import FeedPublisher
 from safar.runtime.render import TemplateRenderer
 from safar.runtime.segment_export import SegmentExporter, build_exporter
-from safar.runtime.turns import attempt
+from safar.runtime.turns import run_turns
 from safar.stores.bundle import Stores
 from safar.templates import TemplateCatalog
 
@@ -319,10 +318,4 @@ class Worker:
                 refreshed = time.monotonic()
             return self.step_once()
 
-        try:
-            while not stop.is_set():
-                if attempt(turn, stop, "processing") == 0:
-                    stop.wait(idle_wait)
-        finally:
-            with contextlib.suppress(SafarError):
-                lease.release()
+        run_turns(turn, stop, "processing", idle_wait, finally_=lease.release)
