@@ -288,6 +288,13 @@ class RunStore(Protocol):
         given), and their entry records, in two queries."""
         ...
 
+    def load_filed(
+        self, wanted: Mapping[int, Collection[str]]
+    ) -> dict[int, tuple[list[Instance], list[EntryRecord]]]:
+        """For each partition of ``wanted``, what :meth:`load` (its profile ids, it) returns,
+        from one consistent read."""
+        ...
+
     def instances(self, instance_ids: Collection[str]) -> list[Instance]:
         """These instances, whatever their status; unknown ids are left out."""
         ...
@@ -298,8 +305,18 @@ class RunStore(Protocol):
         """Up to ``limit`` due timers, earliest first, leased to ``owner`` (see the class)."""
         ...
 
+    def due_partitions(self, now: int, partitions: Collection[int]) -> set[int]:
+        """Those of ``partitions`` for which :meth:`claim_timers` would now return something;
+        claims nothing."""
+        ...
+
     def commit(self, update: JourneyUpdate) -> None:
         """Store one batch's changes atomically (see the class)."""
+        ...
+
+    def commit_all(self, updates: Sequence[JourneyUpdate]) -> None:
+        """:meth:`commit` each update, in order, in one transaction: if any check fails,
+        nothing of any of them is stored."""
         ...
 
     def schedule_ticks(self) -> dict[str, int]:
@@ -580,6 +597,11 @@ class WorkFeed(Protocol):
 
     def read(self, partition: int, after_seq: int, limit: int) -> list[WorkBatch]:
         """Partition ``partition``'s batches past ``after_seq`` (see the class)."""
+        ...
+
+    def read_many(self, after: Mapping[int, int], limit: int) -> dict[int, list[WorkBatch]]:
+        """:meth:`read` (partition, ``after[partition]``, ``limit``) for every partition of
+        ``after``, at once where the backend allows."""
         ...
 
     def close(self) -> None:

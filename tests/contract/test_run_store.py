@@ -515,3 +515,96 @@ def test_a_stale_handover_moves_nothing(stores: JourneyStores, clock: FakeClock)
         runs.commit(JourneyUpdate(after_seq=0, processed_seq=9, partition=1, moves={"gone": 2}))
     assert runs.claim_timers(now, 10, "w1", LEASE_MS, partition=2) == []
     assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=1)) == ["a"]
+
+
+def test_load_filed_is_load_for_each_partition_at_once(stores: JourneyStores) -> None:
+    runs = stores.runs
+    runs.commit(
+        JourneyUpdate(
+            partition=1,
+            instances=[instance("a", "p1"), instance("c", "p2")],
+            entries=[entry_record("p1", entries=1), entry_record("p2", entries=2)],
+        )
+    )
+    runs.commit(JourneyUpdate(partition=2, instances=[instance("b", "p1", journey_id="other")]))
+    wanted = {1: ["p1"], 2: ["p1", "p2"], 3: ["p9"], 4: []}
+    found = runs.load_filed(wanted)
+    assert sorted(found) == [1, 2, 3, 4]
+    for partition, profile_ids in wanted.items():
+        active, records = found[partition]
+        expected_active, expected_records = runs.load(profile_ids, partition)
+        assert sorted(ids(active)) == sorted(ids(expected_active))
+        key = lambda r: (r.profile_id, r.journey_id)  # noqa: E731
+        assert sorted(records, key=key) == sorted(expected_records, key=key)
+    assert ids(found[1][0]) == ["a"]  # c is p2's, not asked for in partition 1
+    assert ids(found[2][0]) == ["b"]
+    assert runs.load_filed({}) == {}
+
+
+def test_due_partitions_names_those_with_a_claimable_timer(
+    stores: JourneyStores, clock: FakeClock
+) -> None:
+    runs = stores.runs
+    now = clock.now_ms()
+    runs.commit(JourneyUpdate(instances=[instance("zero", wake_at=now - 3)]))
+    runs.commit(JourneyUpdate(partition=1, instances=[instance("one", "p2", wake_at=now)]))
+    runs.commit(JourneyUpdate(partition=2, instances=[instance("two", "p3", wake_at=now + 1)]))
+    runs.commit(JourneyUpdate(partition=3, instances=[instance("three", "p4", wake_at=now - 1)]))
+    assert runs.due_partitions(now, [0, 1, 2, 3, 4]) == {0, 1, 3}
+    assert runs.due_partitions(now, [2, 4]) == set()
+    assert runs.due_partitions(now, []) == set()
+    # Leased timers are not claimable until the lease is over.
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=3)) == ["three"]
+    assert runs.due_partitions(now, [0, 1, 3]) == {0, 1}
+    assert runs.due_partitions(now + LEASE_MS, [3]) == {3}
+    assert runs.due_partitions(now + 1, [2]) == {2}
+
+
+def test_commit_all_stores_every_update_in_order(stores: JourneyStores, clock: FakeClock) -> None:
+    runs = stores.runs
+    now = clock.now_ms()
+    runs.commit(JourneyUpdate(after_seq=0, processed_seq=3, partition=2))
+    runs.commit_all(
+        [
+            JourneyUpdate(
+                after_seq=0, processed_seq=5, partition=1, instances=[instance("a", wake_at=now)]
+            ),
+            JourneyUpdate(
+                after_seq=3,
+                processed_seq=7,
+                partition=2,
+                instances=[instance("b", "p2", wake_at=now)],
+                outbox=[outbox_entry("k1")],
+            ),
+            # A later update may build on an earlier one's cursor.
+            JourneyUpdate(after_seq=5, processed_seq=6, partition=1),
+        ]
+    )
+    assert (runs.processed_seq(1), runs.processed_seq(2)) == (6, 7)
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=1)) == ["a"]
+    assert ids(runs.claim_timers(now, 10, "w1", LEASE_MS, partition=2)) == ["b"]
+    assert [e.key for e in stores.outbox.claim(now, 10, "d", LEASE_MS)] == ["k1"]
+
+
+def test_commit_all_stores_nothing_when_one_update_is_stale(
+    stores: JourneyStores, clock: FakeClock
+) -> None:
+    runs = stores.runs
+    now = clock.now_ms()
+    runs.commit(JourneyUpdate(after_seq=0, processed_seq=3, partition=2))
+    with pytest.raises(StoreError):
+        runs.commit_all(
+            [
+                JourneyUpdate(
+                    after_seq=0,
+                    processed_seq=5,
+                    partition=1,
+                    instances=[instance("a", wake_at=now)],
+                    outbox=[outbox_entry("k1")],
+                ),
+                JourneyUpdate(after_seq=0, processed_seq=9, partition=2),  # stale: it is at 3
+            ]
+        )
+    assert (runs.processed_seq(1), runs.processed_seq(2)) == (0, 3)
+    assert runs.instances(["a"]) == []
+    assert stores.outbox.claim(now, 10, "d", LEASE_MS) == []

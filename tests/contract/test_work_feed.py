@@ -198,6 +198,25 @@ def test_a_read_stops_after_the_batch_that_reaches_the_limit(feeds: Feeds) -> No
     assert shape(feed.read(0, 3, 1)) == [(10, []), (20, [11, 13, 15])]  # an empty batch counts 0
 
 
+def test_read_many_reads_each_partition_from_its_own_position(feeds: Feeds) -> None:
+    feed = feeds.open()
+    feed.publish(10, {0: items(1, 4), 1: items(2, 9), 2: items(3)})
+    feed.publish(20, {0: items(12), 1: items(15, 18)})
+    found = feed.read_many({0: 10, 1: 0, 2: 3, 3: 0}, 2)
+    assert {n: shape(batches) for n, batches in found.items()} == {
+        0: [(20, [12])],
+        1: [(10, [2, 9])],  # the limit, as in read
+        2: [(10, [])],
+        3: [],
+    }
+    assert {n: feed.read(n, after, 2) for n, after in ((0, 10), (1, 0))} == {
+        n: found[n] for n in (0, 1)
+    }
+    assert feed.read_many({}, 10) == {}
+    with pytest.raises(ValueError, match="partition 7"):
+        feed.read_many({7: 0}, 10)
+
+
 def test_publishing_a_range_again_appends_nothing_twice(feeds: Feeds) -> None:
     feed = feeds.open()
     first = {0: items(2, 5), 1: items(7)}

@@ -439,16 +439,16 @@ def test_a_lost_commit_is_redone_with_the_same_instances_and_keys() -> None:
     h = JourneyHarness()
     h.publish(welcome())
     customer(h, "u")
-    commit = h.stores.runs.commit
+    commit_all = h.stores.runs.commit_all
     crashes = [1]
 
-    def crash_once(update: Any) -> None:
-        if crashes and update.outbox:
+    def crash_once(updates: Any) -> None:
+        if crashes and any(update.outbox for update in updates):
             crashes.pop()
             raise StoreError("disk full")
-        commit(update)
+        commit_all(updates)
 
-    h.stores.runs.commit = crash_once  # type: ignore[method-assign]
+    h.stores.runs.commit_all = crash_once  # type: ignore[method-assign]
     with pytest.raises(StoreError):
         h.track("u", "Signed Up")
     assert h.sent == [] and h.stores.outbox.pending() == 0

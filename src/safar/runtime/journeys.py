@@ -149,38 +149,85 @@ class JourneyRuntime:
         self._commit(batch)
         return len(events)
 
-    def run_partition(self, feed: WorkFeed, partition: int, max_items: int = DEFAULT_BATCH) -> int:
-        """Handle the next batch of partition ``partition`` of the work feed (ADR 12); returns
-        how many items it held (0: nothing to do, or waiting for another partition).
+    def run_partitions(
+        self, feed: WorkFeed, held: Mapping[int, Fence | None], max_items: int = DEFAULT_BATCH
+    ) -> int:
+        """Handle the next feed batch of every partition in ``held`` (partition -> the fence of
+        its lease, None when running alone; ADR 12) in one turn: one read of the feed, one of
+        the log, of profiles and of instances for all of them, and one commit of every
+        partition's cursor and changes. Returns how many items were handled (0: nothing to do,
+        or only items waiting for another partition).
 
-        Only instances filed under the partition are stepped, and an event is stepped for the
-        customer it was published for (``profile_id`` of its item, with the customer's current
-        traits), so two partitions holding parts of one customer around a merge never touch
-        the same rows; the handover that ends it moves them.
+        Only instances filed under a partition are stepped for its items, and an event is
+        stepped for the customer it was published for (``profile_id`` of its item, with the
+        customer's current traits), so two partitions holding parts of one customer around a
+        merge never touch the same rows; the handover that ends it moves them.
         """
-        epoch = self.fence.epoch if self.fence is not None else None
-        known = self._cursors.get(partition)
-        after = known[1] if known and known[0] == epoch else self._runs.processed_seq(partition)
-        batches = feed.read(partition, after, max_items)
-        items, upto = take_ready(batches, self._runs.processed_seq)
-        if upto <= after:
+        if not held:
             return 0
-        batch = _Batch(
-            update=JourneyUpdate(after_seq=after, processed_seq=upto, partition=partition),
-            partition=partition,
+        after = {p: self._cursor(p, fence) for p, fence in held.items()}
+        ready: dict[int, tuple[list[WorkItem], _Batch]] = {}
+        for partition, batches in feed.read_many(after, max_items).items():
+            items, upto = take_ready(batches, self._runs.processed_seq)
+            if upto <= after[partition]:
+                continue
+            update = JourneyUpdate(
+                after_seq=after[partition],
+                processed_seq=upto,
+                partition=partition,
+                fence=held[partition],
+            )
+            ready[partition] = (items, _Batch(update=update, partition=partition))
+        if not ready:
+            return 0
+        wanted_seqs = sorted(
+            item.seq
+            for items, _ in ready.values()
+            for item in items
+            if not item.is_handover and self._may_want(item.name)
         )
-        seqs = [i.seq for i in items if not i.is_handover and self._may_want(i.name)]
-        wanted = [e for e in self._events.get(seqs) if self._wanted(e)] if seqs else []
-        if wanted:
-            self._handle(batch, wanted, {i.seq: i.profile_id for i in items})
-        for item in items:
-            if item.handover is not None:
-                for pid in (item.profile_id, *item.moves):
-                    batch.update.moves[pid] = item.handover
-        self._cursors.pop(partition, None)
-        self._commit(batch)
-        self._cursors[partition] = (epoch, upto)
-        return max(len(items), 1)
+        events = [e for e in self._events.get(wanted_seqs) if self._wanted(e)]
+        heads, profiles = self._find(events)
+        partition_of = {i.seq: p for p, (items, _) in ready.items() for i in items}
+        routed = {i.seq: i.profile_id for items, _ in ready.values() for i in items}
+        mine: dict[int, list[int]] = defaultdict(list)  # partition -> indexes into events
+        customers: dict[int, list[Profile]] = defaultdict(list)
+        for index, (event, head) in enumerate(zip(events, heads, strict=True)):
+            partition = partition_of[event.seq]
+            mine[partition].append(index)
+            if head is not None and head in profiles:
+                customers[partition].append(profiles[head])
+        found = self._runs.load_filed({p: _profile_ids(customers[p]) for p in mine})
+        for partition, (items, batch) in ready.items():
+            if partition in found:
+                self._take(batch, *found[partition])
+            indexes = mine.get(partition, [])
+            self._step_events(
+                batch,
+                [events[i] for i in indexes],
+                [heads[i] for i in indexes],
+                profiles,
+                routed,
+            )
+            for item in items:
+                if item.handover is not None:
+                    for pid in (item.profile_id, *item.moves):
+                        batch.update.moves[pid] = item.handover
+        for partition in ready:
+            self._cursors.pop(partition, None)
+        self._commit_all([batch for _, (_, batch) in sorted(ready.items())])
+        for partition, (_, batch) in ready.items():
+            assert batch.update.processed_seq is not None
+            self._cursors[partition] = (_epoch(held[partition]), batch.update.processed_seq)
+        return sum(max(len(items), 1) for items, _ in ready.values())
+
+    def _cursor(self, partition: int, fence: Fence | None) -> int:
+        """The partition's cursor: as this runtime last committed it while holding the
+        partition at the same epoch (nobody else can have moved it), else the store's."""
+        known = self._cursors.get(partition)
+        if known is not None and known[0] == _epoch(fence):
+            return known[1]
+        return self._runs.processed_seq(partition)
 
     def _wanted(self, event: Event) -> bool:
         return event.name is not None and self._may_want(event.name)
@@ -191,17 +238,41 @@ class JourneyRuntime:
             return True
         return name in self.plans.entering or name in self.plans.listening or name in _SPECIAL
 
-    def _handle(
-        self, batch: _Batch, events: Sequence[Event], routed: Mapping[int, str] | None = None
-    ) -> None:
-        """Step ``events``; with ``routed`` (seq -> the profile id its feed item names), each
-        for that profile id (see :meth:`run_partition`)."""
+    def _handle(self, batch: _Batch, events: Sequence[Event]) -> None:
+        """Step ``events`` (read from the log, without a feed)."""
+        heads, profiles = self._find(events)
+        found = profiles.values()
+        self._take(batch, *self._runs.load(_profile_ids(found), batch.partition))
+        self._step_events(batch, events, heads, profiles)
+
+    def _find(
+        self, events: Sequence[Event]
+    ) -> tuple[list[Identifier | None], dict[Identifier, Profile]]:
+        """Each event's first identifier, and the customers they name, in one query."""
         heads: list[Identifier | None] = []
         for event in events:
             identifiers = extract(event, self._rules).identifiers
             heads.append(identifiers[0] if identifiers else None)
-        profiles = self._profiles.find_many({h for h in heads if h is not None})
-        self._load(batch, {p.id for p in profiles.values()}, profiles.values())
+        return heads, self._profiles.find_many({h for h in heads if h is not None})
+
+    def _take(self, batch: _Batch, instances: list[Instance], records: list[EntryRecord]) -> None:
+        """Put loaded instances and entry records into the batch."""
+        for instance in instances:
+            batch.instances[instance.id] = instance
+            batch.by_profile[instance.profile_id].append(instance.id)
+        for record in records:
+            batch.records[(record.journey_id, record.profile_id)] = record
+
+    def _step_events(
+        self,
+        batch: _Batch,
+        events: Sequence[Event],
+        heads: Sequence[Identifier | None],
+        profiles: Mapping[Identifier, Profile],
+        routed: Mapping[int, str] | None = None,
+    ) -> None:
+        """Step ``events`` in order; with ``routed`` (seq -> the profile id its feed item
+        names), each for that profile id (see :meth:`run_partitions`)."""
         now = self._clock.now_ms()
         for event, head in zip(events, heads, strict=True):
             profile = profiles.get(head) if head is not None else None
@@ -227,17 +298,6 @@ class JourneyRuntime:
                 self._step(batch, batch.instances[iid], profile, item, now)
             for plan in self.plans.entering.get(event.name or "", ()):
                 self._enter(batch, plan, profile, head, item, now)
-
-    def _load(self, batch: _Batch, pids: set[str], profiles: Iterable[Profile]) -> None:
-        ids = set(pids)
-        for profile in profiles:
-            ids.update(profile.merged_from)
-        instances, records = self._runs.load(ids, batch.partition)
-        for instance in instances:
-            batch.instances[instance.id] = instance
-            batch.by_profile[instance.profile_id].append(instance.id)
-        for record in records:
-            batch.records[(record.journey_id, record.profile_id)] = record
 
     def _owned(self, batch: _Batch, profile: Profile) -> list[str]:
         """Active instances of this customer, including those entered under profile ids that
@@ -341,12 +401,15 @@ class JourneyRuntime:
         )
 
     def _commit(self, batch: _Batch) -> None:
-        update = batch.update
-        update.instances = [batch.instances[i] for i in sorted(batch.changed)]
-        update.entries = [batch.records[k] for k in sorted(batch.changed_records)]
-        update.fence = self.fence
-        self._runs.commit(update)
-        self.queued += len(update.outbox)
+        batch.update.fence = self.fence
+        self._commit_all([batch])
+
+    def _commit_all(self, batches: Sequence[_Batch]) -> None:
+        for batch in batches:
+            batch.update.instances = [batch.instances[i] for i in sorted(batch.changed)]
+            batch.update.entries = [batch.records[k] for k in sorted(batch.changed_records)]
+        self._runs.commit_all([batch.update for batch in batches])
+        self.queued += sum(len(batch.update.outbox) for batch in batches)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -428,7 +491,7 @@ class JourneyRuntime:
                 after, seen = profiles[-1].id, seen + len(profiles)
                 continue
             batch = _Batch()
-            self._load(batch, {p.id for p in profiles}, profiles)
+            self._take(batch, *self._runs.load(_profile_ids(profiles)))
             for profile in profiles:
                 head = _first_identifier(profile)
                 if head is not None and core.entry_holds(plan, profile, None, now):
@@ -522,3 +585,16 @@ def take_ready(
             items.append(item)
         upto = batch.upto
     return items, upto
+
+
+def _profile_ids(profiles: Iterable[Profile]) -> set[str]:
+    """The ids whose instances are these customers': their own and those merged into them."""
+    ids: set[str] = set()
+    for profile in profiles:
+        ids.add(profile.id)
+        ids.update(profile.merged_from)
+    return ids
+
+
+def _epoch(fence: Fence | None) -> int | None:
+    return fence.epoch if fence is not None else None

@@ -4,10 +4,11 @@ With a work feed configured, the stepper (under its lease, one process at a time
 into profiles and audiences, runs schedules and publishes every event to its customer's
 partition; it no longer steps journeys. :class:`PartitionWorker` does, in as many processes as
 there are workers: it holds the partitions :class:`~safar.runtime.partitions.PartitionLeases`
-assigns it, and for each one steps the feed's next batch and the partition's due timers, every
-commit carrying that partition's fence. Workers joining, leaving or dying move partitions between
-them within about a lease; the cursors and timers are the store's, so a partition continues where
-its last owner committed.
+assigns it, and steps their next feed batches together (one read of the feed, the log, profiles
+and instances, and one commit for all of them, each partition's part carrying its fence), then
+the due timers of the partitions that have some. Workers joining, leaving or dying move
+partitions between them within about a lease; the cursors and timers are the store's, so a
+partition continues where its last owner committed.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ class PartitionWorker:
             plans=PlanBook(default_timezone=load_policy(settings).default_timezone),
             owner=owner,
         )
-        #: Partition -> when to look for its due timers next.
-        self._timers_at: dict[int, int] = {}
+        #: When to look for due timers next.
+        self._timers_at = 0
+        self._runs = stores.runs
         self._clock = clock
         self.leases = PartitionLeases(
             stores.leases,
@@ -67,17 +69,18 @@ class PartitionWorker:
         )
 
     def step_once(self) -> int:
-        """One round over the partitions held now: each one's next feed batch and due timers
-        (looked for at most every :data:`TIMER_POLL_MS` while there are none)."""
-        done = 0
-        for partition, fence in sorted(self.leases.hold().items()):
-            self.runtime.fence = fence
-            done += self.runtime.run_partition(self._feed, partition)
-            now = self._clock.now_ms()
-            if now >= self._timers_at.get(partition, 0):
-                fired = self.runtime.run_timers(partition=partition)
-                self._timers_at[partition] = now if fired else now + TIMER_POLL_MS
-                done += fired
+        """One round over the partitions held now: their next feed batches, in one turn, and
+        the due timers of those that have some (looked for at most every
+        :data:`TIMER_POLL_MS`, in one query for all)."""
+        held = self.leases.hold()
+        done = self.runtime.run_partitions(self._feed, held)
+        now = self._clock.now_ms()
+        if held and now >= self._timers_at:
+            due = self._runs.due_partitions(now, held)
+            for partition in sorted(due):
+                self.runtime.fence = held[partition]
+                done += self.runtime.run_timers(partition=partition)
+            self._timers_at = now if due else now + TIMER_POLL_MS
         return done
 
     def refresh(self) -> None:

@@ -259,10 +259,9 @@ class JourneyHarness:
         if self.feed is None or self.publisher is None:
             return self.runtime.run_events() + self.runtime.run_timers()
         done = self.publisher.run_once()
-        # Highest partition first: a merge's wait on a lower partition is then met only by
-        # the next round, as between separate workers.
-        for partition in reversed(range(self.feed.partitions)):
-            done += self.runtime.run_partition(self.feed, partition)
+        # Every partition in one turn, as a worker holding them all steps them.
+        done += self.runtime.run_partitions(self.feed, dict.fromkeys(range(self.feed.partitions)))
+        for partition in range(self.feed.partitions):
             done += self.runtime.run_timers(partition=partition)
         return done
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -73,7 +73,8 @@ class MemoryJourneyStores:
     """Journey versions, runs, the outbox and delivery records in dicts; not durable."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: load_filed reads through load under one hold.
+        self._lock = threading.RLock()
         self._order = itertools.count()
         self._versions: dict[tuple[str, int], bytes] = {}
         self._processed = 0  # the cursor without a work-feed partition
@@ -142,6 +143,12 @@ class MemoryJourneyStores:
             entries = [_copy_entry(e) for p in wanted for e in self._entries.get(p, {}).values()]
         return [_decode_instance(h.data) for h in held], entries
 
+    def load_filed(
+        self, wanted: Mapping[int, Collection[str]]
+    ) -> dict[int, tuple[list[Instance], list[EntryRecord]]]:
+        with self._lock:
+            return {partition: self.load(ids, partition) for partition, ids in wanted.items()}
+
     def instances(self, instance_ids: Collection[str]) -> list[Instance]:
         with self._lock:
             held = [self._instances[i] for i in set(instance_ids) if i in self._instances]
@@ -166,47 +173,83 @@ class MemoryJourneyStores:
             held = [self._instances[i] for i in claimed]
         return [_decode_instance(h.data) for h in held]
 
-    def commit(self, update: JourneyUpdate) -> None:
-        # Everything is encoded before anything changes, so a failure leaves the store as it was.
-        instances = [(i, _encode(i)) for i in update.instances]
-        outbox = [(e, _encode(e.command)) for e in update.outbox]
-        entries = [_copy_entry(e) for e in update.entries]
-        filed = 0 if update.partition is None else update.partition
+    def due_partitions(self, now: int, partitions: Collection[int]) -> set[int]:
+        wanted = set(partitions)
         with self._lock:
-            if update.after_seq is not None:
-                current = self._cursor(update.partition)
+            return {
+                h.partition
+                for i, wake_at in self._timers.items()
+                if wake_at <= now
+                and (h := self._instances[i]).partition in wanted
+                and _free(h.lease_until, now)
+            }
+
+    def commit(self, update: JourneyUpdate) -> None:
+        self.commit_all([update])
+
+    def commit_all(self, updates: Sequence[JourneyUpdate]) -> None:
+        # Everything is encoded and checked before anything changes, so a failure leaves the
+        # store as it was.
+        encoded = [
+            (
+                update,
+                [(i, _encode(i)) for i in update.instances],
+                [(e, _encode(e.command)) for e in update.outbox],
+                [_copy_entry(e) for e in update.entries],
+            )
+            for update in updates
+        ]
+        with self._lock:
+            cursors: dict[int | None, int] = {}
+            for update in updates:
+                if update.after_seq is None:
+                    continue
+                current = cursors.get(update.partition, self._cursor(update.partition))
                 if update.after_seq != current:
                     where = "" if update.partition is None else f" in partition {update.partition}"
                     raise StoreError(
                         f"journey batch read events after seq {update.after_seq}, but the store"
                         f" is at {current}{where}: another journey runtime is running"
                     )
-            for instance, data in instances:
-                self._put_instance(instance, data, filed)
-            for entry in entries:
-                self._entries.setdefault(entry.profile_id, {})[entry.journey_id] = entry
-            for e, command in outbox:
-                if e.key not in self._outbox:
-                    self._outbox[e.key] = _Letter(
-                        command=command,
-                        profile_id=e.profile_id,
-                        status="pending",
-                        due=e.due,
-                        attempts=e.attempts,
-                        last_error=e.last_error,
-                        order=next(self._order),
-                    )
-                    self._pending.add(e.key)
-            for visit in update.visits:
-                self._visits.setdefault(visit.instance_id, []).append((next(self._order), visit))
-            for profile_id, target in update.moves.items():
-                self._move(profile_id, filed, target)
-            if update.after_seq is not None and update.processed_seq is not None:
-                if update.partition is None:
-                    self._processed = update.processed_seq
-                else:
-                    self._partitions[update.partition] = update.processed_seq
-            self._ticks.update(update.schedule_ticks)
+                if update.processed_seq is not None:
+                    cursors[update.partition] = update.processed_seq
+            for update, instances, outbox, entries in encoded:
+                self._apply(update, instances, outbox, entries)
+
+    def _apply(
+        self,
+        update: JourneyUpdate,
+        instances: list[tuple[Instance, bytes]],
+        outbox: list[tuple[OutboxEntry, bytes]],
+        entries: list[EntryRecord],
+    ) -> None:
+        filed = 0 if update.partition is None else update.partition
+        for instance, data in instances:
+            self._put_instance(instance, data, filed)
+        for entry in entries:
+            self._entries.setdefault(entry.profile_id, {})[entry.journey_id] = entry
+        for e, command in outbox:
+            if e.key not in self._outbox:
+                self._outbox[e.key] = _Letter(
+                    command=command,
+                    profile_id=e.profile_id,
+                    status="pending",
+                    due=e.due,
+                    attempts=e.attempts,
+                    last_error=e.last_error,
+                    order=next(self._order),
+                )
+                self._pending.add(e.key)
+        for visit in update.visits:
+            self._visits.setdefault(visit.instance_id, []).append((next(self._order), visit))
+        for profile_id, target in update.moves.items():
+            self._move(profile_id, filed, target)
+        if update.after_seq is not None and update.processed_seq is not None:
+            if update.partition is None:
+                self._processed = update.processed_seq
+            else:
+                self._partitions[update.partition] = update.processed_seq
+        self._ticks.update(update.schedule_ticks)
 
     def schedule_ticks(self) -> dict[str, int]:
         with self._lock:

@@ -35,6 +35,8 @@ class MemoryWorkFeed:
             self._published = upto
 
     def read(self, partition: int, after_seq: int, limit: int) -> list[WorkBatch]:
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"partition {partition} is not in 0..{self.partitions - 1}")
         with self._lock:
             found: list[WorkBatch] = []
             count = 0
@@ -47,6 +49,9 @@ class MemoryWorkFeed:
                 if count >= limit:
                     break
             return found
+
+    def read_many(self, after: Mapping[int, int], limit: int) -> dict[int, list[WorkBatch]]:
+        return {partition: self.read(partition, seq, limit) for partition, seq in after.items()}
 
     def close(self) -> None:
         pass

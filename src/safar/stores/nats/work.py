@@ -140,6 +140,11 @@ class JetStreamWorkFeed:
             self._read(partition, after_seq, limit), f"reading work of partition {partition}"
         )
 
+    def read_many(self, after: Mapping[int, int], limit: int) -> dict[int, list[WorkBatch]]:
+        for partition in after:
+            self._check(partition)
+        return self._conn.call(self._read_many(after, limit), "reading work")
+
     def close(self) -> None:
         self._conn.close()
 
@@ -228,6 +233,12 @@ class JetStreamWorkFeed:
         return True
 
     # -- reading ----------------------------------------------------------------------------
+
+    async def _read_many(self, after: Mapping[int, int], limit: int) -> dict[int, list[WorkBatch]]:
+        # Partitions in parallel: one round trip's wait for all of them, not one each.
+        order = sorted(after)
+        found = await asyncio.gather(*(self._read(n, after[n], limit) for n in order))
+        return dict(zip(order, found, strict=True))
 
     async def _read(self, partition: int, after_seq: int, limit: int) -> list[WorkBatch]:
         subject = f"{self._subject}.{partition}"

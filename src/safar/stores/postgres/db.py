@@ -22,8 +22,10 @@ the runtime's retry paths are the same for both backends.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -41,6 +43,13 @@ _MIGRATION_LOCK = 0x7361666172
 IDLE_IN_TRANSACTION_S = 5
 #: How long a caller waits for a pooled connection before the store gives up.
 _POOL_TIMEOUT_S = 30.0
+#: A pooled connection idle at least this long is checked before use (one round trip).
+CHECK_AFTER_IDLE_S = 1.0
+_BEGIN = {
+    "write": "BEGIN",
+    # One statement, not BEGIN then SET TRANSACTION: a round trip less per read.
+    "read": "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+}
 
 
 class PgDatabase:
@@ -50,6 +59,10 @@ class PgDatabase:
         self.url = url
         self._closed = False
         self._lock = threading.Lock()
+        #: Connection -> when it went back to the pool (see :meth:`_check`).
+        self._idle_since: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
+            weakref.WeakKeyDictionary()
+        )
         try:
             self._pool = ConnectionPool(
                 url,
@@ -59,8 +72,8 @@ class PgDatabase:
                 open=True,
                 timeout=_POOL_TIMEOUT_S,
                 name=name,
-                # A connection the server dropped (a restart) is noticed and replaced before use.
-                check=ConnectionPool.check_connection,
+                check=self._check,
+                reset=self._returned,
                 configure=_configure,
             )
             self._pool.wait(timeout=_POOL_TIMEOUT_S)
@@ -79,18 +92,40 @@ class PgDatabase:
     def read(self) -> Iterator[psycopg.Connection]:
         """A consistent, read-only snapshot (REPEATABLE READ)."""
         with self._transaction("read") as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield conn
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[psycopg.Connection]:
+        # BEGIN and COMMIT by hand on an autocommit connection: psycopg's transaction() would
+        # send the isolation level as a statement of its own.
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield conn
+            with self._pool.connection() as conn:
+                conn.execute(_BEGIN[what])
+                try:
+                    yield conn
+                except BaseException:
+                    if not conn.closed:
+                        # A failure here leaves the connection unusable; the pool drops it.
+                        with suppress(psycopg.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {what} failed: {_message(exc)}") from exc
         except PoolTimeout as exc:
             raise StoreError(f"no PostgreSQL connection free for a {what}: {exc}") from exc
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        """Before a connection leaves the pool: one that sat idle may have been dropped by the
+        server (a restart), so it is checked (and replaced if dead). One used just now is not:
+        that would cost a round trip per transaction; if the server went away meanwhile, its
+        first statement fails as a retryable StoreError and the pool drops it."""
+        since = self._idle_since.get(conn)
+        if since is None or time.monotonic() - since >= CHECK_AFTER_IDLE_S:
+            ConnectionPool.check_connection(conn)
+
+    def _returned(self, conn: psycopg.Connection) -> None:
+        self._idle_since[conn] = time.monotonic()
 
     def _init_schema_table(self) -> None:
         with self.write() as conn:

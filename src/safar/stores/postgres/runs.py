@@ -17,7 +17,8 @@ Several worker processes may share one database:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -148,6 +149,34 @@ class PgRunStore:
             ).fetchall()
         return [_decode_instance(data) for (data,) in instances], [_entry(row) for row in entries]
 
+    def load_filed(
+        self, wanted: Mapping[int, Collection[str]]
+    ) -> dict[int, tuple[list[Instance], list[EntryRecord]]]:
+        found: dict[int, tuple[list[Instance], list[EntryRecord]]] = {p: ([], []) for p in wanted}
+        everyone = sorted({pid for ids in wanted.values() for pid in ids})
+        if not everyone:
+            return found
+        pairs = {(p, pid) for p, ids in wanted.items() for pid in ids}
+        with self._db.read() as conn:
+            instances = conn.execute(
+                "SELECT partition, profile_id, data FROM journey_instances"
+                " WHERE profile_id = ANY(%s) AND status = 'active' AND partition = ANY(%s)",
+                (everyone, sorted(wanted)),
+            ).fetchall()
+            entries = conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM journey_entries WHERE profile_id = ANY(%s)",
+                (everyone,),
+            ).fetchall()
+        for partition, profile_id, data in instances:
+            if (partition, profile_id) in pairs:
+                found[partition][0].append(_decode_instance(data))
+        for row in entries:
+            record = _entry(row)
+            for partition, ids in wanted.items():
+                if record.profile_id in ids:
+                    found[partition][1].append(record)
+        return found
+
     def instances(self, instance_ids: Collection[str]) -> list[Instance]:
         if not instance_ids:
             return []
@@ -174,32 +203,29 @@ class PgRunStore:
             rows = conn.execute(query, params).fetchall()
         return [_decode_instance(data) for (data,) in rows]
 
+    def due_partitions(self, now: int, partitions: Collection[int]) -> set[int]:
+        if not partitions:
+            return set()
+        # One probe of journey_partition_timers per partition, not a scan of every due timer.
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT p FROM unnest(%s::int[]) AS p WHERE EXISTS ("
+                " SELECT 1 FROM journey_instances WHERE partition = p AND status = 'active'"
+                " AND wake_at <= %s AND (lease_until IS NULL OR lease_until <= %s))",
+                (sorted(set(partitions)), now, now),
+            ).fetchall()
+        return {p for (p,) in rows}
+
     def commit(self, update: JourneyUpdate) -> None:
+        self.commit_all([update])
+
+    def commit_all(self, updates: Sequence[JourneyUpdate]) -> None:
         # Rows are built (and encoded) before the transaction: its locks are held for the
         # writes only.
-        instances = _instance_rows(update.instances)
-        entries = _entry_rows(update.entries)
-        outbox = _outbox_rows(update.outbox)
-        visits = [astuple(visit) for visit in update.visits]  # columns in field order
-        ticks = sorted(update.schedule_ticks.items())
-        moves = sorted(update.moves.items())
-        # Without a partition, instances are filed under 0 (the contract), and so moved from it.
-        filed_under = 0 if update.partition is None else update.partition
+        rows = [_Rows.of(update) for update in updates]
         with self._db.write() as conn:
-            if update.after_seq is not None:
-                _check_cursor(conn, update.after_seq, update.partition)
-            if update.fence is not None:
-                check_fence(conn, update.fence)
-            if instances:
-                conn.execute(_UPSERT_INSTANCES, [filed_under, *columns(instances)])
-            _write(conn, _UPSERT_ENTRIES, entries)
-            _write(conn, _INSERT_OUTBOX, outbox)
-            _write(conn, _APPEND_VISITS, visits)
-            _write(conn, _UPSERT_SCHEDULES, ticks)
-            if moves:
-                conn.execute(_MOVE_INSTANCES, [*columns(moves), filed_under])
-            if update.after_seq is not None and update.processed_seq is not None:
-                _set_cursor(conn, update.processed_seq, update.partition)
+            for update, held in zip(updates, rows, strict=True):
+                _apply(conn, update, held)
 
     def schedule_ticks(self) -> dict[str, int]:
         with self._db.read() as conn:
@@ -229,6 +255,49 @@ class PgRunStore:
                 ([instance_id for instance_id, _ in rows],),
             ).fetchall()
         return [_decode_instance(data) for _, data in rows], [_visit(row) for row in visits]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """An update's rows, as the statements of :func:`_apply` take them."""
+
+    instances: list[tuple[Any, ...]]
+    entries: list[tuple[Any, ...]]
+    outbox: list[tuple[Any, ...]]
+    visits: list[tuple[Any, ...]]
+    ticks: list[tuple[str, int]]
+    moves: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, update: JourneyUpdate) -> _Rows:
+        return cls(
+            instances=_instance_rows(update.instances),
+            entries=_entry_rows(update.entries),
+            outbox=_outbox_rows(update.outbox),
+            visits=[astuple(visit) for visit in update.visits],  # columns in field order
+            ticks=sorted(update.schedule_ticks.items()),
+            moves=sorted(update.moves.items()),
+        )
+
+
+def _apply(conn: psycopg.Connection, update: JourneyUpdate, rows: _Rows) -> None:
+    """One update's checks and writes, inside the caller's transaction."""
+    # Without a partition, instances are filed under 0 (the contract), and so moved from it.
+    filed_under = 0 if update.partition is None else update.partition
+    if update.after_seq is not None:
+        _check_cursor(conn, update.after_seq, update.partition)
+    if update.fence is not None:
+        check_fence(conn, update.fence)
+    if rows.instances:
+        conn.execute(_UPSERT_INSTANCES, [filed_under, *columns(rows.instances)])
+    _write(conn, _UPSERT_ENTRIES, rows.entries)
+    _write(conn, _INSERT_OUTBOX, rows.outbox)
+    _write(conn, _APPEND_VISITS, rows.visits)
+    _write(conn, _UPSERT_SCHEDULES, rows.ticks)
+    if rows.moves:
+        conn.execute(_MOVE_INSTANCES, [*columns(rows.moves), filed_under])
+    if update.after_seq is not None and update.processed_seq is not None:
+        _set_cursor(conn, update.processed_seq, update.partition)
 
 
 def _check_cursor(conn: psycopg.Connection, after_seq: int, partition: int | None) -> None:

@@ -19,7 +19,8 @@ configuration steps without a feed, so only a partitioned SQLite installation pa
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import msgspec
 from msgspec.structs import astuple
@@ -94,27 +95,14 @@ class SqliteRunStore:
     def load(
         self, profile_ids: Collection[str], partition: int | None = None
     ) -> tuple[list[Instance], list[EntryRecord]]:
-        instances: list[Instance] = []
-        entries: list[EntryRecord] = []
-        filed = "" if partition is None else " AND partition = ?"
         with self._db.read() as conn:
-            for chunk in chunks(list(set(profile_ids))):
-                where = f"profile_id IN ({marks(len(chunk))})"
-                instances += [
-                    _decode_instance(data)
-                    for (data,) in conn.execute(
-                        f"SELECT data FROM journey_instances WHERE {where}"
-                        f" AND status = 'active'{filed}",
-                        chunk if partition is None else (*chunk, partition),
-                    )
-                ]
-                entries += [
-                    _entry(row)
-                    for row in conn.execute(
-                        f"SELECT {_ENTRY_COLUMNS} FROM journey_entries WHERE {where}", chunk
-                    )
-                ]
-        return instances, entries
+            return _load(conn, profile_ids, partition)
+
+    def load_filed(
+        self, wanted: Mapping[int, Collection[str]]
+    ) -> dict[int, tuple[list[Instance], list[EntryRecord]]]:
+        with self._db.read() as conn:
+            return {partition: _load(conn, ids, partition) for partition, ids in wanted.items()}
 
     def instances(self, instance_ids: Collection[str]) -> list[Instance]:
         found: list[Instance] = []
@@ -151,70 +139,25 @@ class SqliteRunStore:
             )
         return [_decode_instance(data) for _, data in rows]
 
+    def due_partitions(self, now: int, partitions: Collection[int]) -> set[int]:
+        due: set[int] = set()
+        with self._db.read() as conn:
+            for partition in sorted(set(partitions)):
+                query = _DUE_TIMERS_OF_ZERO if partition == 0 else _DUE_TIMERS_OF
+                args = (now, now, 1) if partition == 0 else (now, now, partition, 1)
+                if conn.execute(query, args).fetchone() is not None:
+                    due.add(partition)
+        return due
+
     def commit(self, update: JourneyUpdate) -> None:
+        self.commit_all([update])
+
+    def commit_all(self, updates: Sequence[JourneyUpdate]) -> None:
         # Encode before taking the write lock: it is held for the inserts only.
-        partition = update.partition
-        filed = 0 if partition is None else partition
-        instances = [
-            (
-                i.id,
-                i.journey_id,
-                i.version,
-                i.profile_id,
-                i.status,
-                i.entered_at,
-                i.wake_at,
-                data,
-                filed,
-            )
-            for i, data in zip(update.instances, map(encode, update.instances), strict=True)
-        ]
-        entries = [
-            (e.profile_id, e.journey_id, e.entries, e.active, e.last_entered_at, e.last_exited_at)
-            for e in update.entries
-        ]
-        outbox = [
-            (e.key, e.due, e.attempts, e.last_error, e.profile_id, encode(e.command))
-            for e in update.outbox
-        ]
-        # Columns in field order, so a visit is its own row.
-        visits = [astuple(v) for v in update.visits]
+        rows = [_Rows.of(update) for update in updates]
         with transaction(self._db, "journey commit") as conn:
-            if update.after_seq is not None:
-                current = _cursor(conn, partition)
-                if current != update.after_seq:
-                    where = "" if partition is None else f" in partition {partition}"
-                    raise StoreError(
-                        f"journey batch read events after seq {update.after_seq}, but the store"
-                        f" is at {current}{where}: another journey runtime is running"
-                    )
-            if update.fence is not None:
-                check_fence(conn, update.fence)
-            if instances:
-                conn.executemany(_UPSERT_INSTANCE, instances)
-            if entries:
-                conn.executemany(_UPSERT_ENTRY, entries)
-            if outbox:
-                conn.executemany(_INSERT_OUTBOX, outbox)
-            if visits:
-                conn.executemany(_INSERT_VISIT, visits)
-            if update.moves:
-                conn.executemany(
-                    _MOVE, [(target, pid, filed) for pid, target in update.moves.items()]
-                )
-            if update.after_seq is not None and update.processed_seq is not None:
-                if partition is None:
-                    conn.execute(
-                        "UPDATE journey_progress SET processed_seq = ?", (update.processed_seq,)
-                    )
-                else:
-                    conn.execute(_SET_PARTITION_CURSOR, (partition, update.processed_seq))
-            if update.schedule_ticks:
-                conn.executemany(
-                    "INSERT INTO journey_schedules(journey_id, tick) VALUES (?, ?)"
-                    " ON CONFLICT(journey_id) DO UPDATE SET tick = excluded.tick",
-                    list(update.schedule_ticks.items()),
-                )
+            for update, held in zip(updates, rows, strict=True):
+                _apply(conn, update, held)
 
     def schedule_ticks(self) -> dict[str, int]:
         with self._db.read() as conn:
@@ -272,3 +215,111 @@ def _entry(row: tuple[str, str, int, int, int | None, int | None]) -> EntryRecor
         last_entered_at=last_entered_at,
         last_exited_at=last_exited_at,
     )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """An update's rows, encoded."""
+
+    instances: list[tuple[object, ...]]
+    entries: list[tuple[object, ...]]
+    outbox: list[tuple[object, ...]]
+    visits: list[tuple[object, ...]]
+
+    @classmethod
+    def of(cls, update: JourneyUpdate) -> _Rows:
+        filed = 0 if update.partition is None else update.partition
+        return cls(
+            instances=[
+                (
+                    i.id,
+                    i.journey_id,
+                    i.version,
+                    i.profile_id,
+                    i.status,
+                    i.entered_at,
+                    i.wake_at,
+                    data,
+                    filed,
+                )
+                for i, data in zip(update.instances, map(encode, update.instances), strict=True)
+            ],
+            entries=[
+                (
+                    e.profile_id,
+                    e.journey_id,
+                    e.entries,
+                    e.active,
+                    e.last_entered_at,
+                    e.last_exited_at,
+                )
+                for e in update.entries
+            ],
+            outbox=[
+                (e.key, e.due, e.attempts, e.last_error, e.profile_id, encode(e.command))
+                for e in update.outbox
+            ],
+            # Columns in field order, so a visit is its own row.
+            visits=[astuple(v) for v in update.visits],
+        )
+
+
+def _apply(conn: sqlite3.Connection, update: JourneyUpdate, rows: _Rows) -> None:
+    """One update's checks and writes, inside the caller's transaction."""
+    partition = update.partition
+    filed = 0 if partition is None else partition
+    if update.after_seq is not None:
+        current = _cursor(conn, partition)
+        if current != update.after_seq:
+            where = "" if partition is None else f" in partition {partition}"
+            raise StoreError(
+                f"journey batch read events after seq {update.after_seq}, but the store"
+                f" is at {current}{where}: another journey runtime is running"
+            )
+    if update.fence is not None:
+        check_fence(conn, update.fence)
+    if rows.instances:
+        conn.executemany(_UPSERT_INSTANCE, rows.instances)
+    if rows.entries:
+        conn.executemany(_UPSERT_ENTRY, rows.entries)
+    if rows.outbox:
+        conn.executemany(_INSERT_OUTBOX, rows.outbox)
+    if rows.visits:
+        conn.executemany(_INSERT_VISIT, rows.visits)
+    if update.moves:
+        conn.executemany(_MOVE, [(target, pid, filed) for pid, target in update.moves.items()])
+    if update.after_seq is not None and update.processed_seq is not None:
+        if partition is None:
+            conn.execute("UPDATE journey_progress SET processed_seq = ?", (update.processed_seq,))
+        else:
+            conn.execute(_SET_PARTITION_CURSOR, (partition, update.processed_seq))
+    if update.schedule_ticks:
+        conn.executemany(
+            "INSERT INTO journey_schedules(journey_id, tick) VALUES (?, ?)"
+            " ON CONFLICT(journey_id) DO UPDATE SET tick = excluded.tick",
+            list(update.schedule_ticks.items()),
+        )
+
+
+def _load(
+    conn: sqlite3.Connection, profile_ids: Collection[str], partition: int | None
+) -> tuple[list[Instance], list[EntryRecord]]:
+    instances: list[Instance] = []
+    entries: list[EntryRecord] = []
+    filed = "" if partition is None else " AND partition = ?"
+    for chunk in chunks(list(set(profile_ids))):
+        where = f"profile_id IN ({marks(len(chunk))})"
+        instances += [
+            _decode_instance(data)
+            for (data,) in conn.execute(
+                f"SELECT data FROM journey_instances WHERE {where} AND status = 'active'{filed}",
+                chunk if partition is None else (*chunk, partition),
+            )
+        ]
+        entries += [
+            _entry(row)
+            for row in conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM journey_entries WHERE {where}", chunk
+            )
+        ]
+    return instances, entries
