@@ -219,3 +219,52 @@ def test_an_owner_loads_only_the_events_some_journey_may_want(monkeypatch: Any) 
     h.track("sara", "Product Viewed")
     h.track("sara", "Product Added")
     assert loaded == [h.stores.events.last_seq()]  # the Product Added only
+
+
+class CountingFeed(MemoryWorkFeed):
+    def __init__(self, partitions: int) -> None:
+        super().__init__(partitions)
+        self.reads = 0
+
+    def read_many(self, after: Any, limit: int) -> Any:
+        self.reads += 1
+        return super().read_many(after, limit)
+
+
+def test_an_idle_owner_asks_only_for_the_published_position_until_it_moves(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    settings = load_settings(data_dir=tmp_path, environ={})
+    (tmp_path / "policy.yaml").write_text("quiet_hours: false\n", encoding="utf-8")
+    settings.journeys.policy_file = str(tmp_path / "policy.yaml")
+    settings.journeys.templates_dir = str(ROOT / "examples/templates")
+    stores = open_sqlite_stores(settings, clock)
+    email = RecordingChannel("email")
+    feed = CountingFeed(4)
+    try:
+        publish(stores.journeys, reminder(template="welcome_1"), clock.now_ms())
+        stepper = Worker(stores, settings, clock, channels={"email": email}, feed=feed)
+        owner = PartitionWorker(stores, settings, clock, feed, owner="w1")
+
+        def add(n: int) -> None:
+            stores.events.append(
+                [_event(f"a{n}", "track", f"c{n}", clock.now_ms(), name="Product Added")]
+            )
+            stepper.step_once()
+
+        add(0)
+        assert owner.step_once() > 0
+        # Reads the feed to its end; then once more with the published position read first.
+        assert owner.step_once() == owner.step_once() == 0
+        reads = feed.reads
+        for _ in range(5):
+            assert owner.step_once() == 0
+        assert feed.reads == reads  # nothing published since: no partition was read
+
+        add(1)
+        assert owner.step_once() > 0 and feed.reads == reads + 1
+        entered = stores.runs.load([p.id for p in stores.profiles.scan("", 10)])[0]
+        assert len(entered) == 2
+    finally:
+        stores.close()

@@ -122,6 +122,8 @@ class JourneyRuntime:
         #: holds the partition at that epoch nobody else moves the cursor, so an idle round
         #: asks only the feed.
         self._cursors: dict[int, tuple[int | None, int]] = {}
+        #: Whether the last :meth:`run_partitions` left items waiting for another partition.
+        self.waiting = False
         #: With partitioned stepping (ADR 12), schedules append entry requests to the log
         #: instead of entering customers (see :meth:`_request_scheduled`).
         self.schedule_by_events = False
@@ -163,6 +165,7 @@ class JourneyRuntime:
         customer's current traits), so two partitions holding parts of one customer around a
         merge never touch the same rows; the handover that ends it moves them.
         """
+        self.waiting = False
         if not held:
             return 0
         after = {p: self._cursor(p, fence) for p, fence in held.items()}
@@ -170,6 +173,7 @@ class JourneyRuntime:
         for partition, batches in feed.read_many(after, max_items).items():
             items, upto = take_ready(batches, self._runs.processed_seq)
             if upto <= after[partition]:
+                self.waiting = self.waiting or bool(batches)
                 continue
             update = JourneyUpdate(
                 after_seq=after[partition],

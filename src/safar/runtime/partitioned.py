@@ -17,6 +17,7 @@ import threading
 
 from safar.config import Settings
 from safar.core.identity import IdentityRules
+from safar.model.leases import Fence
 from safar.ports import Clock, WorkFeed
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.partitions import PartitionLeases
@@ -58,6 +59,9 @@ class PartitionWorker:
         )
         #: When to look for due timers next.
         self._timers_at = 0
+        #: After a round that read the feed to its end: the partitions held then, and the
+        #: feed's ``published_seq`` read before that round (None: not read).
+        self._caught_up: tuple[set[int], int | None] | None = None
         self._runs = stores.runs
         self._clock = clock
         self.leases = PartitionLeases(
@@ -73,7 +77,7 @@ class PartitionWorker:
         the due timers of those that have some (looked for at most every
         :data:`TIMER_POLL_MS`, in one query for all)."""
         held = self.leases.hold()
-        done = self.runtime.run_partitions(self._feed, held)
+        done = self._step_feed(held)
         now = self._clock.now_ms()
         if held and now >= self._timers_at:
             due = self._runs.due_partitions(now, held)
@@ -81,6 +85,22 @@ class PartitionWorker:
                 self.runtime.fence = held[partition]
                 done += self.runtime.run_timers(partition=partition)
             self._timers_at = now if due else now + TIMER_POLL_MS
+        return done
+
+    def _step_feed(self, held: dict[int, Fence]) -> int:
+        """The held partitions' next feed batches. Once a round has read the feed to its end,
+        the next ones first ask only for the feed's ``published_seq`` (one request, not one per
+        partition) and skip the reads while it has not moved since the last full round read
+        it, the partitions held being the same."""
+        before: int | None = None
+        if self._caught_up is not None and self._caught_up[0] == held.keys():
+            before = self._feed.published_seq()
+            if before == self._caught_up[1]:
+                return 0
+        done = self.runtime.run_partitions(self._feed, held)
+        # ``before`` was read ahead of the reads: anything published later moves it.
+        idle = done == 0 and not self.runtime.waiting
+        self._caught_up = (set(held), before) if idle else None
         return done
 
     def refresh(self) -> None:
