@@ -40,6 +40,14 @@ def test_leases_last_at_least_a_second() -> None:
         load_settings(environ={"SAFAR_WORKERS_LEASE_SECONDS": "0.5"})
 
 
+def test_the_work_feed_keeps_items_until_read_unless_an_age_is_set() -> None:
+    assert load_settings(environ={}).bus.max_age_hours == 0
+    aged = load_settings(environ={"SAFAR_BUS_MAX_AGE_HOURS": "48"})
+    assert aged.bus.max_age_hours == 48
+    with pytest.raises(ConfigError, match=r"bus\.max_age_hours"):
+        load_settings(environ={"SAFAR_BUS_MAX_AGE_HOURS": "-1"})
+
+
 def test_the_link_secret_is_in_the_data_directory_unless_a_file_is_named(tmp_path: Path) -> None:
     assert load_settings(data_dir=tmp_path, environ={}).secret_path == tmp_path / "link-secret"
     shared = tmp_path / "shared" / "secret"

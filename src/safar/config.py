@@ -106,9 +106,10 @@ class BusSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Partitions of the feed: the most workers that can step customers at once. Fixed for an
     #: installation's life.
     partitions: int = 16
-    #: How long the stream keeps a partition's items; a partition left unread longer must be
-    #: published again from the event log.
-    max_age_hours: float = 7 * 24.0
+    #: 0: the stream keeps a partition's items until its owner has committed past them (and
+    #: trims them). Above 0: items also go after this many hours, read or not; a partition
+    #: left unread longer stops with an error naming the lost range.
+    max_age_hours: float = 0.0
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -201,8 +202,8 @@ def load_settings(
         raise ConfigError("bus.url must be empty (no work feed) or a nats:// URL")
     if not 1 <= settings.bus.partitions <= 4096:
         raise ConfigError("bus.partitions must be between 1 and 4096")
-    if settings.bus.max_age_hours <= 0:
-        raise ConfigError("bus.max_age_hours must be above 0")
+    if settings.bus.max_age_hours < 0:
+        raise ConfigError("bus.max_age_hours must be 0 (keep until read) or above")
     if settings.storage.synchronous.lower() not in ("full", "normal", "extra"):
         raise ConfigError("storage.synchronous must be one of full, normal, extra")
     return settings

@@ -582,7 +582,11 @@ class WorkFeed(Protocol):
     - ``read(n, after_seq, limit)`` returns partition ``n``'s batches with ``upto > after_seq``,
       in order, with their items above ``after_seq`` only; it stops after the batch that brings
       the item count to ``limit`` or more (so a batch is never split), and returns ``[]`` when
-      there are none yet.
+      there are none yet. If batches covering part of ``(after_seq, …]`` are gone (trimmed past
+      ``after_seq``, or expired), it raises :class:`~safar.errors.StoreError` naming the lost
+      range rather than skip it.
+    - ``trim(n, upto)`` lets the feed drop partition ``n``'s batches ending at or below
+      ``upto``: its owner has committed past them. Reads past ``upto`` are unchanged.
     """
 
     partitions: int
@@ -602,6 +606,11 @@ class WorkFeed(Protocol):
     def read_many(self, after: Mapping[int, int], limit: int) -> dict[int, list[WorkBatch]]:
         """:meth:`read` (partition, ``after[partition]``, ``limit``) for every partition of
         ``after``, at once where the backend allows."""
+        ...
+
+    def trim(self, partition: int, upto: int) -> None:
+        """Drop what partition ``partition``'s owner has committed up to ``upto`` (see the
+        class)."""
         ...
 
     def close(self) -> None:

@@ -168,7 +168,7 @@ def test_a_publish_appends_one_batch_to_each_partition_given_items(feeds: Feeds)
         [(10, [3, 9])],
         [],
     ]
-    assert feed.read(0, 10, 10) == [WorkBatch(upto=20, items=(handover,))]
+    assert feed.read(0, 10, 10) == [WorkBatch(upto=20, items=(handover,), since=10)]
 
 
 def test_a_read_returns_the_batches_past_after_seq_with_their_items_past_it(
@@ -215,6 +215,41 @@ def test_read_many_reads_each_partition_from_its_own_position(feeds: Feeds) -> N
     assert feed.read_many({}, 10) == {}
     with pytest.raises(ValueError, match="partition 7"):
         feed.read_many({7: 0}, 10)
+
+
+def test_each_batch_names_where_the_one_before_it_ended(feeds: Feeds) -> None:
+    feed = feeds.open()
+    feed.publish(10, {0: items(1)})
+    feed.publish(20, {1: items(12)})
+    feed.publish(30, {0: items(25)})
+    assert [b.since for b in feed.read(0, 0, EVERYTHING)] == [0, 10]
+    assert [b.since for b in feed.read(1, 0, EVERYTHING)] == [0]
+
+
+def test_trim_drops_what_was_committed_and_reads_past_it_are_unchanged(feeds: Feeds) -> None:
+    feed = feeds.open()
+    for upto in (10, 20, 30, 40):
+        feed.publish(upto, {0: items(upto - 5), 1: items(upto - 4)})
+    before = {after: feed.read(0, after, EVERYTHING) for after in (20, 25, 30, 40)}
+    feed.trim(0, 20)
+    assert {after: feed.read(0, after, EVERYTHING) for after in before} == before
+    assert shape(feed.read(1, 0, EVERYTHING)) == [(u, [u - 4]) for u in (10, 20, 30, 40)]
+    feed.trim(0, 99)  # past the end: the last batch stays, publishing goes on after it
+    feed.publish(50, {0: items(45)})
+    assert shape(feed.read(0, 40, EVERYTHING)) == [(50, [45])]
+    feed.trim(3, 10)  # an empty partition
+
+
+def test_a_read_of_trimmed_batches_names_the_lost_range(feeds: Feeds) -> None:
+    feed = feeds.open()
+    for upto in (10, 20, 30):
+        feed.publish(upto, {0: items(upto - 5)})
+    feed.trim(0, 20)
+    with pytest.raises(StoreError, match=r"partition 0's items after seq 5 .*after 20"):
+        feed.read(0, 5, EVERYTHING)
+    with pytest.raises(StoreError, match="after seq 0"):
+        feed.read_many({0: 0}, EVERYTHING)
+    assert shape(feed.read(0, 20, EVERYTHING)) == [(30, [25])]
 
 
 def test_publishing_a_range_again_appends_nothing_twice(feeds: Feeds) -> None:
@@ -316,7 +351,7 @@ def reads_agree(feed: WorkFeed, reader: WorkFeed, after: int, limit: int) -> Non
             if batch.upto <= after:
                 continue
             kept = tuple(i for i in batch.items if i.seq > after)
-            wanted.append(WorkBatch(batch.upto, kept))
+            wanted.append(WorkBatch(batch.upto, kept, batch.since))
             count += len(kept)
             if count >= limit:
                 break
@@ -327,7 +362,9 @@ def reads_agree(feed: WorkFeed, reader: WorkFeed, after: int, limit: int) -> Non
             walked += batches
             cursor = batches[-1].upto
         rest = [b for b in full if b.upto > after]
-        trimmed = [WorkBatch(b.upto, tuple(i for i in b.items if i.seq > after)) for b in rest]
+        trimmed = [
+            WorkBatch(b.upto, tuple(i for i in b.items if i.seq > after), b.since) for b in rest
+        ]
         assert walked == trimmed
 
 
@@ -414,7 +451,8 @@ def test_a_range_too_large_for_one_message_is_published_whole_in_order(
     assert batches[-1].upto == 30_000
     assert [i for b in batches for i in b.items] == many
     assert all(b.upto == b.items[-1].seq for b in batches[:-1])
-    assert feed.read(2, 29_999, 1) == [WorkBatch(30_000, (many[-1],))]
+    assert [b.since for b in batches] == [0, *(b.upto for b in batches[:-1])]
+    assert feed.read(2, 29_999, 1) == [WorkBatch(30_000, (many[-1],), batches[-1].since)]
     reader = jetstream_feeds.open()
     for after in (0, 1, batches[0].upto, batches[0].upto + 1, batches[1].upto + 7, 29_999):
         reader.read(2, 0, 1)  # the reader is at the first message, then reads from `after`

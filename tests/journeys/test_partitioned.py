@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from safar.config import load_settings
 from safar.core.assignment import partition_of
@@ -266,5 +267,38 @@ def test_an_idle_owner_asks_only_for_the_published_position_until_it_moves(
         assert owner.step_once() > 0 and feed.reads == reads + 1
         entered = stores.runs.load([p.id for p in stores.profiles.scan("", 10)])[0]
         assert len(entered) == 2
+    finally:
+        stores.close()
+
+
+def test_an_owner_trims_the_feed_up_to_what_it_committed(tmp_path: Path) -> None:
+    from safar.errors import StoreError
+    from safar.runtime.partitioned import TRIM_EVERY_MS
+
+    clock = FakeClock()
+    settings = load_settings(data_dir=tmp_path, environ={})
+    stores = open_sqlite_stores(settings, clock)
+    feed = MemoryWorkFeed(2)
+    try:
+        publish(stores.journeys, reminder(), clock.now_ms())
+        stepper = Worker(stores, settings, clock, feed=feed)
+        owner = PartitionWorker(stores, settings, clock, feed, owner="w1")
+        for n in range(8):  # a batch each
+            stores.events.append(
+                [_event(f"a{n}", "track", f"c{n}", clock.now_ms(), name="Product Added")]
+            )
+            stepper.step_once()
+        batches = {p: len(feed.read(p, 0, 99)) for p in range(2)}
+        assert sum(batches.values()) >= 8
+        while owner.step_once():
+            pass
+        clock.advance(ms=TRIM_EVERY_MS)
+        owner.step_once()
+        for partition, count in batches.items():
+            cursor = stores.runs.processed_seq(partition)
+            assert feed.read(partition, cursor, 99) == []
+            if count > 1:  # all but the last batch are gone
+                with pytest.raises(StoreError, match="trimmed or expired"):
+                    feed.read(partition, 0, 99)
     finally:
         stores.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from safar.errors import StoreError
+
 
 class WorkItem(msgspec.Struct, frozen=True, array_like=True):
     """One entry of a partition's feed: usually event ``seq`` of the log, whose customer was
@@ -33,8 +35,20 @@ class WorkItem(msgspec.Struct, frozen=True, array_like=True):
 
 
 class WorkBatch(msgspec.Struct, frozen=True, array_like=True):
-    """One partition's items of a range of the log that ends at ``upto`` (inclusive), in
-    ``seq`` order. A batch may hold no items: the partition had nothing in the range."""
+    """One partition's items of the log range ``(since, upto]``, in ``seq`` order. A batch may
+    hold no items: the partition had nothing in the range. ``since`` is the ``upto`` of the
+    partition's batch before it (0 for the first), so a reader can tell when batches it has not
+    read are gone from the feed."""
 
     upto: int
     items: tuple[WorkItem, ...] = ()
+    since: int = 0
+
+
+def lost(partition: int, after_seq: int, since: int) -> StoreError:
+    """What a read of a work feed raises when the batches after ``after_seq`` are gone."""
+    return StoreError(
+        f"the work feed no longer holds partition {partition}'s items after seq {after_seq}"
+        f" (its oldest batch starts after {since}): they were trimmed or expired before its"
+        " owner read them; the partition must be published again from the event log"
+    )

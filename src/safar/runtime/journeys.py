@@ -225,13 +225,17 @@ class JourneyRuntime:
             self._cursors[partition] = (_epoch(held[partition]), batch.update.processed_seq)
         return sum(max(len(items), 1) for items, _ in ready.values())
 
+    def committed(self, partition: int, fence: Fence | None) -> int | None:
+        """The partition's cursor as this runtime last committed it holding ``fence``, or None
+        (not committed by it at that epoch)."""
+        known = self._cursors.get(partition)
+        return known[1] if known is not None and known[0] == _epoch(fence) else None
+
     def _cursor(self, partition: int, fence: Fence | None) -> int:
         """The partition's cursor: as this runtime last committed it while holding the
         partition at the same epoch (nobody else can have moved it), else the store's."""
-        known = self._cursors.get(partition)
-        if known is not None and known[0] == _epoch(fence):
-            return known[1]
-        return self._runs.processed_seq(partition)
+        known = self.committed(partition, fence)
+        return known if known is not None else self._runs.processed_seq(partition)
 
     def _wanted(self, event: Event) -> bool:
         return event.name is not None and self._may_want(event.name)

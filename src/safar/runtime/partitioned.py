@@ -28,6 +28,9 @@ from safar.stores.bundle import Stores
 #: Milliseconds between looks for due timers in a partition that had none: timers fire up to
 #: this late, and an idle owner asks the store this much less often.
 TIMER_POLL_MS = 50
+#: Milliseconds between trims of the feed up to the cursors committed (the feed then holds
+#: only what is still to be read).
+TRIM_EVERY_MS = 5_000
 
 
 class PartitionWorker:
@@ -57,8 +60,11 @@ class PartitionWorker:
             plans=PlanBook(default_timezone=load_policy(settings).default_timezone),
             owner=owner,
         )
-        #: When to look for due timers next.
+        #: When to look for due timers next, and to trim the feed next.
         self._timers_at = 0
+        self._trim_at = 0
+        #: Partition -> the cursor the feed was last trimmed to.
+        self._trimmed: dict[int, int] = {}
         #: After a round that read the feed to its end: the partitions held then, and the
         #: feed's ``published_seq`` read before that round (None: not read).
         self._caught_up: tuple[set[int], int | None] | None = None
@@ -85,7 +91,18 @@ class PartitionWorker:
                 self.runtime.fence = held[partition]
                 done += self.runtime.run_timers(partition=partition)
             self._timers_at = now if due else now + TIMER_POLL_MS
+        if now >= self._trim_at:
+            self._trim(held)
+            self._trim_at = now + TRIM_EVERY_MS
         return done
+
+    def _trim(self, held: dict[int, Fence]) -> None:
+        """Let the feed drop what this owner has committed since the last trim."""
+        for partition, fence in sorted(held.items()):
+            cursor = self.runtime.committed(partition, fence)
+            if cursor is not None and cursor > self._trimmed.get(partition, 0):
+                self._feed.trim(partition, cursor)
+                self._trimmed[partition] = cursor
 
     def _step_feed(self, held: dict[int, Fence]) -> int:
         """The held partitions' next feed batches. Once a round has read the feed to its end,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 
-from safar.model.work import WorkBatch, WorkItem
+from safar.model.work import WorkBatch, WorkItem, lost
 
 
 class MemoryWorkFeed:
@@ -31,7 +31,7 @@ class MemoryWorkFeed:
                 last = batches[-1].upto if batches else 0
                 fresh = tuple(sorted((i for i in given if i.seq > last), key=lambda i: i.seq))
                 if fresh and upto > last:
-                    batches.append(WorkBatch(upto=upto, items=fresh))
+                    batches.append(WorkBatch(upto=upto, items=fresh, since=last))
             self._published = upto
 
     def read(self, partition: int, after_seq: int, limit: int) -> list[WorkBatch]:
@@ -43,8 +43,10 @@ class MemoryWorkFeed:
             for batch in self._batches[partition]:
                 if batch.upto <= after_seq:
                     continue
+                if not found and batch.since > after_seq:
+                    raise lost(partition, after_seq, batch.since)
                 items = tuple(i for i in batch.items if i.seq > after_seq)
-                found.append(WorkBatch(upto=batch.upto, items=items))
+                found.append(WorkBatch(upto=batch.upto, items=items, since=batch.since))
                 count += len(items)
                 if count >= limit:
                     break
@@ -52,6 +54,13 @@ class MemoryWorkFeed:
 
     def read_many(self, after: Mapping[int, int], limit: int) -> dict[int, list[WorkBatch]]:
         return {partition: self.read(partition, seq, limit) for partition, seq in after.items()}
+
+    def trim(self, partition: int, upto: int) -> None:
+        with self._lock:
+            batches = self._batches[partition]
+            # The last batch stays: publishing goes on from its ``upto``.
+            kept = [b for b in batches[:-1] if b.upto > upto]
+            self._batches[partition] = kept + batches[-1:]
 
     def close(self) -> None:
         pass

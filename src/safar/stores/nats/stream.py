@@ -16,9 +16,9 @@ async def ensure_stream(
     js: JetStreamContext, name: str, subject: str, *, max_age_s: float
 ) -> StreamInfo:
     """Stream ``name`` holding ``<subject>.>``: file storage, limits retention, messages kept
-    ``max_age_s``, direct gets and subject roll-ups allowed. An existing stream is used as it is
-    (an operator may have tuned its limits) if it holds the subjects; otherwise
-    :class:`~safar.errors.ConfigError`."""
+    ``max_age_s`` (0: no age limit), direct gets and subject roll-ups allowed. An existing
+    stream is used as it is (an operator may have tuned its limits) if it holds the subjects;
+    otherwise :class:`~safar.errors.ConfigError`."""
     info = await _info(js, name)
     if info is None:
         info = await _create(js, name, subject, max_age_s)

@@ -29,10 +29,11 @@ retention and ``max_age``, ``Nats-Expected-Last-Subject-Sequence`` (``0`` for an
 ``Nats-Rollup: sub``, stream message get and direct get by ``last_by_subj`` and
 ``seq`` + ``next_by_subj``.
 
-Retention: messages go after ``max_age_s`` (a week by default), read or not. A partition owner
-down for longer loses nothing that matters, since the feed can be rebuilt from the event log, but
-the items it had not read are gone from the feed: that partition must be republished from the
-owner's cursor before it goes on. Nothing here does that yet (ADR 12 follow-up).
+Retention: a partition's owner trims what it has committed (:meth:`JetStreamWorkFeed.trim`
+purges the subject's messages before the first one ending above its cursor, keeping the last), so
+the stream holds what is still to be read. With ``max_age_s`` above 0 messages also go after that
+age, read or not; each batch names where the one before it ended (``since``), so a reader whose
+next batch is gone finds the gap and raises instead of skipping it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import APIError, NotFoundError
 
 from safar.errors import ConfigError, StoreError
-from safar.model.work import WorkBatch, WorkItem
+from safar.model.work import WorkBatch, WorkItem, lost
 from safar.stores.nats.connection import NatsConnection
 from safar.stores.nats.stream import ensure_stream
 
@@ -102,7 +103,7 @@ class JetStreamWorkFeed:
         partitions: int,
         stream: str = "SAFAR_WORK",
         subject: str = "safar.work",
-        max_age_s: float = 7 * 86400,
+        max_age_s: float = 0,
         timeout_s: float = 5.0,
     ) -> None:
         if partitions < 1:
@@ -144,6 +145,10 @@ class JetStreamWorkFeed:
         for partition in after:
             self._check(partition)
         return self._conn.call(self._read_many(after, limit), "reading work")
+
+    def trim(self, partition: int, upto: int) -> None:
+        self._check(partition)
+        self._conn.call(self._trim(partition, upto), f"trimming work of partition {partition}")
 
     def close(self) -> None:
         self._conn.close()
@@ -190,7 +195,7 @@ class JetStreamWorkFeed:
             if not fresh or upto <= tail.upto:
                 self._tails[partition] = tail
                 return
-            batch, payload = _leading_batch(upto, fresh, self._max_bytes)
+            batch, payload = _leading_batch(upto, fresh, self._max_bytes, tail.upto)
             try:
                 ack = await self._conn.js.publish(
                     subject, payload, headers={_EXPECTED_LAST: str(tail.seq)}
@@ -247,9 +252,12 @@ class JetStreamWorkFeed:
         count = 0
         while message is not None:
             batch = _decoded(_decode_batch, message)
+            if not found and batch.since > after_seq:
+                raise lost(partition, after_seq, batch.since)
             self._positions[partition] = _Mark(seq=_seq(message), upto=batch.upto)
             if batch.items and batch.items[0].seq <= after_seq:
-                batch = WorkBatch(batch.upto, tuple(i for i in batch.items if i.seq > after_seq))
+                kept = tuple(i for i in batch.items if i.seq > after_seq)
+                batch = WorkBatch(batch.upto, kept, batch.since)
             found.append(batch)
             count += len(batch.items)
             if count >= limit:
@@ -294,6 +302,19 @@ class JetStreamWorkFeed:
                 low = _seq(probe) + 1
         return at_high if at_high is not None else await self._next(subject, high)
 
+    async def _trim(self, partition: int, upto: int) -> None:
+        """Purge the partition's messages before the first one ending above ``upto``; the last
+        message always stays (publishing checks against it)."""
+        subject = f"{self._subject}.{partition}"
+        last = await self._last(subject, direct=self._direct)
+        if last is None:
+            return
+        keep_from = _seq(last)
+        first = await self._first_after(partition, subject, upto)
+        if first is not None:
+            keep_from = min(keep_from, _seq(first))
+        await self._conn.js.purge_stream(self._stream, subject=subject, seq=keep_from)
+
     # -- gets -------------------------------------------------------------------------------
 
     async def _next(self, subject: str, seq: int) -> RawStreamMsg | None:
@@ -326,13 +347,15 @@ class JetStreamWorkFeed:
             raise ValueError(f"partition {partition} is not in 0..{self.partitions - 1}")
 
 
-def _leading_batch(upto: int, items: list[WorkItem], max_bytes: int) -> tuple[WorkBatch, bytes]:
-    """The batch of ``items`` ending at ``upto`` and its encoding, or, when that is over
+def _leading_batch(
+    upto: int, items: list[WorkItem], max_bytes: int, since: int
+) -> tuple[WorkBatch, bytes]:
+    """The batch of ``items`` from ``since`` to ``upto`` and its encoding, or, when that is over
     ``max_bytes``, the longest leading part that fits, ending at its last item."""
     count = len(items)
     while True:
         end = upto if count == len(items) else items[count - 1].seq
-        batch = WorkBatch(upto=end, items=tuple(items[:count]))
+        batch = WorkBatch(upto=end, items=tuple(items[:count]), since=since)
         payload = _encode(batch)
         if len(payload) <= max_bytes or count == 1:
             return batch, payload
