@@ -129,8 +129,9 @@ def _customers_arrive(stores: Stores, settings: Settings, clock: FakeClock) -> N
 
 
 def _fill_what_journeys_do_not(stores: Stores, clock: FakeClock) -> None:
-    """Consent, inbox items, a schedule tick, a membership event waiting to be forwarded, and
-    what partitioned stepping leaves (ADR 12): a partition's cursor, instances handed over."""
+    """Consent, inbox items, a schedule tick, a membership event waiting to be forwarded, a
+    repair request waiting for the audience processor, and what partitioned stepping leaves
+    (ADR 12): a partition's cursor, instances handed over."""
     now = clock.now_ms()
     profile = stores.profiles.find(("user_id", NEW[1]))
     assert profile is not None
@@ -158,6 +159,7 @@ def _fill_what_journeys_do_not(stores: Stores, clock: FakeClock) -> None:
         properties={"segment": "repeat-buyers"},
     )
     stores.audiences.commit(AudienceUpdate(emits=[emit]))
+    stores.audience_catalog.request_repair("repeat-buyers")
 
 
 def channels(email: Email) -> dict[str, Channel]:
@@ -313,6 +315,7 @@ def _audiences(stores: Stores, profiles: list[Profile]) -> dict[str, Any]:
         "catalog": catalog.all(),
         "audience_versions": {v.id: catalog.versions(v.id) for v in catalog.all()},
         "latest": {v.id: catalog.get(v.id) for v in catalog.all()},
+        "repairs": catalog.repairs(),
         "audiences_processed": a.processed_seq(),
         "members": {s: a.members(s, "", 10_000) for s in segments},
         "counts": {s: a.count(s) for s in segments},
@@ -355,6 +358,7 @@ def _holds_something_of_everything(seen: dict[str, Any]) -> None:
     for per_profile in ("merges", "inbox", "decisions", "history", "traits", "timelines"):
         assert any(seen[per_profile].values()), per_profile
     assert any(seen["members"].values()) and seen["progress"] and seen["folds"]
+    assert seen["repairs"]
 
 
 def state_tables(settings: Settings) -> dict[str, int]:

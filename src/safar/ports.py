@@ -418,10 +418,15 @@ class DeliveryStore(Protocol):
 
 
 class AudienceCatalog(Protocol):
-    """Segment and computed trait definitions, every version of each, with their status.
+    """Segment and computed trait definitions, every version of each, with their status, and
+    the repairs requested of each.
 
     A version is identified by ``(id, version)``; ``save`` inserts or replaces it whole. Lists
     are ordered by id, then version ascending.
+
+    A repair request asks the audience processor to rebuild an audience's state from the stored
+    events. The catalog only counts requests per id (atomically, so concurrent requests all
+    count); the processor remembers in its own progress how many it has carried out.
     """
 
     def save(self, version: AudienceVersion) -> None:
@@ -438,6 +443,16 @@ class AudienceCatalog(Protocol):
 
     def all(self) -> list[AudienceVersion]:
         """Every version of every segment and computed trait."""
+        ...
+
+    def request_repair(self, audience_id: str) -> int:
+        """Count one more repair request for ``audience_id`` (whatever its versions: callers
+        check that first); returns how many it has had, this one included."""
+        ...
+
+    def repairs(self) -> dict[str, int]:
+        """Audience id -> how many repairs have been requested of it; ids never repaired are
+        left out."""
         ...
 
 

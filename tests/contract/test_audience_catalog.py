@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from safar.errors import ValidationError
@@ -21,6 +23,7 @@ from safar.model.audiences import (
     Status,
     TraitCondition,
 )
+from safar.ports import AudienceCatalog
 
 from .conftest import AudienceStores, Backend
 
@@ -178,3 +181,40 @@ def test_versions_outlive_the_process(audience_backend: Backend) -> None:
     audience_backend.shutdown()
     again = audience_backend.audience_stores()
     assert again.catalog.get("buyers") == segment("buyers", 1, "published")
+
+
+def test_repair_requests_are_counted_per_id(audiences: AudienceStores) -> None:
+    catalog = audiences.catalog
+    assert catalog.repairs() == {}
+    assert catalog.request_repair("buyers") == 1
+    assert catalog.request_repair("buyers") == 2
+    assert catalog.request_repair("spend") == 1
+    assert catalog.repairs() == {"buyers": 2, "spend": 1}
+    # Requests are not versions: they neither show among them nor change them.
+    assert catalog.all() == []
+
+
+def test_concurrent_repair_requests_all_count(audience_backend: Backend) -> None:
+    # Two "processes" (their own adapters) asking at once, several threads each.
+    catalogs = [audience_backend.audience_stores().catalog for _ in range(2)]
+    answers: list[int] = []
+
+    def ask(catalog: AudienceCatalog) -> None:
+        for _ in range(10):
+            answers.append(catalog.request_repair("buyers"))
+
+    threads = [threading.Thread(target=ask, args=(c,)) for c in catalogs for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(answers) == list(range(1, 41))
+    assert catalogs[0].repairs() == {"buyers": 40}
+
+
+def test_repair_requests_outlive_the_process(audience_backend: Backend) -> None:
+    audience_backend.audience_stores().catalog.request_repair("buyers")
+    audience_backend.shutdown()
+    again = audience_backend.audience_stores().catalog
+    assert again.repairs() == {"buyers": 1}
+    assert again.request_repair("buyers") == 2

@@ -5,11 +5,14 @@
   again in the background, and its members enter and exit as the new condition says.
 - ``archive`` retires the live version: the segment is no longer kept current, and it no
   longer appears in profiles (no ``Segment Exited`` events are sent for it).
+- ``repair`` asks the audience processor to rebuild a live one's state from the stored events
+  (:mod:`safar.runtime.audience_jobs`): it picks the request up at its next refresh.
 - Kinds share one id space: a computed trait and a segment never have the same id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -86,3 +89,34 @@ def archive(catalog: AudienceCatalog, audience_id: str) -> AudienceVersion:
     for version in live:
         catalog.save(msgspec.structs.replace(version, status="archived"))
     return msgspec.structs.replace(live[-1], status="archived")
+
+
+def repairable(catalog: AudienceCatalog, audience_id: str) -> AudienceVersion:
+    """The live version of ``audience_id``, which a repair would rebuild. NotFound for an
+    unknown id, Conflict for one not published (nothing is kept for it, so nothing to repair)."""
+    versions = catalog.versions(audience_id)
+    if not versions:
+        raise NotFound(f"no segment or computed trait {audience_id!r}")
+    live = [v for v in versions if v.status == "published"]
+    if not live:
+        latest = versions[-1]
+        raise Conflict(
+            f"{audience_id!r} is not published (version {latest.version} is {latest.status}):"
+            " only published segments and computed traits are kept, and can be repaired"
+        )
+    return live[-1]
+
+
+def repair(
+    catalog: AudienceCatalog, audience_ids: Sequence[str]
+) -> list[tuple[AudienceVersion, int]]:
+    """Request a repair of each of ``audience_ids``: each one's live version and how many
+    repairs it has had requested. Every id is checked (:func:`repairable`) before any request
+    is recorded."""
+    live = [repairable(catalog, audience_id) for audience_id in dict.fromkeys(audience_ids)]
+    return [(version, catalog.request_repair(version.id)) for version in live]
+
+
+def published_ids(catalog: AudienceCatalog) -> list[str]:
+    """The ids of every published segment and computed trait, sorted."""
+    return sorted({v.id for v in catalog.all() if v.status == "published"})

@@ -27,6 +27,11 @@ page (folding is order-independent, so the two may interleave). Its folds are st
 for every customer by a second job once the aggregates it reads are complete; until the job
 reaches a customer, the segment is left alone for them. Both jobs commit their progress with
 the state they produce (:meth:`~safar.ports.AudienceStore.progress`).
+
+Repairs: a repair requested in the catalog starts the same jobs again for what it covers (a new
+generation, folded from the log; segments evaluated for everyone again), read from the store
+rather than from what the processor remembers (:mod:`~safar.runtime.audience_jobs`). A scan
+also deletes the segment's stored memberships of profiles that no longer exist.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import contextlib
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -75,6 +80,7 @@ from safar.ports import (
     ProfileReader,
 )
 from safar.runtime.audience_cache import AudienceCache, ProfileCache
+from safar.runtime.audience_jobs import DONE, REPAIR_PREFIX, Generation, Jobs, pending_repairs
 from safar.runtime.internal import track_event
 from safar.runtime.profiler import read_applied
 
@@ -90,7 +96,6 @@ HISTORY_PAGE = 20_000
 #: Customers evaluated per page when a segment is evaluated for everyone.
 SCAN_PAGE = 1000
 FORWARD_PAGE = 1000
-_DONE: Final = "done"
 
 
 def audience_compile(source: str, names: tuple[str, ...]) -> Predicate:
@@ -122,55 +127,6 @@ def live_definitions(
 def fingerprint(segment: Segment) -> str:
     """Names a segment's condition: a new one is evaluated for everyone again."""
     return hashlib.blake2b(msgspec.json.encode(segment.where), digest_size=8).hexdigest()
-
-
-@dataclass
-class _Jobs:
-    """Where background work stands, as read from the store at refresh and kept since."""
-
-    #: Aggregate key -> (generation, history folded up to).
-    folds: dict[str, tuple[int, int]] = field(default_factory=dict)
-    #: Segment id -> (fingerprint, last profile id evaluated or ``done``).
-    scans: dict[str, tuple[str, str]] = field(default_factory=dict)
-    #: Progress to commit with the next update.
-    dirty: dict[str, str | None] = field(default_factory=dict)
-    _complete: dict[str, str] | None = None
-    _ready: set[str] | None = None
-
-    def storage_key(self, key: str) -> str:
-        return f"{key}@{self.folds[key][0]}"
-
-    def complete(self, key: str) -> bool:
-        generation, upto = self.folds[key]
-        return upto >= generation
-
-    def complete_storage(self) -> dict[str, str]:
-        """Storage key -> aggregate key, for the aggregates whose history is complete."""
-        if self._complete is None:
-            self._complete = {
-                self.storage_key(key): key for key in self.folds if self.complete(key)
-            }
-        return self._complete
-
-    def set_fold(self, key: str, generation: int, upto: int) -> None:
-        self._complete = None
-        self.folds[key] = (generation, upto)
-        self.dirty[f"fold:{key}"] = f"{generation}:{upto}"
-
-    def ready_segments(self) -> set[str]:
-        """Segments evaluated for everyone."""
-        if self._ready is None:
-            self._ready = {sid for sid, (_, pos) in self.scans.items() if pos == _DONE}
-        return self._ready
-
-    def set_scan(self, segment_id: str, print_: str, position: str) -> None:
-        self._ready = None
-        self.scans[segment_id] = (print_, position)
-        self.dirty[f"scan:{segment_id}"] = f"{print_}:{position}"
-
-    def take(self) -> dict[str, str | None]:
-        taken, self.dirty = self.dirty, {}
-        return taken
 
 
 @dataclass
@@ -231,7 +187,7 @@ class AudienceProcessor:
         self._names: dict[str, str] = {}
         self.plan = AudiencePlan([], [], compile)
         self._aggregates: dict[str, Aggregate] = {}
-        self._jobs = _Jobs()
+        self._jobs = Jobs()
         self._cache = AudienceCache(store)
         self._profile_cache = ProfileCache(profiles)
         self._stamp: object = None
@@ -240,9 +196,11 @@ class AudienceProcessor:
     # -- the catalog ------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-read the catalog; new aggregates and segments start their background jobs."""
+        """Re-read the catalog; new aggregates and segments start their background jobs, and
+        so do repairs requested since (:mod:`~safar.runtime.audience_jobs`)."""
         versions = self._catalog.all()
-        stamp = [(v.id, v.version, v.status) for v in versions]
+        requested = self._catalog.repairs()
+        stamp = ([(v.id, v.version, v.status) for v in versions], requested)
         if stamp == self._stamp:
             return
         segments, traits = live_definitions(versions)
@@ -250,16 +208,16 @@ class AudienceProcessor:
         self._aggregates = {k: c.aggregate for k, c in self.plan.aggregates.items()}
         self._names = {s.id: s.name for s in segments}
         self._stamp = stamp
-        self._jobs = _Jobs()
+        self._jobs = Jobs()
         stored = self._store.progress()
         cursor = self._store.processed_seq()
         for key in self.plan.aggregates:
-            generation, upto = _fold_progress(stored.get(f"fold:{key}"))
-            if generation < 0:
+            held = Generation.decode(stored.get(f"fold:{key}"))
+            if held is None:
                 # New: history up to the cursor is folded in the background.
-                self._jobs.set_fold(key, cursor, 0)
+                self._jobs.set_fold(key, Generation(cursor, 0))
             else:
-                self._jobs.folds[key] = (generation, upto)
+                self._jobs.folds[key] = held
         for name in stored:
             kind, _, rest = name.partition(":")
             if kind == "fold" and rest not in self.plan.aggregates:
@@ -273,12 +231,27 @@ class AudienceProcessor:
                 self._jobs.scans[segment.id] = (print_, position)
             else:
                 self._jobs.set_scan(segment.id, print_, "")
+        repairs = pending_repairs(requested, stored)
+        if repairs:
+            self._repair(repairs, cursor)
+
+    def _repair(self, repairs: Mapping[str, int], cursor: int) -> None:
+        """Start the repairs requested (audience id -> requests counted); those of audiences no
+        longer live are only marked done. They commit with the next batch, so a processor
+        stopped before that starts them again from the store."""
+        self._jobs.repair(self.plan, repairs.keys(), cursor)
+        for audience_id, count in repairs.items():
+            self._jobs.dirty[REPAIR_PREFIX + audience_id] = str(count)
+        # What this processor committed may not be what the store holds (the store was
+        # damaged behind its back, say): the repair evaluates what the store holds.
+        self._cache.forget()
+        log.info("repairing audiences %s", ", ".join(sorted(repairs)))
 
     @property
     def busy(self) -> bool:
         """Whether background jobs (history folds, segment scans) have work left."""
         return any(not self._jobs.complete(k) for k in self._jobs.folds) or any(
-            pos != _DONE for _, pos in self._jobs.scans.values()
+            pos != DONE for _, pos in self._jobs.scans.values()
         )
 
     def _allowed(self, profile_id: str) -> set[str]:
@@ -289,7 +262,7 @@ class AudienceProcessor:
             return ready
         found = set(ready)
         for segment_id, (_, position) in self._jobs.scans.items():
-            if position and position != _DONE and profile_id <= position:
+            if position and position != DONE and profile_id <= position:
                 found.add(segment_id)
         return found
 
@@ -579,12 +552,12 @@ class AudienceProcessor:
             return self._run_jobs()
 
     def _run_jobs(self) -> int:
-        for key, (generation, upto) in sorted(self._jobs.folds.items()):
-            if upto < generation:
-                return self._fold_history(key, generation, upto)
+        for key, held in sorted(self._jobs.folds.items()):
+            if not held.complete:
+                return self._fold_history(key, held)
         for segment in self.plan.segments:
             print_, position = self._jobs.scans[segment.id]
-            if position == _DONE:
+            if position == DONE:
                 continue
             if not self._ready_to_scan(segment.id):
                 continue
@@ -595,9 +568,10 @@ class AudienceProcessor:
         reads = self.plan.reads[segment_id]
         if not all(self._jobs.complete(k) for k in reads.keys(self.plan.traits)):
             return False
-        return all(self._jobs.scans.get(m, ("", _DONE))[1] == _DONE for m in reads.members)
+        return all(self._jobs.scans.get(m, ("", DONE))[1] == DONE for m in reads.members)
 
-    def _fold_history(self, key: str, generation: int, upto: int) -> int:
+    def _fold_history(self, key: str, held: Generation) -> int:
+        generation, upto, _ = held
         read = self._events.read(upto, min(HISTORY_PAGE, generation - upto))
         events = [e for e in read if e.seq <= generation]
         compiled = self.plan.aggregates[key]
@@ -626,7 +600,7 @@ class AudienceProcessor:
                     batch.changed.add(head)
         # Past the generation (or at the end of the log) the history is complete.
         done = len(events) < len(read) or not read
-        self._jobs.set_fold(key, generation, generation if done else events[-1].seq)
+        self._jobs.set_fold(key, held._replace(upto=generation if done else events[-1].seq))
         self._commit(batch)
         return max(1, len(events))
 
@@ -635,18 +609,41 @@ class AudienceProcessor:
         now = self._clock.now_ms()
         batch = _Batch(now=now, update=AudienceUpdate())
         # The job's position moves first, so the evaluation below includes this segment.
-        last = profiles[-1].id if profiles else _DONE
+        last = profiles[-1].id if profiles else DONE
         self._jobs.set_scan(segment_id, print_, last)
-        if profiles:
-            for profile in profiles:
-                batch.profiles[profile.id] = profile
-            self._load(batch, profiles)
-            for profile in profiles:
+        end = len(profiles) < SCAN_PAGE
+        for profile in profiles:
+            batch.profiles[profile.id] = profile
+        strays = self._strays(segment_id, position, None if end else last, batch.profiles)
+        if strays:
+            self._current(batch, strays)
+        if batch.profiles:
+            self._load(batch, batch.profiles.values())
+            for profile in list(batch.profiles.values()):
                 self._evaluate(batch, profile, None)
-        if len(profiles) < SCAN_PAGE:
-            self._jobs.set_scan(segment_id, print_, _DONE)
+        if end:
+            self._jobs.set_scan(segment_id, print_, DONE)
         self._commit(batch)
         return max(1, len(profiles))
+
+    def _strays(
+        self, segment_id: str, after: str, upto: str | None, scanned: Collection[str]
+    ) -> list[Membership]:
+        """The segment's stored members with profile ids in ``(after, upto]`` (to the end when
+        ``upto`` is None) that are not among the ``scanned`` profiles: no such profile exists
+        any more (merged away, or never did, the store being damaged). :meth:`_current` deletes
+        them and evaluates their customers' current profiles."""
+        found: list[Membership] = []
+        while page := self._store.members(segment_id, after, SCAN_PAGE):
+            for membership in page:
+                if upto is not None and membership.profile_id > upto:
+                    return found
+                if membership.profile_id not in scanned:
+                    found.append(membership)
+            if len(page) < SCAN_PAGE:
+                break
+            after = page[-1].profile_id
+        return found
 
     # -- forwarding ---------------------------------------------------------------------------
 
@@ -693,17 +690,10 @@ def complete_folds(progress: Mapping[str, str], keys: Iterable[str]) -> dict[str
     whose history is complete (as :meth:`AudienceStore.progress` says)."""
     found: dict[str, str] = {}
     for key in keys:
-        generation, upto = _fold_progress(progress.get(f"fold:{key}"))
-        if generation >= 0 and upto >= generation:
-            found[key] = f"{key}@{generation}"
+        held = Generation.decode(progress.get(f"fold:{key}"))
+        if held is not None and held.complete:
+            found[key] = held.storage(key)
     return found
-
-
-def _fold_progress(text: str | None) -> tuple[int, int]:
-    if not text:
-        return -1, -1
-    generation, _, upto = text.partition(":")
-    return int(generation), int(upto)
 
 
 def _identifier(profile: Profile) -> Identifier:

@@ -43,7 +43,8 @@ class _Evaluated:
 
 
 class MemoryAudienceStores:
-    """Audience versions, folds, memberships and pending events in dicts; not durable."""
+    """Audience versions, repair requests, folds, memberships and pending events in dicts; not
+    durable."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -55,6 +56,7 @@ class MemoryAudienceStores:
         self._members: dict[str, set[str]] = {}  # segment id -> profile ids
         self._emits: dict[str, bytes] = {}  # message id -> event, in commit order
         self._jobs: dict[str, str] = {}
+        self._repairs: dict[str, int] = {}
 
     # -- AudienceCatalog -------------------------------------------------------------------------
 
@@ -92,6 +94,16 @@ class MemoryAudienceStores:
                 for _, v in sorted(numbered.items())
             ]
         return [copy.deepcopy(v) for v in stored]
+
+    def request_repair(self, audience_id: str) -> int:
+        with self._lock:
+            count = self._repairs.get(audience_id, 0) + 1
+            self._repairs[audience_id] = count
+        return count
+
+    def repairs(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._repairs)
 
     # -- AudienceStore ---------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ Tables:
 - ``audience_emits``: pending membership-change events. ``position`` (an identity) orders them;
   ``message_id`` is unique, so an event already pending is skipped.
 - ``audience_jobs(name, progress)``: where each background job is.
+- ``audience_repairs(audience_id, requested)``: how many repairs were requested of each
+  audience (migration 2). A request increments its row in one statement, so concurrent
+  requests all count.
 
 Folds and memberships are msgspec JSON, as in the SQLite store: folds hold values customers
 sent, and MessagePack refuses integers beyond 64 bits, which would poison a batch. Pending
@@ -101,6 +104,12 @@ _MIGRATIONS: list[PgMigration] = [
     CREATE TABLE audience_jobs(
         name TEXT PRIMARY KEY,
         progress TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE audience_repairs(
+        audience_id TEXT PRIMARY KEY,
+        requested BIGINT NOT NULL
     )
     """,
 ]
@@ -210,7 +219,7 @@ def migrate(db: PgDatabase) -> None:
 
 
 class PgAudienceCatalog:
-    """Segment and computed trait versions, one row each."""
+    """Segment and computed trait versions, one row each, and repair requests."""
 
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
@@ -242,6 +251,23 @@ class PgAudienceCatalog:
 
     def all(self) -> list[AudienceVersion]:
         return self._select("true ORDER BY audience_id, version")
+
+    def request_repair(self, audience_id: str) -> int:
+        with self._db.write() as conn:
+            count: int = _scalar(
+                conn,
+                "INSERT INTO audience_repairs(audience_id, requested) VALUES (%s, 1)"
+                " ON CONFLICT(audience_id)"
+                " DO UPDATE SET requested = audience_repairs.requested + 1"
+                " RETURNING requested",
+                audience_id,
+            )
+        return count
+
+    def repairs(self) -> dict[str, int]:
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT audience_id, requested FROM audience_repairs").fetchall()
+        return dict(rows)
 
     def _select(self, where: str, *params: object) -> list[AudienceVersion]:
         with self._db.read() as conn:

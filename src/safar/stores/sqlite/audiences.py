@@ -21,6 +21,8 @@ Tables:
 - ``audience_emits``: pending membership-change events, keyed by message id, in rowid
   (commit) order.
 - ``audience_jobs(name, progress)``: where each background job is.
+- ``audience_repairs(audience_id, requested)``: how many repairs were requested of each
+  audience (migration 2); the processor reads it with the versions.
 
 Folds and memberships are JSON, as journey state is (ADR 8): folds hold values customers sent,
 and MessagePack refuses integers beyond 64 bits, which would poison a batch. Pending events are
@@ -97,6 +99,12 @@ _MIGRATIONS: list[Migration] = [
         progress TEXT NOT NULL
     ) WITHOUT ROWID
     """,
+    """
+    CREATE TABLE audience_repairs(
+        audience_id TEXT PRIMARY KEY NOT NULL,
+        requested INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
 ]
 
 _Kind = Literal["segment", "computed_trait"]
@@ -144,7 +152,7 @@ def _check_kind(version: AudienceVersion) -> None:
 
 
 class SqliteAudienceCatalog:
-    """Segment and computed trait versions in the state database."""
+    """Segment and computed trait versions, and repair requests, in the state database."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -180,6 +188,20 @@ class SqliteAudienceCatalog:
 
     def all(self) -> list[AudienceVersion]:
         return self._select("1 ORDER BY audience_id, version")
+
+    def request_repair(self, audience_id: str) -> int:
+        with transaction(self._db, "requesting an audience repair") as conn:
+            count: int = conn.execute(
+                "INSERT INTO audience_repairs(audience_id, requested) VALUES (?, 1)"
+                " ON CONFLICT(audience_id) DO UPDATE SET requested = requested + 1"
+                " RETURNING requested",
+                (audience_id,),
+            ).fetchone()[0]
+        return count
+
+    def repairs(self) -> dict[str, int]:
+        with self._db.read() as conn:
+            return dict(conn.execute("SELECT audience_id, requested FROM audience_repairs"))
 
     def _select(self, where: str, *params: object) -> list[AudienceVersion]:
         with self._db.read() as conn:
