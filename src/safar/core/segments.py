@@ -11,10 +11,12 @@ changed touches the segments that name it (``member:``). Segments are evaluated 
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from safar.core import aggregates as ag
 from safar.core.gate_rules import effective_consent
@@ -40,6 +42,22 @@ from safar.model.profiles import Profile
 #: A compiled CEL condition: activation -> bool (never raises).
 Predicate = Callable[[Mapping[str, Any]], bool]
 Compile = Callable[[str, tuple[str, ...]], Predicate]
+
+#: A CEL condition mentioning ``now`` reads the clock (a mention inside a string literal only
+#: costs needless timers).
+_READS_NOW: Final = re.compile(r"\bnow\b")
+#: How far ahead the next change of a CEL condition that reads ``now`` is looked for; a
+#: customer is evaluated again at least this often while a live segment has one.
+CLOCK_HORIZON_MS: Final = 86_400_000
+#: The probes of that look: after 1 minute, then twice as far each time up to an hour, then
+#: every hour to the horizon (30 evaluations), so a state lasting an hour or more is never
+#: stepped over.
+_PROBES: Final[tuple[int, ...]] = (
+    *(60_000 << k for k in range(6)),
+    *range(3_600_000, CLOCK_HORIZON_MS + 1, 3_600_000),
+)
+#: Precision of a change found between two probes.
+_FLIP_PRECISION_MS: Final = 1000
 
 #: What a change may touch (see :class:`Reads`).
 TRAITS = "traits"
@@ -213,6 +231,8 @@ class AudiencePlan:
         self.by_event: dict[str, list[CompiledAggregate]] = {}
         self.reads: dict[str, Reads] = {}
         self._tests: dict[str, Callable[[View], bool]] = {}
+        #: The CEL leaves that read ``now``, each as (view, instant) -> its result then.
+        self._clocked: list[Callable[[View, int], bool]] = []
         for aggregate in self.traits.values():
             self._aggregate(aggregate)
         for segment in self.segments:
@@ -278,7 +298,10 @@ class AudiencePlan:
         if isinstance(node, PerformedCondition):
             return _performed_test(node, self._aggregate(node.aggregate))
         if isinstance(node, ProfileCondition):
-            return _profile_test(self._compile(node.where, ("profile", "now")))
+            probe = _profile_probe(self._compile(node.where, ("profile", "now")))
+            if _READS_NOW.search(node.where):
+                self._clocked.append(probe)
+            return lambda view: probe(view, view.now)
         raise TypeError(f"unknown condition {node!r}")
 
     # -- what a change touches ----------------------------------------------------------------
@@ -324,8 +347,24 @@ class AudiencePlan:
                 pending.update(self._dependents.get(sid, ()))
         return view.segments & self.ids
 
-    def wake_at(self, folds: Mapping[str, Fold], now: int) -> int | None:
-        """When time alone may next change a segment of this customer, or None."""
+    def wake_at(
+        self, folds: Mapping[str, Fold], now: int, view: View | None = None
+    ) -> int | None:
+        """When time alone may next change a segment of this customer, or None: the next
+        change of a windowed aggregate, and (given the customer's ``view``) of a CEL condition
+        that reads ``now``, looked for up to :data:`CLOCK_HORIZON_MS` ahead (at the horizon at
+        the latest, to look again)."""
+        found = self._fold_wake(folds, now)
+        if view is not None and self._clocked:
+            at = now + CLOCK_HORIZON_MS
+            for probe in self._clocked:
+                flip = next_flip(functools.partial(probe, view), now)
+                if flip is not None:
+                    at = min(at, flip)
+            found = at if found is None else min(found, at)
+        return found
+
+    def _fold_wake(self, folds: Mapping[str, Fold], now: int) -> int | None:
         found: int | None = None
         present = folds.present() if isinstance(folds, CustomerFolds) else folds.keys()
         for key in present:
@@ -367,8 +406,11 @@ def _consent_test(node: ConsentCondition) -> Callable[[View], bool]:
     return test
 
 
-def _profile_test(predicate: Predicate) -> Callable[[View], bool]:
-    def test(view: View) -> bool:
+def _profile_probe(predicate: Predicate) -> Callable[[View, int], bool]:
+    """A CEL leaf as (view, instant) -> its result with ``now`` at that instant (the
+    customer's traits as the view has them)."""
+
+    def probe(view: View, at: int) -> bool:
         profile = view.profile
         activation = {
             "profile": {
@@ -376,11 +418,32 @@ def _profile_test(predicate: Predicate) -> Callable[[View], bool]:
                 "traits": dict(view.traits),
                 "identifiers": profile.identifiers,
             },
-            "now": datetime.fromtimestamp(view.now / 1000, tz=UTC),
+            "now": datetime.fromtimestamp(at / 1000, tz=UTC),
         }
         return predicate(activation)
 
-    return test
+    return probe
+
+
+def next_flip(result_at: Callable[[int], bool], now: int) -> int | None:
+    """The first instant after ``now`` (to :data:`_FLIP_PRECISION_MS`) at which ``result_at``
+    differs from its result at ``now``, as far as the probes (:data:`_PROBES`) up to
+    :data:`CLOCK_HORIZON_MS` ahead show, or None. A change undone before the next probe (a
+    state lasting under an hour, more than an hour ahead) goes unseen."""
+    base = result_at(now)
+    low = now
+    for offset in _PROBES:
+        high = now + offset
+        if result_at(high) != base:
+            while high - low > _FLIP_PRECISION_MS:
+                middle = (low + high) // 2
+                if result_at(middle) != base:
+                    high = middle
+                else:
+                    low = middle
+            return high
+        low = high
+    return None
 
 
 def _trait_test(node: TraitCondition) -> Callable[[View], bool]:

@@ -460,7 +460,7 @@ class AudienceProcessor:
         after = self.plan.evaluate(view, set(before), touched) if touched else set(before)
         after &= self.plan.ids
         segments = {sid: before.get(sid, now) for sid in after}
-        wake = self.plan.wake_at(combined, now)
+        wake = self.plan.wake_at(combined, now, view)
         identifier = _identifier(profile)
         membership = Membership(
             profile_id=profile.id,
