@@ -11,7 +11,6 @@ changed touches the segments that name it (``member:``). Segments are evaluated 
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -231,8 +230,8 @@ class AudiencePlan:
         self.by_event: dict[str, list[CompiledAggregate]] = {}
         self.reads: dict[str, Reads] = {}
         self._tests: dict[str, Callable[[View], bool]] = {}
-        #: The CEL leaves that read ``now``, each as (view, instant) -> its result then.
-        self._clocked: list[Callable[[View, int], bool]] = []
+        #: The CEL leaves that read ``now``, each as view -> (instant -> its result then).
+        self._clocked: list[Callable[[View], Callable[[int], bool]]] = []
         for aggregate in self.traits.values():
             self._aggregate(aggregate)
         for segment in self.segments:
@@ -301,7 +300,7 @@ class AudiencePlan:
             probe = _profile_probe(self._compile(node.where, ("profile", "now")))
             if _READS_NOW.search(node.where):
                 self._clocked.append(probe)
-            return lambda view: probe(view, view.now)
+            return lambda view: probe(view)(view.now)
         raise TypeError(f"unknown condition {node!r}")
 
     # -- what a change touches ----------------------------------------------------------------
@@ -347,9 +346,7 @@ class AudiencePlan:
                 pending.update(self._dependents.get(sid, ()))
         return view.segments & self.ids
 
-    def wake_at(
-        self, folds: Mapping[str, Fold], now: int, view: View | None = None
-    ) -> int | None:
+    def wake_at(self, folds: Mapping[str, Fold], now: int, view: View | None = None) -> int | None:
         """When time alone may next change a segment of this customer, or None: the next
         change of a windowed aggregate, and (given the customer's ``view``) of a CEL condition
         that reads ``now``, looked for up to :data:`CLOCK_HORIZON_MS` ahead (at the horizon at
@@ -358,7 +355,7 @@ class AudiencePlan:
         if view is not None and self._clocked:
             at = now + CLOCK_HORIZON_MS
             for probe in self._clocked:
-                flip = next_flip(functools.partial(probe, view), now)
+                flip = next_flip(probe(view), now)
                 if flip is not None:
                     at = min(at, flip)
             found = at if found is None else min(found, at)
@@ -406,23 +403,20 @@ def _consent_test(node: ConsentCondition) -> Callable[[View], bool]:
     return test
 
 
-def _profile_probe(predicate: Predicate) -> Callable[[View, int], bool]:
-    """A CEL leaf as (view, instant) -> its result with ``now`` at that instant (the
-    customer's traits as the view has them)."""
+def _profile_probe(predicate: Predicate) -> Callable[[View], Callable[[int], bool]]:
+    """A CEL leaf as view -> (instant -> its result with ``now`` at that instant), the
+    customer's traits as the view has them (read once per view)."""
 
-    def probe(view: View, at: int) -> bool:
+    def for_view(view: View) -> Callable[[int], bool]:
         profile = view.profile
-        activation = {
-            "profile": {
-                "id": profile.id,
-                "traits": dict(view.traits),
-                "identifiers": profile.identifiers,
-            },
-            "now": datetime.fromtimestamp(at / 1000, tz=UTC),
-        }
-        return predicate(activation)
+        seen = {"id": profile.id, "traits": dict(view.traits), "identifiers": profile.identifiers}
 
-    return probe
+        def result(at: int) -> bool:
+            return predicate({"profile": seen, "now": datetime.fromtimestamp(at / 1000, tz=UTC)})
+
+        return result
+
+    return for_view
 
 
 def next_flip(result_at: Callable[[int], bool], now: int) -> int | None:
