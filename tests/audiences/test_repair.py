@@ -371,3 +371,25 @@ def test_a_repair_at_the_cursor_its_generation_started_at_counts_each_event_once
     h.run()
     h.reader.invalidate()
     assert h.reader.find((USER, "u1")).traits["orders"] == 2  # type: ignore[union-attr]
+
+
+def test_an_aggregate_published_again_at_the_same_cursor_counts_each_event_once() -> None:
+    h = JourneyHarness()
+    h.identify("u1", {"vip": True})
+    for revenue in (100, 50):
+        h.track("u1", "Order Completed", {"revenue": revenue})
+    h.track("u2", "Signed Up")
+    orders = parse_audience(TRAITS[0])
+    assert isinstance(orders, ComputedTrait)
+    h.publish_audience(orders)
+    assert computed_traits(h)[pid(h, "u1")] == {"orders": 2}
+    audience_catalog.archive(h.stores.audience_catalog, "orders")
+    signups = parse_audience("{id: signups, compute: {event: Signed Up}}")
+    h.publish_audience(signups)  # its history job commits (u2 only) and forgets orders
+    assert "fold:" + orders.aggregate.key not in h.stores.audiences.progress()
+    # Published again with no event in between: the processor's cursor has not moved, so the
+    # new generation starts where the old one did; its folds must not be the old ones.
+    h.publish_audience(orders)
+    assert computed_traits(h)[pid(h, "u1")]["orders"] == 2
+    h.track("u1", "Order Completed", {"revenue": 10})
+    assert computed_traits(h)[pid(h, "u1")]["orders"] == 3

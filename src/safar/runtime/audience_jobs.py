@@ -29,6 +29,9 @@ from safar.core.segments import AudiencePlan
 #: The position of a segment evaluated for everyone (``scan:<id>`` = ``<fingerprint>:done``).
 DONE: Final = "done"
 REPAIR_PREFIX: Final = "repair:"
+#: ``retired:<aggregate key>`` = the ``refold`` its next generation takes, kept when it leaves
+#: the catalog: published again at the same cursor, it must not find its old folds.
+RETIRED_PREFIX: Final = "retired:"
 
 
 class Generation(NamedTuple):

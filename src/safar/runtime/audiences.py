@@ -80,7 +80,14 @@ from safar.ports import (
     ProfileReader,
 )
 from safar.runtime.audience_cache import AudienceCache, ProfileCache
-from safar.runtime.audience_jobs import DONE, REPAIR_PREFIX, Generation, Jobs, pending_repairs
+from safar.runtime.audience_jobs import (
+    DONE,
+    REPAIR_PREFIX,
+    RETIRED_PREFIX,
+    Generation,
+    Jobs,
+    pending_repairs,
+)
 from safar.runtime.internal import track_event
 from safar.runtime.profiler import read_applied
 
@@ -214,14 +221,20 @@ class AudienceProcessor:
         for key in self.plan.aggregates:
             held = Generation.decode(stored.get(f"fold:{key}"))
             if held is None:
-                # New: history up to the cursor is folded in the background.
-                self._jobs.set_fold(key, Generation(cursor, 0))
+                # New: history up to the cursor is folded in the background, under a storage
+                # key no earlier generation of it used: one archived at this same cursor may
+                # have left folds behind (they are dropped only as their customers are touched).
+                refold = int(stored.get(f"{RETIRED_PREFIX}{key}") or 0)
+                self._jobs.set_fold(key, Generation(cursor, 0, refold))
             else:
                 self._jobs.folds[key] = held
         for name in stored:
             kind, _, rest = name.partition(":")
             if kind == "fold" and rest not in self.plan.aggregates:
                 self._jobs.dirty[name] = None
+                retired = Generation.decode(stored[name])
+                if retired is not None:
+                    self._jobs.dirty[f"{RETIRED_PREFIX}{rest}"] = str(retired.refold + 1)
             if kind == "scan" and rest not in self.plan.reads:
                 self._jobs.dirty[name] = None
         for segment in segments:
