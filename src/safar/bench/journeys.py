@@ -133,14 +133,20 @@ def run_journeys_bench(
                         fresh.bus.url = bus
                         fresh.bus.stream = f"SAFAR_BENCH_{token}"
                         fresh.bus.subject = f"safar.bench.{token}"
-                    report[name] = run_latency(
-                        fresh,
-                        work / sink,
-                        seconds=latency_seconds,
-                        rate=rate,
-                        sink=sink,
-                        warmup=min(3.0, latency_seconds / 4),
-                    )
+                    try:
+                        report[name] = run_latency(
+                            fresh,
+                            work / sink,
+                            seconds=latency_seconds,
+                            rate=rate,
+                            sink=sink,
+                            warmup=min(3.0, latency_seconds / 4),
+                        )
+                    finally:
+                        if bus:
+                            from safar.testing.nats import delete_streams_at
+
+                            delete_streams_at(bus, [fresh.bus.stream])
         if "waiting" in parts:
             from safar.bench.journeys_waiting import run_waiting
 
