@@ -393,3 +393,31 @@ def test_an_aggregate_published_again_at_the_same_cursor_counts_each_event_once(
     assert computed_traits(h)[pid(h, "u1")]["orders"] == 2
     h.track("u1", "Order Completed", {"revenue": 10})
     assert computed_traits(h)[pid(h, "u1")]["orders"] == 3
+
+
+def test_aggregates_published_together_fold_their_history_in_one_pass(monkeypatch: Any) -> None:
+    h = JourneyHarness()
+    for n in range(6):
+        h.identify(f"u{n}", {"vip": n % 2 == 0})
+        h.track(f"u{n}", "Order Completed", {"revenue": 10 * n})
+        h.track(f"u{n}", "Order Completed", {"revenue": 5})
+    monkeypatch.setattr(processor_module, "HISTORY_PAGE", 4)
+    reads: list[int] = []
+    events = h.audiences._events
+    read = events.read
+    monkeypatch.setattr(
+        events, "read", lambda after, limit: reads.append(after) or read(after, limit)
+    )
+    _, traits = definitions()
+    for trait in traits:
+        audience_catalog.publish(h.stores.audience_catalog, trait, h.clock.now_ms())
+    h.audiences.refresh()
+    while h.audiences.run_jobs():
+        pass
+    history = h.stores.events.last_seq()
+    assert len(reads) <= history // 4 + 2  # one pass for the three of them
+    expected = recompute([], traits, h.stores.profiles, h.stores.events, None, h.clock.now_ms())
+    h.reader.invalidate()
+    names = {t.id for t in traits}
+    shown = {p.id: {k: v for k, v in p.traits.items() if k in names} for p in h.reader.scan("", 99)}
+    assert shown == {p: r.traits for p, r in expected.items()}

@@ -565,9 +565,8 @@ class AudienceProcessor:
             return self._run_jobs()
 
     def _run_jobs(self) -> int:
-        for key, held in sorted(self._jobs.folds.items()):
-            if not held.complete:
-                return self._fold_history(key, held)
+        if any(not held.complete for held in self._jobs.folds.values()):
+            return self._fold_histories()
         for segment in self.plan.segments:
             print_, position = self._jobs.scans[segment.id]
             if position == DONE:
@@ -583,39 +582,60 @@ class AudienceProcessor:
             return False
         return all(self._jobs.scans.get(m, ("", DONE))[1] == DONE for m in reads.members)
 
-    def _fold_history(self, key: str, held: Generation) -> int:
-        generation, upto, _ = held
-        read = self._events.read(upto, min(HISTORY_PAGE, generation - upto))
-        events = [e for e in read if e.seq <= generation]
-        compiled = self.plan.aggregates[key]
-        aggregate = compiled.aggregate
+    def _fold_histories(self) -> int:
+        """One page of the log folded into every aggregate whose history is still being folded
+        (one pass for all of them: publishing or repairing many at once reads the log once)."""
+        pending = {k: g for k, g in sorted(self._jobs.folds.items()) if not g.complete}
+        start = min(held.upto for held in pending.values())
+        asked = min(HISTORY_PAGE, max(held.generation for held in pending.values()) - start)
+        read = self._events.read(start, asked)
+        by_name: dict[str, list[tuple[str, Generation]]] = defaultdict(list)
+        for key, held in pending.items():
+            by_name[self.plan.aggregates[key].aggregate.event].append((key, held))
         now = self._clock.now_ms()
         batch = _Batch(now=now, update=AudienceUpdate())
-        matched: list[tuple[Event, Identifier, Any]] = []
-        for event in events:
-            if event.name != aggregate.event or not ag.alive(aggregate, event.timestamp, now):
-                continue
-            identifiers = extract(event, self._rules).identifiers
-            if not identifiers:
-                continue
-            payload = event.payload()
-            if compiled.where is not None and not compiled.where({"event": payload}):
-                continue
-            usable, value = ag.extract(aggregate, payload)
-            if usable:
-                matched.append((event, identifiers[0], value))
+        matched: list[tuple[Event, Identifier, str, Any]] = []
+        for event in read:
+            # Each aggregate only between where its job got to and its generation.
+            wanting = [
+                (key, held)
+                for key, held in by_name.get(event.name or "", ())
+                if held.upto < event.seq <= held.generation
+            ]
+            head: Identifier | None = None
+            payload: dict[str, Any] | None = None
+            for key, _ in wanting:
+                compiled = self.plan.aggregates[key]
+                aggregate = compiled.aggregate
+                if not ag.alive(aggregate, event.timestamp, now):
+                    continue
+                if head is None:
+                    identifiers = extract(event, self._rules).identifiers
+                    if not identifiers:
+                        break
+                    head, payload = identifiers[0], event.payload()
+                assert payload is not None
+                if compiled.where is not None and not compiled.where({"event": payload}):
+                    continue
+                usable, value = ag.extract(aggregate, payload)
+                if usable:
+                    matched.append((event, head, key, value))
         if matched:
-            batch.folds.update(self._cache.folds({head for _, head, _ in matched}))
-            storage = self._jobs.storage_key(key)
-            for event, head, value in matched:
+            batch.folds.update(self._cache.folds({head for _, head, _, _ in matched}))
+            for event, head, key, value in matched:
+                storage = self._jobs.storage_key(key)
                 fold = batch.folds.setdefault(head, {}).setdefault(storage, Fold())
+                aggregate = self.plan.aggregates[key].aggregate
                 if ag.add(fold, aggregate, event.timestamp, event.seq, value, now):
                     batch.changed.add(head)
-        # Past the generation (or at the end of the log) the history is complete.
-        done = len(events) < len(read) or not read
-        self._jobs.set_fold(key, held._replace(upto=generation if done else events[-1].seq))
+        # Past a generation, or at the end of the log (nothing read), that history is complete.
+        last = read[-1].seq if read else start
+        for key, held in pending.items():
+            done = not read or last >= held.generation
+            upto = held.generation if done else max(held.upto, last)
+            self._jobs.set_fold(key, held._replace(upto=upto))
         self._commit(batch)
-        return max(1, len(events))
+        return max(1, len(read))
 
     def _scan(self, segment_id: str, print_: str, position: str) -> int:
         profiles = self._profiles.scan(position, SCAN_PAGE)
