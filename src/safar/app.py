@@ -15,6 +15,7 @@ from safar.ingest.http import ingest_routes
 from safar.ingest.writer import IngestWriter
 from safar.ports import Clock
 from safar.runtime.links import Links, load_secret
+from safar.runtime.warehouse_keeper import WAREHOUSE_FILE
 from safar.stores.bundle import Stores
 
 
@@ -47,6 +48,7 @@ def create_app(*, stores: Stores, settings: Settings, clock: Clock) -> Starlette
             templates_dir=Path(settings.journeys.templates_dir),
             audience_catalog=stores.audience_catalog,
             audiences=stores.audiences,
+            warehouse_path=Path(settings.data_dir) / WAREHOUSE_FILE,
         ),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))

@@ -160,13 +160,17 @@ def _parser() -> argparse.ArgumentParser:
     cel.add_argument("--json", action="store_true", help="print the result as JSON")
     cel.set_defaults(run=_bench_cel)
     audiences = bench_sub.add_parser(
-        "audiences", parents=[common], help="segment recompute and incremental audience costs"
+        "audiences",
+        parents=[common],
+        help="segment recompute, incremental audience costs and previews",
     )
     audiences.add_argument("--profiles", type=int, default=1_000_000, help="recompute profiles")
     audiences.add_argument("--events", type=int, default=10_000_000, help="recompute events")
     audiences.add_argument("--live-profiles", type=int, default=20_000)
     audiences.add_argument("--live-events", type=int, default=200_000)
-    audiences.add_argument("--only", choices=["recompute", "incremental"])
+    audiences.add_argument("--preview-profiles", type=int, default=50_000)
+    audiences.add_argument("--preview-events", type=int, default=500_000)
+    audiences.add_argument("--only", choices=["recompute", "incremental", "preview"])
     audiences.add_argument("--json", action="store_true", help="print the result as JSON")
     audiences.set_defaults(run=_bench_audiences)
     return parser
@@ -403,7 +407,12 @@ def _bench_audiences(args: argparse.Namespace, settings: Settings) -> int:
         incremental = bench.run_incremental(args.live_profiles, args.live_events)
         found["incremental"] = incremental
         if not args.json:
-            print(bench.format_incremental(incremental))
+            print(bench.format_incremental(incremental), flush=True)
+    if args.only in (None, "preview"):
+        previews = bench.run_preview(args.preview_profiles, args.preview_events)
+        found["preview"] = previews
+        if not args.json:
+            print(bench.format_preview(previews))
     if args.json:
         print(msgspec.json.encode(found).decode())
     return 0

@@ -1,6 +1,7 @@
-"""The ``safar audiences …`` commands: publish segment and computed-trait files, list and archive
-them, export a segment's members, preview a draft. They work on the stores directly, as the API
-does (:mod:`safar.api.audiences`), and the running worker picks changes up within seconds."""
+"""The ``safar audiences …`` commands: publish segment and computed-trait files, list, archive
+and repair them, export a segment's members, preview a draft. They work on the stores directly,
+as the API does (:mod:`safar.api.audiences`), and the running worker picks changes up within
+seconds."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ _NOT_AN_AUDIENCE: Final = "neither a segment (no 'where') nor a computed trait (
 
 def add_audience_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     audiences = sub.add_parser(
-        "audiences", help="publish, list, archive, export and preview segments and computed traits"
+        "audiences",
+        help="publish, list, archive, repair, export and preview segments and computed traits",
     )
     asub = audiences.add_subparsers(dest="action", required=True)
     publish = asub.add_parser(
@@ -38,6 +40,19 @@ def add_audience_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     archive.add_argument("audience_id")
     archive.set_defaults(run=_archive)
+    repair = asub.add_parser(
+        "repair",
+        parents=[common],
+        help="rebuild segments and computed traits from the stored events",
+        description="Ask the worker's audience processor to rebuild these segments and computed"
+        " traits from the stored events; it does so in the background, and `list` shows them"
+        " computing, then ready.",
+    )
+    repair.add_argument("audience_ids", nargs="*", metavar="ID", help="what to repair")
+    repair.add_argument(
+        "--all", action="store_true", help="every published segment and computed trait"
+    )
+    repair.set_defaults(run=_repair)
     export = asub.add_parser("export", parents=[common], help="write a segment's members")
     export.add_argument("segment_id")
     export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
@@ -168,6 +183,24 @@ def _archive(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _repair(args: argparse.Namespace, settings: Settings) -> int:
+    from safar.runtime.audience_catalog import published_ids, repair
+    from safar.stores.bundle import open_stores
+
+    if args.all == bool(args.audience_ids):
+        raise ValidationError("name the segments and computed traits to repair, or pass --all")
+    with open_stores(settings, SystemClock()) as stores:
+        catalog = stores.audience_catalog
+        wanted = published_ids(catalog) if args.all else args.audience_ids
+        requested = repair(catalog, wanted)
+    if not requested:
+        print("no published segment or computed trait to repair", file=sys.stderr)
+    for version, _ in requested:
+        noun = version.kind.replace("_", " ")
+        print(f"repair requested for {noun} {version.id} version {version.version}")
+    return 0
+
+
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from safar.api.audiences import export_chunks, export_format, require_live_segment
     from safar.stores.bundle import open_stores
@@ -191,6 +224,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 def _preview(args: argparse.Namespace, settings: Settings) -> int:
     from safar.api.audiences import MAX_SAMPLE, preview, problems_with_live
     from safar.definitions import DefinitionError, load_audience
+    from safar.runtime.warehouse_keeper import WAREHOUSE_FILE, KeptWarehouse
     from safar.stores.bundle import open_stores
 
     if not 0 <= args.sample <= MAX_SAMPLE:
@@ -210,6 +244,14 @@ def _preview(args: argparse.Namespace, settings: Settings) -> int:
         problems = problems_with_live([definition], {name: lines}, versions)
         if problems:
             raise ValidationError("\n".join(str(p) for p in problems))
+        # The file `safar serve` keeps too: each waits for the other's preview to finish.
+        warehouse = KeptWarehouse(
+            stores.events,
+            stores.profiles,
+            stores.delivery,
+            settings.identity,
+            Path(settings.data_dir) / WAREHOUSE_FILE,
+        )
         found = preview(
             definition,
             versions,
@@ -219,6 +261,7 @@ def _preview(args: argparse.Namespace, settings: Settings) -> int:
             clock.now_ms(),
             limit=args.limit,
             sample=args.sample,
+            warehouse=warehouse,
         )
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(found), indent=2).decode())

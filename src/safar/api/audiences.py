@@ -12,10 +12,11 @@ Sizes and members are what the audience processor last committed. A published se
 the aggregates it reads (its jobs in :meth:`~safar.ports.AudienceStore.progress`), then
 ``ready``; a computed trait is ``ready`` once its history is folded.
 
-A preview evaluates a draft from scratch over every customer's stored history
-(:mod:`safar.runtime.batch`), beside the live segments and computed traits; it stores nothing.
-Its cost grows with the number of customers and the length of their histories, so ``limit``
-evaluates only the first customers.
+A preview evaluates a draft from scratch over every customer's stored history, beside the live
+segments and computed traits; it stores nothing. It is answered with SQL over a columnar copy of
+the stores kept up to date between previews (:mod:`safar.runtime.preview`, ADR 13); ``limit``
+evaluates only the first customers, reading their histories directly
+(:mod:`safar.runtime.batch`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ from safar.ports import (
 from safar.runtime import audience_catalog
 from safar.runtime.audiences import complete_folds, fingerprint, live_definitions
 from safar.runtime.batch import evaluate
+from safar.runtime.preview import member_results, segment_figures, trait_figures
+from safar.runtime.warehouse_keeper import KeptWarehouse
 
 State = Literal["computing", "ready"]
 ExportFormat = Literal["csv", "jsonl"]
@@ -404,6 +407,7 @@ def preview(
     *,
     limit: int | None = None,
     sample: int = DEFAULT_SAMPLE,
+    warehouse: KeptWarehouse | None = None,
 ) -> dict[str, Any]:
     """What a draft would be now, evaluated over the first ``limit`` customers (all when None),
     with ``evaluated`` (how many) and ``took_ms``.
@@ -413,12 +417,45 @@ def preview(
     traits and segments the preview found. A computed trait gives a ``summary`` (``count`` of
     customers with a value; ``min``/``max`` of the numbers; the ``top`` text values with their
     counts) and a ``sample`` of customers with a value.
+
+    Over every customer and with a ``warehouse``, the figures come from SQL over it, brought up
+    to date first (:mod:`safar.runtime.preview`, ADR 13); otherwise each customer's history is
+    read and evaluated directly (:mod:`safar.runtime.batch`). Both give the same answer.
     """
     started = time.monotonic()
+    if warehouse is not None and limit is None:
+        found = _preview_with_sql(
+            definition, versions, profiles, events, delivery, now, sample, warehouse
+        )
+    else:
+        found = _preview_directly(
+            definition, versions, profiles, events, delivery, now, sample, limit
+        )
+    return {**found, "took_ms": _since(started)}
+
+
+def _draft_among_live(
+    segment: Segment, versions: Collection[AudienceVersion]
+) -> tuple[list[Segment], list[ComputedTrait]]:
+    """The live segments with the draft in place of the one of its id, members first, and the
+    live computed traits."""
+    segments, traits = live_definitions(versions)
+    return topological_order([*(s for s in segments if s.id != segment.id), segment]), traits
+
+
+def _preview_directly(
+    definition: Audience,
+    versions: Collection[AudienceVersion],
+    profiles: ProfileReader,
+    events: EventLog,
+    delivery: DeliveryStore | None,
+    now: int,
+    sample: int,
+    limit: int | None,
+) -> dict[str, Any]:
     tally: _SegmentTally | _TraitTally
     if isinstance(definition, Segment):
-        segments, traits = live_definitions(versions)
-        ordered = topological_order([*(s for s in segments if s.id != definition.id), definition])
+        ordered, traits = _draft_among_live(definition, versions)
         tally = _SegmentTally(definition.id, sample, profiles.processed_seq())
         found = evaluate(ordered, traits, profiles, events, delivery, now, limit=limit)
     else:
@@ -428,7 +465,61 @@ def preview(
     for profile, result in found:
         evaluated += 1
         tally.add(profile, result)
-    return {**tally.document(), "evaluated": evaluated, "took_ms": _since(started)}
+    return {**tally.document(), "evaluated": evaluated}
+
+
+def _preview_with_sql(
+    definition: Audience,
+    versions: Collection[AudienceVersion],
+    profiles: ProfileReader,
+    events: EventLog,
+    delivery: DeliveryStore | None,
+    now: int,
+    sample: int,
+    warehouse: KeptWarehouse,
+) -> dict[str, Any]:
+    if isinstance(definition, ComputedTrait):
+        with warehouse.current() as kept:
+            values = trait_figures(kept, definition, now, sample, TOP_VALUES)
+        shown = [
+            {"profile_id": pid, "identifiers": identifiers, "value": value}
+            for pid, identifiers, value in values.sample
+        ]
+        summary = _trait_summary(values.count, values.minimum, values.maximum, values.top)
+        return {"summary": summary, "sample": shown, "evaluated": values.evaluated}
+    ordered, traits = _draft_among_live(definition, versions)
+    processed = profiles.processed_seq()
+    with warehouse.current() as kept:
+        figures = segment_figures(kept, ordered, traits, definition.id, now, sample)
+    members = member_results(figures.sample, profiles, events, delivery, ordered, traits, now)
+    return {
+        "size": figures.size,
+        "sample": [
+            _sample_document(profile, result, processed)
+            for profile, result in members
+            if definition.id in result.segments
+        ],
+        "evaluated": figures.evaluated,
+    }
+
+
+def _sample_document(profile: Profile, result: Result, processed_seq: int) -> dict[str, Any]:
+    """A member in a preview: their profile with the computed traits and segments found."""
+    seen = msgspec.structs.replace(
+        profile, traits={**profile.traits, **result.traits}, segments=sorted(result.segments)
+    )
+    return profile_document(seen, processed_seq)
+
+
+def _trait_summary(
+    count: int, low: Any, high: Any, top: Sequence[tuple[str, int]]
+) -> dict[str, Any]:
+    return {
+        "count": count,
+        "min": low,
+        "max": high,
+        "top": [{"value": value, "count": times} for value, times in top],
+    }
 
 
 @dataclass
@@ -444,12 +535,7 @@ class _SegmentTally:
             return
         self.size += 1
         if len(self.shown) < self.sample:
-            seen = msgspec.structs.replace(
-                profile,
-                traits={**profile.traits, **result.traits},
-                segments=sorted(result.segments),
-            )
-            self.shown.append(profile_document(seen, self.processed_seq))
+            self.shown.append(_sample_document(profile, result, self.processed_seq))
 
     def document(self) -> dict[str, Any]:
         return {"size": self.size, "sample": self.shown}
@@ -480,13 +566,8 @@ class _TraitTally:
 
     def document(self) -> dict[str, Any]:
         top = sorted(self.texts.items(), key=lambda item: (-item[1], item[0]))[:TOP_VALUES]
-        summary = {
-            "count": self.present,
-            "min": min(self.numbers, default=None),
-            "max": max(self.numbers, default=None),
-            "top": [{"value": value, "count": count} for value, count in top],
-        }
-        return {"summary": summary, "sample": self.shown}
+        low, high = min(self.numbers, default=None), max(self.numbers, default=None)
+        return {"summary": _trait_summary(self.present, low, high, top), "sample": self.shown}
 
 
 def _since(started: float) -> int:
@@ -576,6 +657,7 @@ class AudienceEndpoints:
         clock: Clock,
         lock: threading.Lock,
         on_change: Callable[[], None] = lambda: None,
+        warehouse: KeptWarehouse | None = None,
     ) -> None:
         self.kind = kind
         self._catalog = catalog
@@ -589,6 +671,7 @@ class AudienceEndpoints:
         # they share one id space).
         self._lock = lock
         self._on_change = on_change
+        self._warehouse = warehouse
 
     def list_all(self, request: Request) -> JSONResponse:
         """``GET /v1/segments``: each one's newest version, by id, with size and state."""
@@ -667,6 +750,15 @@ class AudienceEndpoints:
         self._on_change()
         return JSONResponse(version_document(version))
 
+    def repair(self, request: Request) -> JSONResponse:
+        """``POST /v1/segments/{id}/repair``: ask the audience processor to rebuild the live
+        version's state from the stored events; 202, as it does so in the background."""
+        audience_id = request.path_params["id"]
+        self._versions(audience_id)
+        [(version, count)] = audience_catalog.repair(self._catalog, [audience_id])
+        document = {**version_document(version), "repairs_requested": count}
+        return JSONResponse(document, status_code=202)
+
     def members(self, request: Request) -> JSONResponse:
         """``GET /v1/segments/{id}/members?after=&limit=``: a page of members by profile id."""
         limit = parse_limit(request)
@@ -719,6 +811,7 @@ class AudienceEndpoints:
             self._clock.now_ms(),
             limit=limit,
             sample=sample,
+            warehouse=self._warehouse,
         )
         return JSONResponse(found)
 
@@ -762,6 +855,7 @@ def audience_routes(
     delivery: DeliveryStore | None,
     clock: Clock,
     on_change: Callable[[], None] = lambda: None,
+    warehouse: KeptWarehouse | None = None,
 ) -> list[Route]:
     """The ``/v1/segments`` and ``/v1/computed-traits`` routes: reading needs ``read``, every
     change (and previews, which can be costly) ``write``.
@@ -769,7 +863,8 @@ def audience_routes(
     ``profiles`` should be the plain profile reader (previews compute audiences themselves);
     ``delivery`` gives previews consent choices; ``on_change`` runs after every publish or
     archive (to refresh cached catalogs, such as an
-    :class:`~safar.runtime.audience_view.AudienceReader`'s).
+    :class:`~safar.runtime.audience_view.AudienceReader`'s); ``warehouse`` answers previews
+    over every customer with SQL (without it, they read every customer's history).
     """
     lock = threading.Lock()
     read, write = auth.require("read"), auth.require("write")
@@ -785,6 +880,7 @@ def audience_routes(
             clock=clock,
             lock=lock,
             on_change=on_change,
+            warehouse=warehouse,
         )
         base = kind.path
         routes += [
@@ -794,6 +890,7 @@ def audience_routes(
             Route(base + "/{id}", read(api.get), methods=["GET"]),
             Route(base + "/{id}/publish", write(api.publish), methods=["POST"]),
             Route(base + "/{id}/archive", write(api.archive), methods=["POST"]),
+            Route(base + "/{id}/repair", write(api.repair), methods=["POST"]),
         ]
         if kind is SEGMENT:
             routes += [

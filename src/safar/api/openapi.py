@@ -439,8 +439,9 @@ def _audience_kind_paths(name: str, base: str, noun: str) -> dict[str, Any]:
             "write",
             f"Evaluate a draft {noun} over every customer's history",
             "Stores nothing. The draft is evaluated from scratch, with the published "
-            "segments and computed traits, for every customer (or the first `limit`); the "
-            "cost grows with the number of customers and the length of their histories.",
+            "segments and computed traits, for every customer with SQL over a copy of the "
+            "events and profiles kept up to date between previews (the first preview builds "
+            "it), or for the first `limit` customers from their histories.",
             parameters=[_param("sample"), _param("evaluate_limit")],
             requestBody=body,
             responses={
@@ -479,6 +480,26 @@ def _audience_kind_paths(name: str, base: str, noun: str) -> dict[str, Any]:
             "published, or (a segment) when published segments name it with `member:`.",
             parameters=audience,
             responses={**version, **_errors(401, 403, 404, 409)},
+        )
+    }
+    paths[base + "/{id}/repair"] = {
+        "post": managed(
+            "repair",
+            "write",
+            f"Rebuild the live {noun} from the stored events",
+            "The audience processor picks the request up within seconds and rebuilds it in "
+            "the background: the history of the events it reads is folded again, and "
+            "segments are evaluated for every customer again, with an entry or exit for "
+            "each membership that was wrong. Its `state` is `computing` until then, then "
+            "`ready`. 409 when it is not published.",
+            parameters=audience,
+            responses={
+                "202": {
+                    "description": "Requested",
+                    "content": {JSON: {"schema": _ref("AudienceRepair")}},
+                },
+                **_errors(401, 403, 404, 409),
+            },
         )
     }
     return paths
@@ -1042,6 +1063,23 @@ def _audience_schemas() -> dict[str, Any]:
                     "description": "Only when saving or publishing: false if nothing changed.",
                 },
             },
+        },
+        "AudienceRepair": {
+            "description": "The live version a repair was requested of.",
+            "allOf": [
+                _ref("AudienceVersion"),
+                {
+                    "type": "object",
+                    "required": ["repairs_requested"],
+                    "properties": {
+                        "repairs_requested": {
+                            "type": "integer",
+                            "description": "How many repairs of it have been requested, this "
+                            "one included.",
+                        }
+                    },
+                },
+            ],
         },
         "AudienceSummary": {
             "type": "object",

@@ -30,6 +30,7 @@ from safar.ports import (
 )
 from safar.runtime.audience_view import AudienceReader
 from safar.runtime.links import Links
+from safar.runtime.warehouse_keeper import KeptWarehouse
 
 
 def management_routes(
@@ -47,6 +48,7 @@ def management_routes(
     templates_dir: Path | None = None,
     audience_catalog: AudienceCatalog | None = None,
     audiences: AudienceStore | None = None,
+    warehouse_path: Path | None = None,
 ) -> list[BaseRoute]:
     """Every management route: ``/``, ``/healthz``, ``/openapi.json``, ``/docs``, ``/v1/profiles``,
     and those of the stores given:
@@ -61,6 +63,8 @@ def management_routes(
       and every route then reads profiles through an
       :class:`~safar.runtime.audience_view.AudienceReader` (computed traits among ``traits``,
       and ``segments``), refreshed at once when a definition is published or archived here.
+      Previews are answered over a warehouse kept in the DuckDB file ``warehouse_path``, or in
+      memory when it is None (:mod:`safar.runtime.warehouse_keeper`).
 
     The app serving them should register :data:`safar.api.errors.EXCEPTION_HANDLERS`, so errors
     become JSON. Ingestion routes are separate (``safar.ingest``). ``identity`` (default: the
@@ -85,6 +89,9 @@ def management_routes(
             delivery=delivery,
             clock=clock,
             on_change=reader.invalidate,
+            warehouse=KeptWarehouse(
+                events, plain, delivery, identity or IdentitySettings(), warehouse_path
+            ),
         )
     routes += profile_routes(auth, events=events, profiles=profiles, rules=rules)
     if journeys is not None:

@@ -13,6 +13,13 @@ of the state, with no definitions (its fixed cost: reading events, the cursor) a
 live segments and 20 computed traits. The difference per event is the overhead of keeping
 audiences current; beside it, the profile processor's own cost per event on the same events.
 
+**Preview** (default 50k customers, 500k shop events over 90 days with anonymous visitors
+merged into known customers, the real SQLite stores, a few live segments and computed traits):
+a draft segment and a draft computed trait are previewed the direct way (every customer's
+history read and evaluated: the baseline) and with SQL over the kept warehouse: first when it
+is built, then when nothing changed, then after new events and merges. The answers must be the
+same documents.
+
 Numbers are reported, never asserted.
 """
 
@@ -441,6 +448,185 @@ def _state_counts(database: Path) -> tuple[int, int]:
         con.close()
 
 
+# -- preview ------------------------------------------------------------------------------------
+
+#: The drafts previewed: the repeat buyers of the recompute part, and 30 days' revenue.
+PREVIEW_SEGMENT: Final = RECOMPUTE_SEGMENTS[0][1]
+PREVIEW_TRAIT: Final = (
+    "{id: revenue_30d, compute: {event: Order Completed, kind: sum, value: properties.revenue,"
+    " within: 30d}}"
+)
+#: Live beside them: the recompute part's computed traits and four of its segments.
+PREVIEW_LIVE: Final = (*RECOMPUTE_TRAITS, *(text for _, text, _ in RECOMPUTE_SEGMENTS[1:5]))
+
+
+#: How many events after an anonymous visit its visitor identifies themselves: past the
+#: profile processor's batch more often than not, and past the events a preview run adds.
+#: Ends in 5, so that an event ``n % 50 == 25`` links the visit ``n % 10 == 0``.
+_LINK_LAG: Final = 3025
+
+
+@dataclass
+class PreviewTiming:
+    """One preview: how long it took, and whether it answered as the direct path did."""
+
+    name: str
+    seconds: float
+    same: bool
+
+
+@dataclass
+class PreviewResult:
+    profiles: int
+    events: int
+    new_events: int
+    segment_size: int
+    #: Profiles evaluated: customers and anonymous visitors not merged into one.
+    evaluated: int = 0
+    timings: list[PreviewTiming] = field(default_factory=list)
+    warehouse_mb: float = 0.0
+
+
+def shop_events(
+    profiles: int, events: int, end: int, *, span_ms: int = 90 * DAY_MS, first: int = 0
+) -> list[Any]:
+    """``events`` events of a shop over the ``span_ms`` before ``end``, deterministically: the
+    first ``profiles`` (when ``first`` is 0) identify a customer each; then track events
+    weighted as :data:`EVENT_NAMES`, by customers picked by a hash; one in ten by an anonymous
+    visitor, one in fifty an identify call by the visitor of :data:`_LINK_LAG` events before (a
+    merge, when the profile processor stored the visitor's profile in an earlier batch).
+    ``first`` numbers the events (messageIds), to add more."""
+    from safar.model.events import Event, iso
+
+    encode = msgspec.json.encode
+    names = [name for name, weight in EVENT_NAMES for _ in range(weight)]
+    out = []
+    for offset in range(events):
+        n = first + offset
+        timestamp = end - span_ms + offset * span_ms // max(events, 1)
+        who = (n * 2_654_435_761) % profiles
+        user: str | None = f"u{who}"
+        anonymous: str | None = None
+        name: str | None = None
+        if n < profiles:
+            kind, user = "identify", f"u{n}"
+            traits = {
+                "vip": n % 10 == 0,
+                "plan": "pro" if n % 4 == 0 else "free",
+                "country": ("IR", "AE", "CN", "US", "DE")[n % 5],
+                "email": f"u{n}@example.com",
+            }
+            body: dict[str, Any] = {"type": kind, "userId": user, "traits": traits}
+        elif n % 50 == 25:
+            # The anonymous visitor of some time ago says who they are.
+            kind, anonymous = "identify", f"a{n - _LINK_LAG}"
+            body = {"type": kind, "userId": user, "anonymousId": anonymous, "traits": {}}
+        else:
+            kind, name = "track", names[n % len(names)]
+            properties = {
+                "revenue": (n * 7) % 300,
+                "category": CATEGORIES[n % len(CATEGORIES)],
+                "status": ("open", "pending", "resolved")[n % 3],
+            }
+            if n % 10 == 0:
+                user, anonymous = None, f"a{n}"
+            body = {"type": kind, "event": name, "properties": properties}
+            body.update({"userId": user} if user else {"anonymousId": anonymous})
+        body["messageId"] = f"m{n}"
+        body["timestamp"] = iso(timestamp)
+        out.append(
+            Event(
+                source_id="bench",
+                message_id=f"m{n}",
+                type=kind,
+                name=name,
+                user_id=user,
+                anonymous_id=anonymous,
+                timestamp=timestamp,
+                received_at=timestamp,
+                body=encode(body),
+            )
+        )
+    return out
+
+
+def run_preview(
+    profiles: int = 50_000, events: int = 500_000, new_events: int = 2000
+) -> PreviewResult:
+    from safar.api.audiences import preview
+    from safar.config import Settings
+    from safar.runtime.audience_catalog import publish
+    from safar.runtime.profiler import ProfileProcessor
+    from safar.runtime.warehouse_keeper import WAREHOUSE_FILE, KeptWarehouse
+    from safar.stores.bundle import open_stores
+    from safar.testing import FakeClock
+
+    base = Path(tempfile.mkdtemp(prefix="safar-bench-preview-"))
+    try:
+        clock = FakeClock(NOW)
+        settings = Settings(data_dir=str(base))
+        with open_stores(settings, clock) as stores:
+            profiler = ProfileProcessor(stores.events, stores.profiles, settings.identity, clock)
+
+            def add(batch: list[Any]) -> None:
+                for chunk in range(0, len(batch), 5000):
+                    stores.events.append(batch[chunk : chunk + 5000])
+                while profiler.run_once(20_000):
+                    pass
+
+            add(shop_events(profiles, events, NOW))
+            for text in PREVIEW_LIVE:
+                publish(stores.audience_catalog, _parse(text), NOW)
+            versions = stores.audience_catalog.all()
+            path = base / WAREHOUSE_FILE
+            kept = KeptWarehouse(
+                stores.events, stores.profiles, stores.delivery, settings.identity, path
+            )
+            drafts = {"segment": _parse(PREVIEW_SEGMENT), "trait": _parse(PREVIEW_TRAIT)}
+
+            def timed(draft: str, warehouse: KeptWarehouse | None) -> tuple[float, bytes]:
+                started = time.perf_counter()
+                found = preview(
+                    drafts[draft],
+                    versions,
+                    stores.profiles,
+                    stores.events,
+                    stores.delivery,
+                    NOW,
+                    warehouse=warehouse,
+                )
+                seconds = time.perf_counter() - started
+                found.pop("took_ms")
+                return seconds, msgspec.json.encode(found)
+
+            result = PreviewResult(profiles, events, new_events, 0)
+            direct: dict[str, bytes] = {}
+            for draft in drafts:
+                seconds, direct[draft] = timed(draft, None)
+                result.timings.append(PreviewTiming(f"{draft}, direct (baseline)", seconds, True))
+            baseline = msgspec.json.decode(direct["segment"])
+            result.segment_size, result.evaluated = baseline["size"], baseline["evaluated"]
+            steps = (
+                ("segment", "SQL, building the warehouse"),
+                ("segment", "SQL, nothing new"),
+                ("trait", "SQL, nothing new"),
+            )
+            for draft, name in steps:
+                seconds, found = timed(draft, kept)
+                same = found == direct[draft]
+                result.timings.append(PreviewTiming(f"{draft}, {name}", seconds, same))
+            add(shop_events(profiles, new_events, NOW, span_ms=DAY_MS, first=events))
+            for draft in drafts:
+                seconds, found = timed(draft, kept)
+                _, expected = timed(draft, None)
+                name = f"{draft}, SQL, after {new_events:,} new events"
+                result.timings.append(PreviewTiming(name, seconds, found == expected))
+            result.warehouse_mb = path.stat().st_size / 2**20
+        return result
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -462,6 +648,21 @@ def format_recompute(result: RecomputeResult) -> str:
             f"{ratio:>6.1f} {same}"
         )
     lines.append(f"peak RSS {result.rss_mb:,.0f} MB")
+    return "\n".join(lines)
+
+
+def format_preview(result: PreviewResult) -> str:
+    baseline = {t.name.split(",")[0]: t.seconds for t in result.timings if "baseline" in t.name}
+    lines = [
+        f"preview: {result.profiles:,} customers, {result.events:,} events on SQLite "
+        f"({result.evaluated:,} profiles, repeat buyers: {result.segment_size:,}); {machine()}",
+        f"{'preview':52} {'s':>7} {'x faster':>9} same",
+    ]
+    for t in result.timings:
+        speedup = baseline[t.name.split(",")[0]] / t.seconds if t.seconds else float("nan")
+        same = "yes" if t.same else "NO"
+        lines.append(f"{t.name:52} {t.seconds:>7.2f} {speedup:>9.1f} {same}")
+    lines.append(f"warehouse file {result.warehouse_mb:,.0f} MB")
     return "\n".join(lines)
 
 

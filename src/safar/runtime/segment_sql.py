@@ -104,8 +104,7 @@ class SqlAudiences:
         found = {}
         for segment in self.segments:
             table = self._segment(segment)
-            row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
-            found[segment.id] = int(row[0]) if row else 0
+            found[segment.id] = int(self.warehouse.scalar(f"SELECT count(*) FROM {table}"))
         return found
 
     def computed(self, now: int) -> dict[str, dict[str, Any]]:
@@ -117,7 +116,7 @@ class SqlAudiences:
             values[pid] = {}
         for name, aggregate in self.traits.items():
             table = self._aggregate(aggregate)
-            empty = _empty(aggregate)
+            empty = empty_value(aggregate)
             for pid in values:
                 values[pid][name] = empty
             for pid, j in self.con.execute(f"SELECT pid, j FROM {table}").fetchall():
@@ -125,13 +124,40 @@ class SqlAudiences:
                     values[pid][name] = _decode(j) if j is not None else empty
         return values
 
+    def segment_table(self, segment_id: str, now: int) -> str:
+        """A temporary table ``(profile_id)`` of the members at ``now`` of one of ``segments``,
+        computed from what that segment reads and nothing else."""
+        self._prepare(now)
+        segment = next((s for s in self.segments if s.id == segment_id), None)
+        if segment is None:
+            raise KeyError(f"no segment {segment_id!r} among those given")
+        return self._segment(segment)
+
+    def trait_table(self, trait_id: str, now: int) -> str:
+        """A temporary table ``(pid, n, j)`` of one of ``traits`` at ``now``: its value as JSON
+        text ``j`` for each profile with an event it counts; the others have
+        :func:`empty_value`."""
+        self._prepare(now)
+        return self._aggregate(self.traits[trait_id])
+
+    def release(self) -> None:
+        """Drop the temporary tables and functions made so far: a warehouse kept open would
+        collect them otherwise."""
+        self._drop_tables()
+        for name in self._functions.values():
+            self.con.remove_function(name)
+        self._functions.clear()
+
     def _prepare(self, now: int) -> None:
         if now != self._now or not self._aggregates:
-            for table in [*self._aggregates.values(), *self._segment_tables.values()]:
-                self.con.execute(f"DROP TABLE IF EXISTS {table}")
-            self._aggregates.clear()
-            self._segment_tables.clear()
+            self._drop_tables()
             self._now = now
+
+    def _drop_tables(self) -> None:
+        for table in [*self._aggregates.values(), *self._segment_tables.values()]:
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self._aggregates.clear()
+        self._segment_tables.clear()
 
     # -- aggregates ---------------------------------------------------------------------------
 
@@ -178,12 +204,20 @@ class SqlAudiences:
         number = "CAST(val AS DOUBLE)"
         order = "{'t': ts, 's': seq}"
         days = f"greatest(0, ({self._now} - max(ts)) // {DAY_MS})"
+        # As the reference computes them: compensated sums (Python's is math.fsum), whole sums
+        # written as integers, and of equal numbers (3 and 3.0) the one logged first.
+        total = f"fsum({number})"
+        whole = f"{total} = trunc({total}) AND abs({total}) < {2**53}"
         n, j = {
             "count": ("count(*)", "CAST(count(*) AS VARCHAR)"),
-            "sum": ("NULL", f"to_json(sum({number}))::VARCHAR"),
-            "avg": ("NULL", f"to_json(avg({number}))::VARCHAR"),
-            "min": ("NULL", f"arg_min(val, {number})::VARCHAR"),
-            "max": ("NULL", f"arg_max(val, {number})::VARCHAR"),
+            "sum": (
+                "NULL",
+                f"CASE WHEN {whole} THEN CAST(CAST({total} AS BIGINT) AS VARCHAR)"
+                f" ELSE to_json({total})::VARCHAR END",
+            ),
+            "avg": ("NULL", f"to_json({total} / count(*))::VARCHAR"),
+            "min": ("NULL", f"arg_min(val, {{'v': {number}, 's': seq}})::VARCHAR"),
+            "max": ("NULL", f"arg_max(val, {{'v': {number}, 's': -seq}})::VARCHAR"),
             "first": ("NULL", f"arg_min(val, {order})::VARCHAR"),
             "last": ("NULL", f"arg_max(val, {order})::VARCHAR"),
             "days_since": (days, f"CAST({days} AS VARCHAR)"),
@@ -304,7 +338,7 @@ class SqlAudiences:
 
     def _trait_json(self, name: str, aggregate: Aggregate, joins: dict[str, str]) -> str:
         alias = self._alias(aggregate, joins)
-        return f"coalesce({alias}.j, {_literal(_encode(_empty(aggregate)).decode())})"
+        return f"coalesce({alias}.j, {_literal(_encode(empty_value(aggregate)).decode())})"
 
     def python_compare(self, value: str, op: str, operand: Any) -> str:
         """SQL calling :func:`safar.core.segments.compare` on a JSON value, for comparisons
@@ -337,7 +371,8 @@ class SqlAudiences:
         return _compare_sql(value, node.op, node.value, self)
 
 
-def _empty(aggregate: Aggregate) -> Any:
+def empty_value(aggregate: Aggregate) -> Any:
+    """An aggregate's value for a customer none of whose events it counts."""
     return 0 if aggregate.kind in ("count", "sum") else None
 
 

@@ -7,8 +7,11 @@ opposite: every customer's events of one name in a time window, grouped. The war
   to (``type:value``) and its Segment-shaped payload as JSON text; copied from the log
   incrementally (:meth:`Warehouse.sync_events`), so only new events are read each time;
 - ``profiles(profile_id, traits, identifiers)``, ``idents(ident, profile_id)`` and
-  ``consents(owner, channel, category, subscribed, chosen_at)``: who is who now, rebuilt from the
-  profile store (:meth:`Warehouse.load_profiles`), because merges move identifiers.
+  ``consents(owner, channel, category, subscribed, chosen_at)``: who is who now, loaded from the
+  profile store whole (:meth:`Warehouse.load_profiles`) or for the customers some events or
+  merges touched (:meth:`Warehouse.update_profiles`), because merges move identifiers;
+- ``meta(key, value)``: what a keeper of the warehouse records about it (see
+  :mod:`safar.runtime.warehouse_keeper`).
 
 Rows are bulk-loaded through DuckDB's CSV reader: by far the fastest way in without Arrow.
 """
@@ -19,13 +22,14 @@ import csv
 import itertools
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import duckdb
 import msgspec
 
 from safar.core.identity import IdentityRules, extract
+from safar.model.profiles import Identifier, Profile
 from safar.ports import DeliveryStore, EventLog, ProfileReader
 
 SCHEMA = (
@@ -36,7 +40,9 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS idents (ident VARCHAR, profile_id VARCHAR)",
     "CREATE TABLE IF NOT EXISTS consents "
     "(owner VARCHAR, channel VARCHAR, category VARCHAR, subscribed BOOLEAN, chosen_at BIGINT)",
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
 )
+_TABLES = ("events", "synced", "profiles", "idents", "consents", "meta")
 _COLUMNS = {
     "events": {
         "seq": "BIGINT",
@@ -57,8 +63,12 @@ _COLUMNS = {
 }
 EVENT_PAGE = 50_000
 PROFILE_PAGE = 2000
+#: Matches a column against a list bound as one parameter (a hash semi-join, not a scan of the
+#: list per row, which ``list_contains`` would be).
+_IN_LIST = "IN (SELECT unnest(?::VARCHAR[]))"
 
 _encode = msgspec.json.encode
+_decode_identifiers = msgspec.json.Decoder(dict[str, list[str]]).decode
 
 
 def ident(identifier: tuple[str, str]) -> str:
@@ -113,20 +123,43 @@ class Warehouse:
             os.unlink(name)
         return count
 
-    def last_seq(self) -> int:
-        row = self.con.execute("SELECT max(last_seq) FROM synced").fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+    def scalar(self, query: str, parameters: Sequence[Any] = ()) -> Any:
+        """The first column of the first row ``query`` gives, or None when it gives none.
 
-    def sync_events(self, events: EventLog, rules: IdentityRules, page: int = EVENT_PAGE) -> int:
-        """Copy the events appended since the last sync; returns how many."""
+        Every row is fetched: DuckDB refuses some calls (``create_function``) while a result
+        is left half-read."""
+        rows = self.con.execute(query, parameters).fetchall()
+        return rows[0][0] if rows else None
+
+    def last_seq(self) -> int:
+        return int(self.scalar("SELECT max(last_seq) FROM synced") or 0)
+
+    def sync_events(
+        self,
+        events: EventLog,
+        rules: IdentityRules,
+        page: int = EVENT_PAGE,
+        *,
+        upto: int | None = None,
+        seen: set[Identifier] | None = None,
+    ) -> int:
+        """Copy the events appended since the last sync (those up to seq ``upto`` when given);
+        returns how many. ``seen`` collects every identifier of the events copied."""
         after = self.last_seq()
         copied = 0
-        while batch := events.read(after, page):
+        while upto is None or after < upto:
+            batch = events.read(after, page)
+            if upto is not None:
+                batch = [event for event in batch if event.seq <= upto]
+            if not batch:
+                break
             rows = []
             for event in batch:
                 identifiers = extract(event, rules).identifiers
                 if not identifiers:
                     continue
+                if seen is not None:
+                    seen.update(identifiers)
                 payload = _encode(event.payload()).decode()
                 rows.append(
                     (event.seq, ident(identifiers[0]), event.name or "", event.timestamp, payload)
@@ -150,36 +183,124 @@ class Warehouse:
             self.con.execute(f"DELETE FROM {table}")
         after, total = "", 0
         while found := profiles.scan(after, page):
-            people: list[tuple[str, str, str]] = []
-            idents: list[tuple[str, str]] = []
-            choices: list[tuple[str, str, str, str, int]] = []
-            owner: dict[str, str] = {}
-            for profile in found:
-                people.append(
-                    (
-                        profile.id,
-                        _encode(profile.traits).decode(),
-                        _encode(profile.identifiers).decode(),
-                    )
-                )
-                for kind, values in profile.identifiers.items():
-                    idents.extend((ident((kind, value)), profile.id) for value in values)
-                for pid in (profile.id, *profile.merged_from):
-                    owner[pid] = profile.id
-            if delivery is not None:
-                for choice in delivery.consents(owner.keys()):
-                    choices.append(
-                        (
-                            owner[choice.profile_id],
-                            choice.channel,
-                            choice.category,
-                            "true" if choice.subscribed else "false",
-                            choice.at,
-                        )
-                    )
-            self.load_rows("profiles", people)
-            self.load_rows("idents", idents)
-            self.load_rows("consents", choices)
+            self._add_profiles(found, delivery)
             total += len(found)
             after = found[-1].id
         return total
+
+    def update_profiles(
+        self,
+        profiles: ProfileReader,
+        delivery: DeliveryStore | None,
+        identifiers: Collection[Identifier],
+        profile_ids: Collection[str] = (),
+    ) -> int:
+        """Re-load who-is-who for the customers ``identifiers`` and ``profile_ids`` name, as
+        they are now and as they were at the last load; returns how many profiles now hold
+        them.
+
+        Given every identifier of the events processed since the last load and the profiles
+        :meth:`~safar.ports.ProfileReader.reshaped` in that range, this leaves the tables as
+        :meth:`load_profiles` would: the profiles that held an identifier before (merged away
+        since, or having lost it) are re-read through all the identifiers they held, so a
+        profile that is gone is dropped and one that changed is replaced."""
+        held = self._profiles_holding(sorted({ident(i) for i in identifiers}))
+        stale = held | set(profile_ids)
+        wanted = set(identifiers) | self._identifiers_of(sorted(stale))
+        fresh = {p.id: p for p in profiles.find_many(wanted).values()}
+        replaced = sorted(stale | fresh.keys())
+        held_now = sorted(
+            ident((kind, value))
+            for profile in fresh.values()
+            for kind, values in profile.identifiers.items()
+            for value in values
+        )
+        self.con.execute(f"DELETE FROM profiles WHERE profile_id {_IN_LIST}", [replaced])
+        # By identifier too: an identifier belongs to one profile, whatever a stale row says.
+        self.con.execute(
+            f"DELETE FROM idents WHERE profile_id {_IN_LIST} OR ident {_IN_LIST}",
+            [replaced, held_now],
+        )
+        self.con.execute(f"DELETE FROM consents WHERE owner {_IN_LIST}", [replaced])
+        found = sorted(fresh.values(), key=lambda p: p.id)
+        for start in range(0, len(found), PROFILE_PAGE):
+            self._add_profiles(found[start : start + PROFILE_PAGE], delivery)
+        return len(found)
+
+    def _profiles_holding(self, keys: list[str]) -> set[str]:
+        if not keys:
+            return set()
+        rows = self.con.execute(
+            f"SELECT DISTINCT profile_id FROM idents WHERE ident {_IN_LIST}",
+            [keys],
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def _identifiers_of(self, profile_ids: list[str]) -> set[Identifier]:
+        if not profile_ids:
+            return set()
+        rows = self.con.execute(
+            f"SELECT identifiers FROM profiles WHERE profile_id {_IN_LIST}",
+            [profile_ids],
+        ).fetchall()
+        return {
+            (kind, value)
+            for (text,) in rows
+            for kind, values in _decode_identifiers(text).items()
+            for value in values
+        }
+
+    def _add_profiles(self, found: Sequence[Profile], delivery: DeliveryStore | None) -> None:
+        people: list[tuple[str, str, str]] = []
+        idents: list[tuple[str, str]] = []
+        choices: list[tuple[str, str, str, str, int]] = []
+        owner: dict[str, str] = {}
+        for profile in found:
+            people.append(
+                (
+                    profile.id,
+                    _encode(profile.traits).decode(),
+                    _encode(profile.identifiers).decode(),
+                )
+            )
+            for kind, values in profile.identifiers.items():
+                idents.extend((ident((kind, value)), profile.id) for value in values)
+            for pid in (profile.id, *profile.merged_from):
+                owner[pid] = profile.id
+        if delivery is not None and owner:
+            for choice in delivery.consents(owner.keys()):
+                choices.append(
+                    (
+                        owner[choice.profile_id],
+                        choice.channel,
+                        choice.category,
+                        "true" if choice.subscribed else "false",
+                        choice.at,
+                    )
+                )
+        self.load_rows("profiles", people)
+        self.load_rows("idents", idents)
+        self.load_rows("consents", choices)
+
+    def profile_count(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM profiles"))
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        """What was recorded under ``key`` (see :meth:`set_meta`), or None."""
+        value = self.scalar("SELECT value FROM meta WHERE key = ?", [key])
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+
+    def reset(self) -> None:
+        """Empty every table, as a new warehouse."""
+        for table in _TABLES:
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in SCHEMA:
+            self.con.execute(statement)
