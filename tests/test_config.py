@@ -48,6 +48,12 @@ def test_the_work_feed_keeps_items_until_read_unless_an_age_is_set() -> None:
         load_settings(environ={"SAFAR_BUS_MAX_AGE_HOURS": "-1"})
 
 
+def test_the_preview_warehouse_refresh_is_off_or_positive() -> None:
+    assert load_settings(environ={}).server.warehouse_refresh_seconds == 10
+    with pytest.raises(ConfigError, match=r"server\.warehouse_refresh_seconds"):
+        load_settings(environ={"SAFAR_SERVER_WAREHOUSE_REFRESH_SECONDS": "-1"})
+
+
 def test_the_link_secret_is_in_the_data_directory_unless_a_file_is_named(tmp_path: Path) -> None:
     assert load_settings(data_dir=tmp_path, environ={}).secret_path == tmp_path / "link-secret"
     shared = tmp_path / "shared" / "secret"

@@ -24,6 +24,9 @@ from safar.errors import ConfigError
 class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8088
+    #: With ``serve --role all``, a low-priority child process catches the previews' warehouse
+    #: up this often, so a preview finds it nearly current (ADR 13); 0: only previews do.
+    warehouse_refresh_seconds: float = 10.0
 
 
 class StorageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -200,6 +203,8 @@ def load_settings(
         )
     if settings.bus.url and not settings.bus.url.startswith(("nats://", "tls://")):
         raise ConfigError("bus.url must be empty (no work feed) or a nats:// URL")
+    if settings.server.warehouse_refresh_seconds < 0:
+        raise ConfigError("server.warehouse_refresh_seconds must be 0 (off) or above")
     if not 1 <= settings.bus.partitions <= 4096:
         raise ConfigError("bus.partitions must be between 1 and 4096")
     if settings.bus.max_age_hours < 0:

@@ -213,3 +213,49 @@ def test_the_file_is_locked_while_in_use_only(tmp_path: Path) -> None:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with lock.open("a") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_keep_warm_catches_the_file_up_until_stopped(tmp_path: Path) -> None:
+    import threading
+
+    from safar.runtime.warehouse_keeper import keep_warm
+    from safar.testing import wait_until
+
+    h = JourneyHarness()
+    shop(h)
+    path = tmp_path / "warehouse.duckdb"
+    kept = KeptWarehouse(h.stores.events, h.stores.profiles, None, IdentitySettings(), path)
+    stop = threading.Event()
+    warm = threading.Thread(target=keep_warm, args=(kept, stop, 0.01), daemon=True)
+    warm.start()
+
+    def copied() -> int:
+        with _opened(path) as warehouse:
+            return warehouse.last_seq()
+
+    try:
+        wait_until(lambda: path.exists() and copied() == h.stores.profiles.processed_seq())
+        h.track("u1", "Order Completed", {"revenue": 5})
+        wait_until(lambda: copied() == h.stores.profiles.processed_seq())
+    finally:
+        stop.set()
+        warm.join(5)
+    assert not warm.is_alive()
+
+
+def _opened(path: Path) -> Any:
+    """The warehouse file, opened under the keeper's lock (as another process would)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def opened() -> Any:
+        with (path.with_name(path.name + ".lock")).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            warehouse = Warehouse(str(path))
+            try:
+                yield warehouse
+            finally:
+                warehouse.close()
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    return opened()

@@ -7,6 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from safar.testing import wait_until
 from tests.e2e.live import LiveServer, safar
 
 pytestmark = pytest.mark.slow
@@ -60,6 +61,18 @@ def test_import_beside_a_running_server_then_show_the_profile(live: LiveServer) 
 
     missing = live.cli("profiles", "show", "user_id:nobody")
     assert missing.returncode == 1 and "no profile" in missing.stderr
+
+    # The server keeps the previews' warehouse caught up by itself; a preview from the CLI
+    # shares it (each waits for the other's lock).
+    wait_until(lambda: (live.data_dir / "warehouse.duckdb").exists(), timeout=30)
+    draft = live.data_dir.parent / "buyers.yaml"
+    draft.write_text(
+        "id: buyers\nname: Buyers\nwhere: {performed: Order Completed, at_least: 1}\n",
+        encoding="utf-8",
+    )
+    previewed = live.cli("audiences", "preview", str(draft), "--json")
+    assert previewed.returncode == 0, previewed.stderr
+    assert msgspec.json.decode(previewed.stdout)["size"] == 1
 
 
 def test_demo_seeds_once(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import msgspec
 
@@ -71,6 +72,8 @@ def serve(
     # Links in messages point at where this server really listens (``--port 0`` included).
     settings.journeys.public_url = settings.journeys.public_url or url
     roles = child_roles(settings) if role == "all" else ()
+    if role == "all" and settings.server.warehouse_refresh_seconds > 0:
+        roles = (*roles, WAREHOUSE)
     children = [ChildProcess(settings, child) for child in roles]
     try:
         for child in children:
@@ -142,6 +145,9 @@ def _print(url: str) -> None:
 ROLES = ("worker", "dispatcher")
 #: The child stepping journeys per work-feed partition (only with ``bus.url``).
 PARTITIONS = "partitions"
+#: The low-priority child keeping the previews' warehouse caught up (``--role all`` only: the
+#: API reads it from this machine's data directory).
+WAREHOUSE = "warehouse"
 #: Seconds between attempts to open the work feed.
 FEED_RETRY_S = 1.0
 #: What ``safar serve --role`` accepts.
@@ -204,7 +210,19 @@ def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: 
     watcher.start()
     tune_gc()
     try:
-        if role == PARTITIONS:
+        if role == WAREHOUSE:
+            from safar.runtime.warehouse_keeper import WAREHOUSE_FILE, KeptWarehouse, keep_warm
+
+            os.nice(10)  # copying is never more urgent than ingestion, stepping or delivery
+            kept = KeptWarehouse(
+                stores.events,
+                stores.profiles,
+                stores.delivery,
+                settings.identity,
+                Path(settings.data_dir) / WAREHOUSE_FILE,
+            )
+            keep_warm(kept, halt, settings.server.warehouse_refresh_seconds)
+        elif role == PARTITIONS:
             from safar.runtime.partitioned import PartitionWorker
 
             opened = _open_feed_waiting(settings, halt)

@@ -172,6 +172,18 @@ class KeptWarehouse:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def keep_warm(kept: KeptWarehouse, stop: threading.Event, every_s: float) -> None:
+    """Catch ``kept`` up now and every ``every_s`` until ``stop`` is set, so that previews find
+    little to copy. Failures are logged and tried again next time."""
+    while not stop.is_set():
+        try:
+            with kept.current():
+                pass
+        except StoreError as exc:
+            log.warning("could not catch the warehouse up, will retry: %s", exc)
+        stop.wait(every_s)
+
+
 def _fingerprint(identity: IdentitySettings) -> str:
     return hashlib.sha256(msgspec.json.encode(identity)).hexdigest()[:16]
 
