@@ -9,7 +9,8 @@ their parent and stop when it is gone, so a killed server leaves no orphan behin
 runs the children only, ``all`` (the default) both. Any number of each may share a PostgreSQL
 installation; workers share the stepper through a lease (:mod:`safar.runtime.leases`), and with
 a work feed (``bus.url``) a third child steps the journeys of the partitions the worker holds
-(:mod:`safar.runtime.partitioned`).
+(:mod:`safar.runtime.partitioned`). ``--role all`` also runs a low-priority child keeping the
+previews' warehouse caught up (:func:`safar.runtime.warehouse_keeper.keep_warm`).
 """
 
 from __future__ import annotations
