@@ -73,7 +73,6 @@ class PgDatabase:
                 timeout=_POOL_TIMEOUT_S,
                 name=name,
                 check=self._check,
-                reset=self._returned,
                 configure=_configure,
             )
             self._pool.wait(timeout=_POOL_TIMEOUT_S)
@@ -100,16 +99,22 @@ class PgDatabase:
         # send the isolation level as a statement of its own.
         try:
             with self._pool.connection() as conn:
-                conn.execute(_BEGIN[what])
                 try:
-                    yield conn
-                except BaseException:
-                    if not conn.closed:
-                        # A failure here leaves the connection unusable; the pool drops it.
-                        with suppress(psycopg.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                    conn.execute(_BEGIN[what])
+                    try:
+                        yield conn
+                    except BaseException:
+                        if not conn.closed:
+                            # A failure here leaves the connection unusable; the pool drops it.
+                            with suppress(psycopg.Error):
+                                conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                finally:
+                    # Noted here, not by a pool ``reset`` callback: with one, the pool hands
+                    # returned connections to a worker thread, and the next caller waits or
+                    # the pool grows.
+                    self._idle_since[conn] = time.monotonic()
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {what} failed: {_message(exc)}") from exc
         except PoolTimeout as exc:
@@ -123,9 +128,6 @@ class PgDatabase:
         since = self._idle_since.get(conn)
         if since is None or time.monotonic() - since >= CHECK_AFTER_IDLE_S:
             ConnectionPool.check_connection(conn)
-
-    def _returned(self, conn: psycopg.Connection) -> None:
-        self._idle_since[conn] = time.monotonic()
 
     def _init_schema_table(self) -> None:
         with self.write() as conn:
