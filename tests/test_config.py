@@ -46,6 +46,10 @@ def test_the_work_feed_keeps_items_until_read_unless_an_age_is_set() -> None:
     assert aged.bus.max_age_hours == 48
     with pytest.raises(ConfigError, match=r"bus\.max_age_hours"):
         load_settings(environ={"SAFAR_BUS_MAX_AGE_HOURS": "-1"})
+    assert load_settings(environ={}).bus.trim_seconds == 5
+    assert load_settings(environ={"SAFAR_BUS_TRIM_SECONDS": "0"}).bus.trim_seconds == 0
+    with pytest.raises(ConfigError, match=r"bus\.trim_seconds"):
+        load_settings(environ={"SAFAR_BUS_TRIM_SECONDS": "-2"})
 
 
 def test_the_preview_warehouse_refresh_is_off_or_positive() -> None:

@@ -113,6 +113,9 @@ class BusSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: trims them). Above 0: items also go after this many hours, read or not; a partition
     #: left unread longer stops with an error naming the lost range.
     max_age_hours: float = 0.0
+    #: How often a partition's owner trims the items it has committed past; 0: never (the
+    #: stream keeps everything, up to ``max_age_hours``: for audits and tests).
+    trim_seconds: float = 5.0
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -207,6 +210,8 @@ def load_settings(
         raise ConfigError("server.warehouse_refresh_seconds must be 0 (off) or above")
     if not 1 <= settings.bus.partitions <= 4096:
         raise ConfigError("bus.partitions must be between 1 and 4096")
+    if settings.bus.trim_seconds < 0:
+        raise ConfigError("bus.trim_seconds must be 0 (never trim) or above")
     if settings.bus.max_age_hours < 0:
         raise ConfigError("bus.max_age_hours must be 0 (keep until read) or above")
     if settings.storage.synchronous.lower() not in ("full", "normal", "extra"):

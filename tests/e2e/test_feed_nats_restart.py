@@ -46,7 +46,12 @@ def test_the_feed_survives_a_nats_restart_with_every_event_once_in_order(
     tmp_path: Path, private_nats: NatsServer
 ) -> None:
     nats = private_nats
-    env = {"SAFAR_BUS_URL": nats.url, "SAFAR_BUS_PARTITIONS": str(PARTITIONS)}
+    # The owners do not trim: the test reads every partition's feed from its start.
+    env = {
+        "SAFAR_BUS_URL": nats.url,
+        "SAFAR_BUS_PARTITIONS": str(PARTITIONS),
+        "SAFAR_BUS_TRIM_SECONDS": "0",
+    }
     api = LiveServer(tmp_path / "data", env=env).start()
     stores = open_stores(api.settings(), SystemClock())
     feed: JetStreamWorkFeed | None = None

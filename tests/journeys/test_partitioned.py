@@ -273,8 +273,6 @@ def test_an_idle_owner_asks_only_for_the_published_position_until_it_moves(
 
 def test_an_owner_trims_the_feed_up_to_what_it_committed(tmp_path: Path) -> None:
     from safar.errors import StoreError
-    from safar.runtime.partitioned import TRIM_EVERY_MS
-
     clock = FakeClock()
     settings = load_settings(data_dir=tmp_path, environ={})
     stores = open_sqlite_stores(settings, clock)
@@ -292,7 +290,7 @@ def test_an_owner_trims_the_feed_up_to_what_it_committed(tmp_path: Path) -> None
         assert sum(batches.values()) >= 8
         while owner.step_once():
             pass
-        clock.advance(ms=TRIM_EVERY_MS)
+        clock.advance(seconds=settings.bus.trim_seconds)
         owner.step_once()
         for partition, count in batches.items():
             cursor = stores.runs.processed_seq(partition)

@@ -28,9 +28,6 @@ from safar.stores.bundle import Stores
 #: Milliseconds between looks for due timers in a partition that had none: timers fire up to
 #: this late, and an idle owner asks the store this much less often.
 TIMER_POLL_MS = 50
-#: Milliseconds between trims of the feed up to the cursors committed (the feed then holds
-#: only what is still to be read).
-TRIM_EVERY_MS = 5_000
 
 
 class PartitionWorker:
@@ -63,6 +60,9 @@ class PartitionWorker:
         #: When to look for due timers next, and to trim the feed next.
         self._timers_at = 0
         self._trim_at = 0
+        #: Milliseconds between trims of the feed up to the cursors committed (the feed then
+        #: holds only what is still to be read); 0: never.
+        self._trim_every_ms = int(settings.bus.trim_seconds * 1000)
         #: Partition -> the cursor the feed was last trimmed to.
         self._trimmed: dict[int, int] = {}
         #: After a round that read the feed to its end: the partitions held then, and the
@@ -91,9 +91,9 @@ class PartitionWorker:
                 self.runtime.fence = held[partition]
                 done += self.runtime.run_timers(partition=partition)
             self._timers_at = now if due else now + TIMER_POLL_MS
-        if now >= self._trim_at:
+        if self._trim_every_ms and now >= self._trim_at:
             self._trim(held)
-            self._trim_at = now + TRIM_EVERY_MS
+            self._trim_at = now + self._trim_every_ms
         return done
 
     def _trim(self, held: dict[int, Fence]) -> None:
