@@ -122,6 +122,20 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="run --role api beside this many --role worker processes (default: --role all)",
     )
+    ingest.add_argument(
+        "--only",
+        choices=["profiles"],
+        help="profiles: the profile processor alone over the same events, no HTTP",
+    )
+    ingest.add_argument(
+        "--profile-batch",
+        type=int,
+        default=20_000,
+        help="with --only profiles: events per processor batch (the worker's cap)",
+    )
+    ingest.add_argument(
+        "--repeat", type=int, default=1, help="with --only profiles: runs, each on a fresh store"
+    )
     ingest.add_argument("--json", action="store_true", help="print the result as JSON")
     ingest.set_defaults(run=_bench_ingest)
     journeys = bench_sub.add_parser("journeys", parents=[common], help="journey engine benchmarks")
@@ -333,6 +347,18 @@ def _profiles_show(args: argparse.Namespace, settings: Settings) -> int:
 def _bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from safar.bench.ingest import run_ingest_bench
 
+    if args.only == "profiles":
+        from safar.bench.profiles import run_profiles_bench
+
+        return run_profiles_bench(
+            settings,
+            events=args.events,
+            users=args.users,
+            batch=args.profile_batch,
+            repeat=args.repeat,
+            postgres=args.postgres,
+            as_json=args.json,
+        )
     return run_ingest_bench(
         settings,
         events=args.events,
