@@ -273,6 +273,7 @@ def test_an_idle_owner_asks_only_for_the_published_position_until_it_moves(
 
 def test_an_owner_trims_the_feed_up_to_what_it_committed(tmp_path: Path) -> None:
     from safar.errors import StoreError
+
     clock = FakeClock()
     settings = load_settings(data_dir=tmp_path, environ={})
     stores = open_sqlite_stores(settings, clock)
