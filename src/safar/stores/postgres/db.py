@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -187,6 +187,13 @@ def _configure(conn: psycopg.Connection) -> None:
     (or finds its lease gone).
     """
     conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
+
+
+def pipelined(conn: psycopg.Connection) -> AbstractContextManager[object]:
+    """``conn`` in pipeline mode where libpq has it (14 and later; psycopg's binary package
+    ships one), else as it is: the same statements, one round trip each. In a pipeline each
+    statement goes out at once and the client waits only when it reads a result."""
+    return conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
 
 
 def redact(url: str) -> str:

@@ -37,7 +37,6 @@ out in one pipeline (see ``_apply``).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from itertools import chain
 from typing import Any, NamedTuple
 
@@ -62,7 +61,7 @@ from safar.model.profiles import (
     TraitChange,
     TraitWrite,
 )
-from safar.stores.postgres.db import PgDatabase
+from safar.stores.postgres.db import PgDatabase, pipelined
 from safar.stores.postgres.leases import check_fence
 
 _MIGRATIONS = [
@@ -406,7 +405,7 @@ class PgProfileStore:
         # In a pipeline each statement goes out as soon as it is built, and the server runs it
         # while the client builds the next. The client waits twice: for the placements' row
         # ids (the history rows are filed under them), and at the end.
-        with _pipelined(conn):
+        with pipelined(conn):
             placed = _place(conn, update.placements) if update.placements else None
             _store_edges(conn, update)
             _store_profiles(conn, update)
@@ -450,12 +449,6 @@ def _check_progress(conn: psycopg.Connection, after_seq: int) -> None:
             f"profile update computed after seq {after_seq}, but the store is at {current}:"
             " another processor is running"
         )
-
-
-def _pipelined(conn: psycopg.Connection) -> AbstractContextManager[object]:
-    """``conn`` in pipeline mode where libpq has it (14 and later; psycopg's binary package
-    ships one), else as it is: the same statements, one round trip each."""
-    return conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
 
 
 def _place(conn: psycopg.Connection, placements: dict[Identifier, Placement]) -> psycopg.Cursor:

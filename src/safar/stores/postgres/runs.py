@@ -28,9 +28,9 @@ from msgspec.structs import astuple
 from safar.errors import StoreError
 from safar.model.runs import EntryRecord, Instance, OutboxEntry, Visit
 from safar.ports import JourneyUpdate
-from safar.stores.postgres.db import PgDatabase
+from safar.stores.postgres.db import PgDatabase, pipelined
 from safar.stores.postgres.journeys import columns, encode, migrate, scalar
-from safar.stores.postgres.leases import check_fence
+from safar.stores.postgres.leases import fence_held, send_fence_check
 
 _decode_instance = msgspec.json.Decoder(Instance).decode
 
@@ -221,11 +221,14 @@ class PgRunStore:
 
     def commit_all(self, updates: Sequence[JourneyUpdate]) -> None:
         # Rows are built (and encoded) before the transaction: its locks are held for the
-        # writes only.
+        # writes only. Every check goes out in one pipeline and every write in a second, so a
+        # commit of many partitions costs a few round trips, not a few per partition.
         rows = [_Rows.of(update) for update in updates]
         with self._db.write() as conn:
-            for update, held in zip(updates, rows, strict=True):
-                _apply(conn, update, held)
+            _check_all(conn, updates)
+            with pipelined(conn):
+                for update, held in zip(updates, rows, strict=True):
+                    _write_update(conn, update, held)
 
     def schedule_ticks(self) -> dict[str, int]:
         with self._db.read() as conn:
@@ -280,14 +283,55 @@ class _Rows:
         )
 
 
-def _apply(conn: psycopg.Connection, update: JourneyUpdate, rows: _Rows) -> None:
-    """One update's checks and writes, inside the caller's transaction."""
+def _check_all(conn: psycopg.Connection, updates: Sequence[JourneyUpdate]) -> None:
+    """Raise unless every update's cursor is at its ``after_seq`` (an earlier update of the
+    same cursor counting as done) and its fence holds, locking those rows until the commit
+    ends. A partition's cursor row is made (at 0) by the first commit naming it; of two commits
+    making it at once, the second's insert waits for the first to end, then does nothing, and
+    its ``FOR UPDATE`` reads the first's cursor: the same order as for a row that was there."""
+    sent: list[tuple[JourneyUpdate, psycopg.Cursor[Any] | None, psycopg.Cursor[Any] | None]] = []
+    with pipelined(conn):
+        for update in updates:
+            cursor: psycopg.Cursor[Any] | None = None
+            if update.after_seq is not None:
+                if update.partition is None:
+                    cursor = conn.execute(
+                        "SELECT processed_seq FROM journey_progress WHERE id = 1 FOR UPDATE"
+                    )
+                else:
+                    conn.execute(
+                        "INSERT INTO journey_partitions(partition, processed_seq) VALUES (%s, 0)"
+                        " ON CONFLICT(partition) DO NOTHING",
+                        (update.partition,),
+                    )
+                    cursor = conn.execute(
+                        "SELECT processed_seq FROM journey_partitions WHERE partition = %s"
+                        " FOR UPDATE",
+                        (update.partition,),
+                    )
+            fence = send_fence_check(conn, update.fence) if update.fence is not None else None
+            sent.append((update, cursor, fence))
+        moved: dict[int | None, int] = {}
+        for update, cursor, fence in sent:
+            if cursor is not None and update.after_seq is not None:
+                (stored,) = cursor.fetchone() or (0,)
+                current = moved.get(update.partition, stored)
+                if current != update.after_seq:
+                    where = "" if update.partition is None else f" in partition {update.partition}"
+                    raise StoreError(
+                        f"journey batch read events after seq {update.after_seq}{where}, but"
+                        f" the store is at {current}: another journey runtime is running"
+                    )
+                if update.processed_seq is not None:
+                    moved[update.partition] = update.processed_seq
+            if fence is not None and update.fence is not None:
+                fence_held(fence, update.fence)
+
+
+def _write_update(conn: psycopg.Connection, update: JourneyUpdate, rows: _Rows) -> None:
+    """One update's writes, inside the caller's transaction (its checks are done)."""
     # Without a partition, instances are filed under 0 (the contract), and so moved from it.
     filed_under = 0 if update.partition is None else update.partition
-    if update.after_seq is not None:
-        _check_cursor(conn, update.after_seq, update.partition)
-    if update.fence is not None:
-        check_fence(conn, update.fence)
     if rows.instances:
         conn.execute(_UPSERT_INSTANCES, [filed_under, *columns(rows.instances)])
     _write(conn, _UPSERT_ENTRIES, rows.entries)
@@ -300,43 +344,8 @@ def _apply(conn: psycopg.Connection, update: JourneyUpdate, rows: _Rows) -> None
         _set_cursor(conn, update.processed_seq, update.partition)
 
 
-def _check_cursor(conn: psycopg.Connection, after_seq: int, partition: int | None) -> None:
-    """Raise unless the cursor is at ``after_seq``, holding its row until the commit ends."""
-    if partition is None:
-        current = scalar(conn, "SELECT processed_seq FROM journey_progress WHERE id = 1 FOR UPDATE")
-        where = ""
-    else:
-        current = _lock_partition_cursor(conn, partition)
-        where = f" in partition {partition}"
-    if current != after_seq:
-        raise StoreError(
-            f"journey batch read events after seq {after_seq}{where}, but the store is at"
-            f" {current}: another journey runtime is running"
-        )
-
-
-def _lock_partition_cursor(conn: psycopg.Connection, partition: int) -> int:
-    """The partition's cursor, its row locked until the commit ends; the row is made (at 0) by
-    the first commit naming the partition. Of two commits making it at once, the second's insert
-    waits for the first to end, then does nothing, and its ``FOR UPDATE`` reads the first's
-    cursor: the same order as for a row that was there."""
-    select = "SELECT processed_seq FROM journey_partitions WHERE partition = %s FOR UPDATE"
-    row = conn.execute(select, (partition,)).fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO journey_partitions(partition, processed_seq) VALUES (%s, 0)"
-            " ON CONFLICT(partition) DO NOTHING",
-            (partition,),
-        )
-        row = conn.execute(select, (partition,)).fetchone()
-        if row is None:
-            raise StoreError(f"journey partition {partition} has no cursor row after inserting it")
-    current: int = row[0]
-    return current
-
-
 def _set_cursor(conn: psycopg.Connection, processed_seq: int, partition: int | None) -> None:
-    """Move the cursor :func:`_check_cursor` locked."""
+    """Move the cursor :func:`_check_all` locked."""
     if partition is None:
         conn.execute(
             "UPDATE journey_progress SET processed_seq = %s WHERE id = 1", (processed_seq,)
