@@ -4,11 +4,13 @@ visits, the runtime's cursor, and the outbox entries a batch writes (tables: see
 
 Several worker processes may share one database:
 
-- :meth:`PgRunStore.commit` locks its cursor's row (``FOR UPDATE``: ``journey_progress``, or the
-  partition's row of ``journey_partitions``, inserted first if missing) before checking
+- :meth:`PgRunStore.commit_all` locks its cursors' rows (``FOR UPDATE``: ``journey_progress``,
+  or the partition's row of ``journey_partitions``, inserted first if missing) before checking
   ``after_seq``, so two runtimes committing from the same cursor are ordered by PostgreSQL and
   the second raises. Its upserts take their row locks in key order, so two commits writing
-  overlapping rows wait for each other instead of deadlocking.
+  overlapping rows wait for each other instead of deadlocking. The checks go out in one
+  pipeline and the writes in another, one statement per table for all the updates, so
+  committing many partitions at once costs about what committing one does.
 - :meth:`PgRunStore.claim_timers` picks due timers from the partial index ``journey_timers``
   (``journey_partition_timers`` for one partition) with ``FOR UPDATE SKIP LOCKED`` and leases
   them in the same statement: concurrent claimers pass over the rows another one is leasing, so
@@ -37,25 +39,30 @@ _decode_instance = msgspec.json.Decoder(Instance).decode
 _ENTRY_COLUMNS = "journey_id, profile_id, entries, active, last_entered_at, last_exited_at"
 _VISIT_COLUMNS = "instance_id, journey_id, version, step, at, outcome"
 
-#: Upserts whole instances, filed under the commit's partition (the last parameter, one value
-#: for all); committing an instance releases its timer lease (its work is done).
+#: Upserts whole instances, each filed under its commit's partition (the last column);
+#: committing an instance releases its timer lease (its work is done).
 _UPSERT_INSTANCES = (
     "INSERT INTO journey_instances"
     "(id, journey_id, version, profile_id, status, entered_at, wake_at, data, partition)"
-    " SELECT *, %b::int FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[],"
-    " %b::bigint[], %b::bigint[], %b::bytea[])"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[],"
+    " %b::bigint[], %b::bigint[], %b::bytea[], %b::int[])"
     " ON CONFLICT(id) DO UPDATE SET journey_id = excluded.journey_id,"
     " version = excluded.version, profile_id = excluded.profile_id, status = excluded.status,"
     " entered_at = excluded.entered_at, wake_at = excluded.wake_at, lease_owner = NULL,"
     " lease_until = NULL, data = excluded.data, partition = excluded.partition"
 )
-#: A handover: the active instances of each profile filed under the handing partition go to the
-#: profile's new one. ``journey_instances_profile`` finds them; the batch's own instances are
-#: already stored (and locked) by then.
+#: A handover: the active instances of each profile filed under the handing partition (source)
+#: go to the profile's new one (target). ``journey_instances_profile`` finds them; the batch's
+#: own instances are already stored (and locked) by then.
 _MOVE_INSTANCES = (
     "UPDATE journey_instances AS i SET partition = m.target"
-    " FROM unnest(%b::text[], %b::int[]) AS m(profile_id, target)"
-    " WHERE i.profile_id = m.profile_id AND i.partition = %b::int AND i.status = 'active'"
+    " FROM unnest(%b::text[], %b::int[], %b::int[]) AS m(profile_id, target, source)"
+    " WHERE i.profile_id = m.profile_id AND i.partition = m.source AND i.status = 'active'"
+)
+#: The partitions' cursors, moved to where their commits reached.
+_SET_PARTITION_CURSORS = (
+    "UPDATE journey_partitions AS j SET processed_seq = c.seq"
+    " FROM unnest(%b::int[], %b::bigint[]) AS c(partition, seq) WHERE j.partition = c.partition"
 )
 _UPSERT_ENTRIES = (
     "INSERT INTO journey_entries"
@@ -223,12 +230,17 @@ class PgRunStore:
         # Rows are built (and encoded) before the transaction: its locks are held for the
         # writes only. Every check goes out in one pipeline and every write in a second, so a
         # commit of many partitions costs a few round trips, not a few per partition.
-        rows = [_Rows.of(update) for update in updates]
+        # Updates of distinct cursors go out as one statement per table: applying them in turn
+        # would store the same (rows are filed by partition, and a handover moves
+        # only what its own partition holds). Two updates of one cursor are applied in turn.
+        cursors = [u.partition for u in updates]
+        groups = [updates] if len(set(cursors)) == len(cursors) else [[u] for u in updates]
+        rows = [_Rows.of(group) for group in groups]
         with self._db.write() as conn:
             _check_all(conn, updates)
             with pipelined(conn):
-                for update, held in zip(updates, rows, strict=True):
-                    _write_update(conn, update, held)
+                for held in rows:
+                    held.write(conn)
 
     def schedule_ticks(self) -> dict[str, int]:
         with self._db.read() as conn:
@@ -262,25 +274,52 @@ class PgRunStore:
 
 @dataclass(frozen=True)
 class _Rows:
-    """An update's rows, as the statements of :func:`_apply` take them."""
+    """The rows of some updates of distinct cursors, as the statements of :meth:`write` take
+    them: one statement per table for all of them."""
 
     instances: list[tuple[Any, ...]]
     entries: list[tuple[Any, ...]]
     outbox: list[tuple[Any, ...]]
     visits: list[tuple[Any, ...]]
     ticks: list[tuple[str, int]]
-    moves: list[tuple[str, int]]
+    moves: list[tuple[str, int, int]]
+    #: (partition or None for the cursor without one, processed_seq).
+    cursors: list[tuple[int | None, int]]
 
     @classmethod
-    def of(cls, update: JourneyUpdate) -> _Rows:
+    def of(cls, updates: Sequence[JourneyUpdate]) -> _Rows:
+        # Without a partition, instances are filed under 0 (the contract), and moved from it.
+        filed = [(0 if u.partition is None else u.partition, u) for u in updates]
+        ticks: dict[str, int] = {}
+        for update in updates:
+            ticks.update(update.schedule_ticks)
         return cls(
-            instances=_instance_rows(update.instances),
-            entries=_entry_rows(update.entries),
-            outbox=_outbox_rows(update.outbox),
-            visits=[astuple(visit) for visit in update.visits],  # columns in field order
-            ticks=sorted(update.schedule_ticks.items()),
-            moves=sorted(update.moves.items()),
+            instances=_instance_rows([(i, p) for p, u in filed for i in u.instances]),
+            entries=_entry_rows([e for u in updates for e in u.entries]),
+            outbox=_outbox_rows([e for u in updates for e in u.outbox]),
+            # Columns in field order, and in the updates' order.
+            visits=[astuple(visit) for u in updates for visit in u.visits],
+            ticks=sorted(ticks.items()),
+            moves=sorted((pid, target, p) for p, u in filed for pid, target in u.moves.items()),
+            cursors=[
+                (u.partition, u.processed_seq)
+                for u in updates
+                if u.after_seq is not None and u.processed_seq is not None
+            ],
         )
+
+    def write(self, conn: psycopg.Connection) -> None:
+        """Send the writes, inside the caller's transaction (the checks are done)."""
+        _write(conn, _UPSERT_INSTANCES, self.instances)
+        _write(conn, _UPSERT_ENTRIES, self.entries)
+        _write(conn, _INSERT_OUTBOX, self.outbox)
+        _write(conn, _APPEND_VISITS, self.visits)
+        _write(conn, _UPSERT_SCHEDULES, self.ticks)
+        _write(conn, _MOVE_INSTANCES, self.moves)
+        for partition, seq in self.cursors:
+            if partition is None:
+                conn.execute("UPDATE journey_progress SET processed_seq = %s WHERE id = 1", (seq,))
+        _write(conn, _SET_PARTITION_CURSORS, [(p, s) for p, s in self.cursors if p is not None])
 
 
 def _check_all(conn: psycopg.Connection, updates: Sequence[JourneyUpdate]) -> None:
@@ -328,49 +367,25 @@ def _check_all(conn: psycopg.Connection, updates: Sequence[JourneyUpdate]) -> No
                 fence_held(fence, update.fence)
 
 
-def _write_update(conn: psycopg.Connection, update: JourneyUpdate, rows: _Rows) -> None:
-    """One update's writes, inside the caller's transaction (its checks are done)."""
-    # Without a partition, instances are filed under 0 (the contract), and so moved from it.
-    filed_under = 0 if update.partition is None else update.partition
-    if rows.instances:
-        conn.execute(_UPSERT_INSTANCES, [filed_under, *columns(rows.instances)])
-    _write(conn, _UPSERT_ENTRIES, rows.entries)
-    _write(conn, _INSERT_OUTBOX, rows.outbox)
-    _write(conn, _APPEND_VISITS, rows.visits)
-    _write(conn, _UPSERT_SCHEDULES, rows.ticks)
-    if rows.moves:
-        conn.execute(_MOVE_INSTANCES, [*columns(rows.moves), filed_under])
-    if update.after_seq is not None and update.processed_seq is not None:
-        _set_cursor(conn, update.processed_seq, update.partition)
-
-
-def _set_cursor(conn: psycopg.Connection, processed_seq: int, partition: int | None) -> None:
-    """Move the cursor :func:`_check_all` locked."""
-    if partition is None:
-        conn.execute(
-            "UPDATE journey_progress SET processed_seq = %s WHERE id = 1", (processed_seq,)
-        )
-    else:
-        conn.execute(
-            "UPDATE journey_partitions SET processed_seq = %s WHERE partition = %s",
-            (processed_seq, partition),
-        )
-
-
 def _write(conn: psycopg.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
     """Run an ``unnest`` statement over ``rows``, one array per column; nothing when empty."""
     if rows:
         conn.execute(statement, columns(rows))
 
 
-def _instance_rows(instances: list[Instance]) -> list[tuple[Any, ...]]:
-    """One row per instance id, the batch's last version of it winning as a second upsert
-    would (one statement cannot upsert a row twice), in id order, the order rows are locked."""
-    latest = {instance.id: instance for instance in instances}
+def _instance_rows(instances: list[tuple[Instance, int]]) -> list[tuple[Any, ...]]:
+    """One row per instance id (with the partition it is filed under), the batch's last version
+    of it winning as a second upsert would (one statement cannot upsert a row twice), in id
+    order, the order rows are locked."""
+    latest = {instance.id: (instance, partition) for instance, partition in instances}
     return [
-        (i.id, i.journey_id, i.version, i.profile_id, i.status, i.entered_at, i.wake_at, encode(i))
-        for _, i in sorted(latest.items())
+        (*_instance_columns(i), encode(i), partition)
+        for _, (i, partition) in sorted(latest.items())
     ]
+
+
+def _instance_columns(i: Instance) -> tuple[Any, ...]:
+    return (i.id, i.journey_id, i.version, i.profile_id, i.status, i.entered_at, i.wake_at)
 
 
 def _entry_rows(entries: list[EntryRecord]) -> list[tuple[Any, ...]]:
