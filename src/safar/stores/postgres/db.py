@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -83,7 +83,12 @@ class PgDatabase:
     @contextmanager
     def write(self) -> Iterator[psycopg.Connection]:
         """A READ COMMITTED transaction, committed when the body returns, rolled back if it
-        raises."""
+        raises.
+
+        Statements go one at a time, never in a pipeline (``conn.pipeline()``): the server ends
+        a transaction whose client froze (see :func:`_configure`) only while it waits for the
+        next statement; in the middle of an open pipeline it waits forever, holding the
+        transaction's row locks (a cursor, a lease), and no standby could take over."""
         with self._transaction("write") as conn:
             yield conn
 
@@ -187,13 +192,6 @@ def _configure(conn: psycopg.Connection) -> None:
     (or finds its lease gone).
     """
     conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
-
-
-def pipelined(conn: psycopg.Connection) -> AbstractContextManager[object]:
-    """``conn`` in pipeline mode where libpq has it (14 and later; psycopg's binary package
-    ships one), else as it is: the same statements, one round trip each. In a pipeline each
-    statement goes out at once and the client waits only when it reads a result."""
-    return conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
 
 
 def redact(url: str) -> str:

@@ -3,7 +3,7 @@ lease, taken or renewed by one upsert, so concurrent processes are ordered by th
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 import psycopg
 
@@ -60,17 +60,23 @@ def check_fence(conn: psycopg.Connection, fence: Fence) -> None:
     """Raise unless ``fence`` still holds; call inside the write transaction it guards. The
     share lock keeps the lease from changing hands until that transaction ends, so a takeover
     either commits before this check or waits for this transaction."""
-    fence_held(send_fence_check(conn, fence), fence)
+    check_fences(conn, [fence])
 
 
-def send_fence_check(conn: psycopg.Connection, fence: Fence) -> psycopg.Cursor[Any]:
-    """The first half of :func:`check_fence`: the lease row, share-locked (its result read
-    later, in a pipeline, by :func:`fence_held`)."""
-    return conn.execute("SELECT owner, epoch FROM leases WHERE name = %s FOR SHARE", (fence.name,))
-
-
-def fence_held(sent: psycopg.Cursor[Any], fence: Fence) -> None:
-    """The second half of :func:`check_fence`: raise unless the row ``sent`` read holds it."""
-    row = sent.fetchone()
-    if row is None or (row[0], row[1]) != (fence.owner, fence.epoch):
-        raise StoreError(f"{fence.describe()} was lost: another process took it over")
+def check_fences(conn: psycopg.Connection, fences: Iterable[Fence]) -> None:
+    """:func:`check_fence` for each of ``fences``, in one statement (rows locked in name
+    order)."""
+    wanted = {(f.name, f.owner, f.epoch): f for f in fences}
+    if not wanted:
+        return
+    names = sorted({name for name, _, _ in wanted})
+    held = {
+        (name, owner, epoch)
+        for name, owner, epoch in conn.execute(
+            "SELECT name, owner, epoch FROM leases WHERE name = ANY(%s) ORDER BY name FOR SHARE",
+            (names,),
+        )
+    }
+    for key, fence in wanted.items():
+        if key not in held:
+            raise StoreError(f"{fence.describe()} was lost: another process took it over")

@@ -30,8 +30,7 @@ binary array about three times faster than a text one, and the server reads it w
 Identity row ids come back from the placement upsert (``RETURNING``) or, once read from
 committed state, are remembered, so writing a batch rarely needs to look them up.
 :meth:`~PgProfileStore.apply` locks the progress row first, so a second processor racing for the
-same seq waits for the first to commit, then sees the new seq and is refused; its writes then go
-out in one pipeline (see ``_apply``).
+same seq waits for the first to commit, then sees the new seq and is refused.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ from safar.model.profiles import (
     TraitChange,
     TraitWrite,
 )
-from safar.stores.postgres.db import PgDatabase, pipelined
+from safar.stores.postgres.db import PgDatabase
 from safar.stores.postgres.leases import check_fence
 
 _MIGRATIONS = [
@@ -402,25 +401,25 @@ class PgProfileStore:
         _check_progress(conn, update.after_seq)
         if update.fence is not None:
             check_fence(conn, update.fence)
-        # In a pipeline each statement goes out as soon as it is built, and the server runs it
-        # while the client builds the next. The client waits twice: for the placements' row
-        # ids (the history rows are filed under them), and at the end.
-        with pipelined(conn):
-            placed = _place(conn, update.placements) if update.placements else None
-            _store_edges(conn, update)
-            _store_profiles(conn, update)
-            _store_merges(conn, update)
-            if placed is not None:
-                for kind, value, identity in placed.fetchall():
-                    self._ids[(kind, value)] = identity
-                    learned.append((kind, value))
-            try:
-                history = _History.of(update, self._ids)
-            except KeyError:  # identifiers this process has not seen placed: look them up
-                self._resolve(conn, _named(update), learned)
-                history = _History.of(update, self._ids)
-            history.store(conn)
-            conn.execute(_SET_PROGRESS, (update.processed_seq,))
+        # One statement at a time, not in a pipeline: a process frozen (SIGSTOP, a paused VM)
+        # in the middle of one keeps the locks taken above, since the server's
+        # idle-in-transaction timeout does not run while a pipeline is open, and no standby
+        # could take over (see PgDatabase.write).
+        placed = _place(conn, update.placements) if update.placements else None
+        if placed is not None:
+            for kind, value, identity in placed.fetchall():
+                self._ids[(kind, value)] = identity
+                learned.append((kind, value))
+        _store_edges(conn, update)
+        _store_profiles(conn, update)
+        _store_merges(conn, update)
+        try:
+            history = _History.of(update, self._ids)
+        except KeyError:  # identifiers this process has not seen placed: look them up
+            self._resolve(conn, _named(update), learned)
+            history = _History.of(update, self._ids)
+        history.store(conn)
+        conn.execute(_SET_PROGRESS, (update.processed_seq,))
 
     def _resolve(
         self,

@@ -8,9 +8,10 @@ Several worker processes may share one database:
   or the partition's row of ``journey_partitions``, inserted first if missing) before checking
   ``after_seq``, so two runtimes committing from the same cursor are ordered by PostgreSQL and
   the second raises. Its upserts take their row locks in key order, so two commits writing
-  overlapping rows wait for each other instead of deadlocking. The checks go out in one
-  pipeline and the writes in another, one statement per table for all the updates, so
-  committing many partitions at once costs about what committing one does.
+  overlapping rows wait for each other instead of deadlocking. Its checks and its writes take a
+  few statements each for all the updates (one per table), so committing many partitions at
+  once costs about what committing one does. No pipelines: a process frozen in the middle of
+  one would keep its row locks (see :func:`~safar.stores.postgres.db.PgDatabase.write`).
 - :meth:`PgRunStore.claim_timers` picks due timers from the partial index ``journey_timers``
   (``journey_partition_timers`` for one partition) with ``FOR UPDATE SKIP LOCKED`` and leases
   them in the same statement: concurrent claimers pass over the rows another one is leasing, so
@@ -30,9 +31,9 @@ from msgspec.structs import astuple
 from safar.errors import StoreError
 from safar.model.runs import EntryRecord, Instance, OutboxEntry, Visit
 from safar.ports import JourneyUpdate
-from safar.stores.postgres.db import PgDatabase, pipelined
+from safar.stores.postgres.db import PgDatabase
 from safar.stores.postgres.journeys import columns, encode, migrate, scalar
-from safar.stores.postgres.leases import fence_held, send_fence_check
+from safar.stores.postgres.leases import check_fences
 
 _decode_instance = msgspec.json.Decoder(Instance).decode
 
@@ -228,8 +229,8 @@ class PgRunStore:
 
     def commit_all(self, updates: Sequence[JourneyUpdate]) -> None:
         # Rows are built (and encoded) before the transaction: its locks are held for the
-        # writes only. Every check goes out in one pipeline and every write in a second, so a
-        # commit of many partitions costs a few round trips, not a few per partition.
+        # writes only. The checks of all updates take a few statements, and so do the writes
+        # (below), so a commit of many partitions costs about what a commit of one does.
         # Updates of distinct cursors go out as one statement per table: applying them in turn
         # would store the same (rows are filed by partition, and a handover moves
         # only what its own partition holds). Two updates of one cursor are applied in turn.
@@ -238,9 +239,8 @@ class PgRunStore:
         rows = [_Rows.of(group) for group in groups]
         with self._db.write() as conn:
             _check_all(conn, updates)
-            with pipelined(conn):
-                for held in rows:
-                    held.write(conn)
+            for held in rows:
+                held.write(conn)
 
     def schedule_ticks(self) -> dict[str, int]:
         with self._db.read() as conn:
@@ -325,46 +325,41 @@ class _Rows:
 def _check_all(conn: psycopg.Connection, updates: Sequence[JourneyUpdate]) -> None:
     """Raise unless every update's cursor is at its ``after_seq`` (an earlier update of the
     same cursor counting as done) and its fence holds, locking those rows until the commit
-    ends. A partition's cursor row is made (at 0) by the first commit naming it; of two commits
-    making it at once, the second's insert waits for the first to end, then does nothing, and
-    its ``FOR UPDATE`` reads the first's cursor: the same order as for a row that was there."""
-    sent: list[tuple[JourneyUpdate, psycopg.Cursor[Any] | None, psycopg.Cursor[Any] | None]] = []
-    with pipelined(conn):
-        for update in updates:
-            cursor: psycopg.Cursor[Any] | None = None
-            if update.after_seq is not None:
-                if update.partition is None:
-                    cursor = conn.execute(
-                        "SELECT processed_seq FROM journey_progress WHERE id = 1 FOR UPDATE"
-                    )
-                else:
-                    conn.execute(
-                        "INSERT INTO journey_partitions(partition, processed_seq) VALUES (%s, 0)"
-                        " ON CONFLICT(partition) DO NOTHING",
-                        (update.partition,),
-                    )
-                    cursor = conn.execute(
-                        "SELECT processed_seq FROM journey_partitions WHERE partition = %s"
-                        " FOR UPDATE",
-                        (update.partition,),
-                    )
-            fence = send_fence_check(conn, update.fence) if update.fence is not None else None
-            sent.append((update, cursor, fence))
-        moved: dict[int | None, int] = {}
-        for update, cursor, fence in sent:
-            if cursor is not None and update.after_seq is not None:
-                (stored,) = cursor.fetchone() or (0,)
-                current = moved.get(update.partition, stored)
-                if current != update.after_seq:
-                    where = "" if update.partition is None else f" in partition {update.partition}"
-                    raise StoreError(
-                        f"journey batch read events after seq {update.after_seq}{where}, but"
-                        f" the store is at {current}: another journey runtime is running"
-                    )
-                if update.processed_seq is not None:
-                    moved[update.partition] = update.processed_seq
-            if fence is not None and update.fence is not None:
-                fence_held(fence, update.fence)
+    ends; a few statements for all the updates. A partition's cursor row is made (at 0) by the
+    first commit naming it; of two commits making it at once, the second's insert waits for
+    the first to end, then does nothing, and its ``FOR UPDATE`` reads the first's cursor: the
+    same order as for a row that was there."""
+    checked = [u for u in updates if u.after_seq is not None]
+    stored: dict[int | None, int] = {}
+    if any(u.partition is None for u in checked):
+        stored[None] = scalar(
+            conn, "SELECT processed_seq FROM journey_progress WHERE id = 1 FOR UPDATE"
+        )
+    partitions = sorted({u.partition for u in checked if u.partition is not None})
+    if partitions:
+        conn.execute(
+            "INSERT INTO journey_partitions(partition, processed_seq)"
+            " SELECT p, 0 FROM unnest(%s::int[]) AS p ON CONFLICT(partition) DO NOTHING",
+            (partitions,),
+        )
+        stored.update(
+            conn.execute(
+                "SELECT partition, processed_seq FROM journey_partitions"
+                " WHERE partition = ANY(%s) ORDER BY partition FOR UPDATE",
+                (partitions,),
+            ).fetchall()
+        )
+    for update in checked:
+        current = stored[update.partition]
+        if current != update.after_seq:
+            where = "" if update.partition is None else f" in partition {update.partition}"
+            raise StoreError(
+                f"journey batch read events after seq {update.after_seq}{where}, but the store"
+                f" is at {current}: another journey runtime is running"
+            )
+        if update.processed_seq is not None:
+            stored[update.partition] = update.processed_seq  # the next update of it builds on it
+    check_fences(conn, [u.fence for u in updates if u.fence is not None])
 
 
 def _write(conn: psycopg.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
