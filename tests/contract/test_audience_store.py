@@ -377,6 +377,13 @@ def test_pending_emits_come_in_commit_order_until_forwarded(audiences: AudienceS
     assert [e.message_id for e in store.pending_emits(10)] == ["m3", "m2"]
 
 
+def test_many_emits_keep_the_order_they_were_committed_in(audiences: AudienceStores) -> None:
+    store = audiences.store
+    ids = [f"m{n:04d}" for n in reversed(range(300))]  # against the ids' own order
+    store.commit(AudienceUpdate(emits=[emitted(i) for i in ids]))
+    assert [e.message_id for e in store.pending_emits(1000)] == ids
+
+
 def test_an_event_already_pending_is_skipped(audiences: AudienceStores) -> None:
     store = audiences.store
     store.commit(AudienceUpdate(emits=[emitted("m1"), emitted("m2"), emitted("m1", "p9")]))

@@ -200,8 +200,10 @@ _CLAIM_DUE = (
 #: turns from here to their end, so positions are handed out in commit order and a reader never
 #: sees a later event without the earlier ones.
 _EMIT_TURN = "LOCK TABLE audience_emits IN SHARE ROW EXCLUSIVE MODE"
+#: In the batch's order, so positions follow it.
 _INSERT_EMITS = (
-    "INSERT INTO audience_emits(message_id, event) VALUES (%s, %s)"
+    "INSERT INTO audience_emits(message_id, event)"
+    " SELECT m, e FROM unnest(%b::text[], %b::bytea[]) WITH ORDINALITY AS x(m, e, n) ORDER BY n"
     " ON CONFLICT(message_id) DO NOTHING"
 )
 
@@ -556,10 +558,13 @@ def _write_emits(conn: psycopg.Connection, emits: list[tuple[str, bytes]]) -> No
     if not emits:
         return
     conn.execute(_EMIT_TURN)
-    # executemany (pipelined) rather than unnest: each row is inserted after the previous one,
-    # so positions follow the batch's order and the first of two equal message ids is kept.
-    with conn.cursor() as cursor:
-        cursor.executemany(_INSERT_EMITS, emits)
+    # One statement, not executemany: psycopg runs that in a pipeline, and a process frozen in
+    # the middle of one keeps its locks (see PgDatabase.write). The first of two equal message
+    # ids is kept.
+    first: dict[str, bytes] = {}
+    for message_id, event in emits:
+        first.setdefault(message_id, event)
+    conn.execute(_INSERT_EMITS, (list(first), list(first.values())))
 
 
 # -- shared helpers -------------------------------------------------------------------------------
