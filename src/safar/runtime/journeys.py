@@ -165,9 +165,27 @@ class JourneyRuntime:
         customer's current traits), so two partitions holding parts of one customer around a
         merge never touch the same rows; the handover that ends it moves them.
         """
+        ready = self._read_ready(feed, held, max_items)
+        if not ready:
+            return 0
+        self._step_ready(ready)
+        for partition in ready:
+            self._cursors.pop(partition, None)
+        self._commit_all([batch for _, (_, batch) in sorted(ready.items())])
+        for partition, (_, batch) in ready.items():
+            assert batch.update.processed_seq is not None
+            self._cursors[partition] = (_epoch(held[partition]), batch.update.processed_seq)
+        return sum(max(len(items), 1) for items, _ in ready.values())
+
+    def _read_ready(
+        self, feed: WorkFeed, held: Mapping[int, Fence | None], max_items: int
+    ) -> dict[int, tuple[list[WorkItem], _Batch]]:
+        """Partition -> its items ready to step (up to the first whose waits are not met) and
+        the batch that will commit them, for the held partitions that have any; notes in
+        :attr:`waiting` whether some had items that must wait."""
         self.waiting = False
         if not held:
-            return 0
+            return {}
         after = {p: self._cursor(p, fence) for p, fence in held.items()}
         ready: dict[int, tuple[list[WorkItem], _Batch]] = {}
         for partition, batches in feed.read_many(after, max_items).items():
@@ -182,8 +200,11 @@ class JourneyRuntime:
                 fence=held[partition],
             )
             ready[partition] = (items, _Batch(update=update, partition=partition))
-        if not ready:
-            return 0
+        return ready
+
+    def _step_ready(self, ready: Mapping[int, tuple[list[WorkItem], _Batch]]) -> None:
+        """Step the ready items of every partition into its batch, with one read of the log,
+        of profiles and of instances for all of them."""
         wanted_seqs = sorted(
             item.seq
             for items, _ in ready.values()
@@ -217,13 +238,6 @@ class JourneyRuntime:
                 if item.handover is not None:
                     for pid in (item.profile_id, *item.moves):
                         batch.update.moves[pid] = item.handover
-        for partition in ready:
-            self._cursors.pop(partition, None)
-        self._commit_all([batch for _, (_, batch) in sorted(ready.items())])
-        for partition, (_, batch) in ready.items():
-            assert batch.update.processed_seq is not None
-            self._cursors[partition] = (_epoch(held[partition]), batch.update.processed_seq)
-        return sum(max(len(items), 1) for items, _ in ready.values())
 
     def committed(self, partition: int, fence: Fence | None) -> int | None:
         """The partition's cursor as this runtime last committed it holding ``fence``, or None
