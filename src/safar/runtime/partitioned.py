@@ -22,7 +22,7 @@ from safar.ports import Clock, WorkFeed
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.partitions import PartitionLeases
 from safar.runtime.plans import PlanBook
-from safar.runtime.turns import run_turns
+from safar.runtime.turns import attempt, run_turns
 from safar.stores.bundle import Stores
 
 #: Milliseconds between looks for due timers in a partition that had none: timers fire up to
@@ -57,13 +57,14 @@ class PartitionWorker:
             plans=PlanBook(default_timezone=load_policy(settings).default_timezone),
             owner=owner,
         )
-        #: When to look for due timers next, and to trim the feed next.
+        #: When to look for due timers next.
         self._timers_at = 0
-        self._trim_at = 0
-        #: Milliseconds between trims of the feed up to the cursors committed (the feed then
-        #: holds only what is still to be read); 0: never.
-        self._trim_every_ms = int(settings.bus.trim_seconds * 1000)
-        #: Partition -> the cursor the feed was last trimmed to.
+        #: Seconds between trims of the feed up to the cursors committed (the feed then holds
+        #: only what is still to be read); 0: never.
+        self._trim_every_s = settings.bus.trim_seconds
+        #: The partitions the last round held (read by the trimming thread).
+        self._held: dict[int, Fence] = {}
+        #: Partition -> the cursor the feed was last trimmed to (the trimming thread's own).
         self._trimmed: dict[int, int] = {}
         #: After a round that read the feed to its end: the partitions held then, and the
         #: feed's ``published_seq`` read before that round (None: not read).
@@ -91,18 +92,22 @@ class PartitionWorker:
                 self.runtime.fence = held[partition]
                 done += self.runtime.run_timers(partition=partition)
             self._timers_at = now if due else now + TIMER_POLL_MS
-        if self._trim_every_ms and now >= self._trim_at:
-            self._trim(held)
-            self._trim_at = now + self._trim_every_ms
+        self._held = held
         return done
 
-    def _trim(self, held: dict[int, Fence]) -> None:
-        """Let the feed drop what this owner has committed since the last trim."""
-        for partition, fence in sorted(held.items()):
+    def trim_once(self) -> int:
+        """Let the feed drop what this owner has committed since the last trim, in the
+        partitions the last round held; returns how many partitions were trimmed. :meth:`run`
+        calls it every ``bus.trim_seconds`` from a thread of its own, so the requests (a few
+        per partition) never hold up stepping."""
+        trimmed = 0
+        for partition, fence in sorted(self._held.items()):
             cursor = self.runtime.committed(partition, fence)
             if cursor is not None and cursor > self._trimmed.get(partition, 0):
                 self._feed.trim(partition, cursor)
                 self._trimmed[partition] = cursor
+                trimmed += 1
+        return trimmed
 
     def _step_feed(self, held: dict[int, Fence]) -> int:
         """The held partitions' next feed batches. Once a round has read the feed to its end,
@@ -131,6 +136,13 @@ class PartitionWorker:
         import time
 
         refreshed = time.monotonic()
+        if self._trim_every_s:
+
+            def trim() -> None:
+                while not stop.wait(self._trim_every_s):
+                    attempt(self.trim_once, stop, "trimming the work feed")
+
+            threading.Thread(target=trim, name="safar-feed-trim", daemon=True).start()
 
         def turn() -> int:
             nonlocal refreshed
