@@ -33,6 +33,7 @@ from safar.stores.memory.events import MemoryEventLog
 from safar.stores.memory.journeys import MemoryJourneyStores
 from safar.stores.memory.keys import MemoryKeyStore
 from safar.testing import FakeClock
+from safar.testing.journeys import JourneyHarness
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TEMPLATES = EXAMPLES / "templates"
@@ -185,6 +186,25 @@ def make_app(
         templates_dir=templates_dir,
         audience_catalog=audiences,
         audiences=audiences,
+    )
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+
+
+def harness_app(h: JourneyHarness) -> Starlette:
+    """The management app over a journey harness's stores (profiles kept by its processors,
+    audiences by its audience processor), for tests that run the real pipeline."""
+    s = h.stores
+    routes = management_routes(
+        keys=s.keys,
+        events=s.events,
+        profiles=s.profiles,
+        clock=h.clock,
+        journeys=s.journeys,
+        runs=s.runs,
+        outbox=s.outbox,
+        delivery=s.delivery,
+        audience_catalog=s.audience_catalog,
+        audiences=s.audiences,
     )
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 

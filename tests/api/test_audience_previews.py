@@ -10,10 +10,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from safar.api.errors import EXCEPTION_HANDLERS
-from safar.api.routes import management_routes
 from safar.ports import KeyStore
 from safar.testing.journeys import JourneyHarness
+from tests.api.conftest import harness_app
 
 YAML = {"Content-Type": "application/yaml"}
 BIG_SPENDERS = """\
@@ -43,17 +42,7 @@ def keys(h: JourneyHarness) -> KeyStore:
 
 @pytest.fixture
 def app(h: JourneyHarness) -> Starlette:
-    s = h.stores
-    routes = management_routes(
-        keys=s.keys,
-        events=s.events,
-        profiles=s.profiles,
-        clock=h.clock,
-        delivery=s.delivery,
-        audience_catalog=s.audience_catalog,
-        audiences=s.audiences,
-    )
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    return harness_app(h)
 
 
 def order(h: JourneyHarness, who: dict[str, str], revenue: float) -> None:

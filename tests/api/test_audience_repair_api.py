@@ -10,12 +10,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from safar.api.errors import EXCEPTION_HANDLERS
-from safar.api.routes import management_routes
 from safar.model.audiences import SEGMENT_ENTERED
 from safar.ports import AudienceUpdate, KeyStore
 from safar.runtime import audiences as processor_module
 from safar.testing.journeys import JourneyHarness
+from tests.api.conftest import harness_app
 
 YAML = {"Content-Type": "application/yaml"}
 VIPS = "id: vips\nname: VIPs\nwhere:\n  trait: vip\n  eq: true\n"
@@ -37,20 +36,7 @@ def keys(h: JourneyHarness) -> KeyStore:
 
 @pytest.fixture
 def app(h: JourneyHarness) -> Starlette:
-    s = h.stores
-    routes = management_routes(
-        keys=s.keys,
-        events=s.events,
-        profiles=s.profiles,
-        clock=h.clock,
-        journeys=s.journeys,
-        runs=s.runs,
-        outbox=s.outbox,
-        delivery=s.delivery,
-        audience_catalog=s.audience_catalog,
-        audiences=s.audiences,
-    )
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    return harness_app(h)
 
 
 def live_shop(h: JourneyHarness, client: httpx.Client, headers: dict[str, str]) -> None:

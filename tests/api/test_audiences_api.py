@@ -17,15 +17,13 @@ import pytest
 from starlette.applications import Starlette
 
 from safar.api.audiences import audience_state, problems_with_live
-from safar.api.errors import EXCEPTION_HANDLERS
-from safar.api.routes import management_routes
 from safar.definitions import load_audience, parse_audience
 from safar.model.audiences import ComputedTrait, Segment
 from safar.ports import KeyStore
 from safar.runtime.audiences import fingerprint, live_definitions
 from safar.runtime.batch import recompute
 from safar.testing.journeys import JourneyHarness
-from tests.api.conftest import EXAMPLES
+from tests.api.conftest import EXAMPLES, harness_app
 
 AUDIENCES = EXAMPLES / "audiences"
 VIP_LAPSED = (AUDIENCES / "vip_lapsed.yaml").read_text()
@@ -67,20 +65,7 @@ def keys(h: JourneyHarness) -> KeyStore:
 
 @pytest.fixture
 def app(h: JourneyHarness) -> Starlette:
-    s = h.stores
-    routes = management_routes(
-        keys=s.keys,
-        events=s.events,
-        profiles=s.profiles,
-        clock=h.clock,
-        journeys=s.journeys,
-        runs=s.runs,
-        outbox=s.outbox,
-        delivery=s.delivery,
-        audience_catalog=s.audience_catalog,
-        audiences=s.audiences,
-    )
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    return harness_app(h)
 
 
 def process(h: JourneyHarness) -> None:

@@ -307,9 +307,6 @@ def live_definitions(segments: int = 50, traits: int = 20, prefix: str = "Event"
 
 
 def _events(profiles: int, events: int, start: int) -> list[Any]:
-    from safar.model.events import Event, iso
-
-    encode = msgspec.json.encode
     out = []
     for n in range(events):
         who = (n * 7919) % profiles
@@ -330,21 +327,35 @@ def _events(profiles: int, events: int, start: int) -> list[Any]:
                 "properties": {"value": n % 100},
             }
             kind, event_name, user = "track", name, f"u{who}"
-        body["messageId"] = f"m{n}"
-        body["timestamp"] = iso(timestamp)
-        out.append(
-            Event(
-                source_id="bench",
-                message_id=f"m{n}",
-                type=kind,
-                name=event_name,
-                user_id=user,
-                timestamp=timestamp,
-                received_at=timestamp,
-                body=encode(body),
-            )
-        )
+        out.append(_event(n, kind, event_name, user, None, timestamp, body))
     return out
+
+
+def _event(
+    n: int,
+    kind: str,
+    name: str | None,
+    user: str | None,
+    anonymous: str | None,
+    timestamp: int,
+    body: dict[str, Any],
+) -> Any:
+    """Generated event ``n`` (messageId ``m<n>``), its Segment payload ``body`` completed."""
+    from safar.model.events import Event, iso
+
+    body["messageId"] = f"m{n}"
+    body["timestamp"] = iso(timestamp)
+    return Event(
+        source_id="bench",
+        message_id=f"m{n}",
+        type=kind,
+        name=name,
+        user_id=user,
+        anonymous_id=anonymous,
+        timestamp=timestamp,
+        received_at=timestamp,
+        body=msgspec.json.encode(body),
+    )
 
 
 def run_incremental(
@@ -496,9 +507,6 @@ def shop_events(
     visitor, one in fifty an identify call by the visitor of :data:`_LINK_LAG` events before (a
     merge, when the profile processor stored the visitor's profile in an earlier batch).
     ``first`` numbers the events (messageIds), to add more."""
-    from safar.model.events import Event, iso
-
-    encode = msgspec.json.encode
     names = [name for name, weight in EVENT_NAMES for _ in range(weight)]
     out = []
     for offset in range(events):
@@ -532,21 +540,7 @@ def shop_events(
                 user, anonymous = None, f"a{n}"
             body = {"type": kind, "event": name, "properties": properties}
             body.update({"userId": user} if user else {"anonymousId": anonymous})
-        body["messageId"] = f"m{n}"
-        body["timestamp"] = iso(timestamp)
-        out.append(
-            Event(
-                source_id="bench",
-                message_id=f"m{n}",
-                type=kind,
-                name=name,
-                user_id=user,
-                anonymous_id=anonymous,
-                timestamp=timestamp,
-                received_at=timestamp,
-                body=encode(body),
-            )
-        )
+        out.append(_event(n, kind, name, user, anonymous, timestamp, body))
     return out
 
 
