@@ -366,6 +366,7 @@ def run_incremental(
     from safar.runtime.audience_catalog import publish
     from safar.runtime.audiences import AudienceProcessor
     from safar.runtime.profiler import ProfileProcessor
+    from safar.runtime.serve import server_gc
     from safar.stores.bundle import open_stores
     from safar.testing import FakeClock
 
@@ -379,10 +380,11 @@ def run_incremental(
                 stores.events.append(batch[chunk : chunk + 5000])
             clock.advance_to(NOW)
             profiler = ProfileProcessor(stores.events, stores.profiles, settings.identity, clock)
-            started = time.perf_counter()
-            while profiler.run_once(20_000):
-                pass
-            profile_us = (time.perf_counter() - started) / events * 1e6
+            with server_gc():
+                started = time.perf_counter()
+                while profiler.run_once(20_000):
+                    pass
+                profile_us = (time.perf_counter() - started) / events * 1e6
         shutil.copytree(base / "empty", base / "full")
         timings: dict[str, float] = {}
         counts = (0, 0)
@@ -408,10 +410,11 @@ def run_incremental(
                 )
                 while processor.run_jobs():  # nothing to fold yet: marks definitions ready
                     pass
-                started = time.perf_counter()
-                while processor.run_events(20_000):
-                    pass
-                timings[name] = (time.perf_counter() - started) / events * 1e6
+                with server_gc():
+                    started = time.perf_counter()
+                    while processor.run_events(20_000):
+                        pass
+                    timings[name] = (time.perf_counter() - started) / events * 1e6
                 if name == "full":
                     counts = _state_counts(Settings(data_dir=str(base / name)).database_path)
                     sync = _sync_rates(stores, settings)

@@ -16,7 +16,6 @@ store each time. Numbers are reported, never asserted.
 
 from __future__ import annotations
 
-import gc
 import shutil
 import statistics
 import sys
@@ -78,7 +77,7 @@ def measure_profiles(settings: Settings, events: Sequence[Event], batch: int) ->
     processor over them in batches of up to ``batch``."""
     from safar.clock import SystemClock
     from safar.runtime.profiler import ProfileProcessor
-    from safar.runtime.serve import tune_gc
+    from safar.runtime.serve import server_gc
     from safar.stores.bundle import open_stores
 
     known_after = last_new_person(events)
@@ -94,22 +93,20 @@ def measure_profiles(settings: Settings, events: Sequence[Event], batch: int) ->
             setattr(stores.profiles, name, _timed(getattr(stores.profiles, name), spent, name))
         setattr(stores.events, "read", _timed(stores.events.read, spent, "events.read"))  # noqa: B010
         processor = ProfileProcessor(stores.events, stores.profiles, settings.identity, clock)
-        gc.collect()
-        tune_gc()
-        known_s, known_events, position = 0.0, 0, 0
-        started = time.perf_counter()
-        while True:
-            batch_started = time.perf_counter()
-            done = processor.run_once(batch)
-            if not done:
-                break
-            # The log's seqs are 1, 2, …: this batch began right after ``position``.
-            if position >= known_after:
-                known_s += time.perf_counter() - batch_started
-                known_events += done
-            position += done
-        elapsed = time.perf_counter() - started
-        gc.unfreeze()
+        with server_gc():
+            known_s, known_events, position = 0.0, 0, 0
+            started = time.perf_counter()
+            while True:
+                batch_started = time.perf_counter()
+                done = processor.run_once(batch)
+                if not done:
+                    break
+                # The log's seqs are 1, 2, …: this batch began right after ``position``.
+                if position >= known_after:
+                    known_s += time.perf_counter() - batch_started
+                    known_events += done
+                position += done
+            elapsed = time.perf_counter() - started
         processed = stores.profiles.processed_seq()
     if processed != len(events):
         raise RuntimeError(f"the processor stopped at seq {processed} of {len(events)}")

@@ -7,7 +7,7 @@ exactly as the client sent it (Segment spec fields and any others); the normaliz
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -54,9 +54,29 @@ class AppendResult(msgspec.Struct, frozen=True):
     last_seq: int
 
 
+_EPOCH_DATE: Final = date(1970, 1, 1)
+#: ``YYYY-MM-DDTHH:MM:`` by minute since the epoch, for :func:`iso`; emptied when full.
+_MINUTES: dict[int, str] = {}
+_MINUTES_KEPT: Final = 100_000
+
+
 def iso(ms: int) -> str:
-    """Milliseconds since the epoch as ISO 8601 UTC, e.g. ``2026-11-23T15:20:50.123Z``."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """Milliseconds since the epoch as ISO 8601 UTC, e.g. ``2026-11-23T15:20:50.123Z``.
+
+    The text up to the minute is cached: every event handed to a condition or a template is
+    formatted twice (``timestamp``, ``receivedAt``), and building a ``datetime`` for each was a
+    tenth of the audience processor's time."""
+    minute, rest = divmod(ms, 60_000)
+    head = _MINUTES.get(minute)
+    if head is None:
+        if len(_MINUTES) >= _MINUTES_KEPT:
+            _MINUTES.clear()
+        day, hour_minute = divmod(minute, 1440)
+        hour, minute_of_hour = divmod(hour_minute, 60)
+        date_text = (_EPOCH_DATE + timedelta(days=day)).isoformat()
+        head = _MINUTES[minute] = f"{date_text}T{hour:02d}:{minute_of_hour:02d}:"
+    seconds, millis = divmod(rest, 1000)
+    return "%s%02d.%03dZ" % (head, seconds, millis)  # noqa: UP031 (faster than an f-string here)
 
 
 def parse_time(value: str) -> int:

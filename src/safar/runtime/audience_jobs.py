@@ -76,9 +76,13 @@ class Jobs:
     dirty: dict[str, str | None] = field(default_factory=dict)
     _complete: dict[str, str] | None = None
     _ready: set[str] | None = None
+    _storage: dict[str, str] | None = None
 
     def storage_key(self, key: str) -> str:
-        return self.folds[key].storage(key)
+        """The key aggregate ``key``'s folds are stored under now (asked for every event fed)."""
+        if self._storage is None:
+            self._storage = {k: held.storage(k) for k, held in self.folds.items()}
+        return self._storage[key]
 
     def complete(self, key: str) -> bool:
         return self.folds[key].complete
@@ -92,9 +96,15 @@ class Jobs:
         return self._complete
 
     def set_fold(self, key: str, held: Generation) -> None:
-        self._complete = None
-        self.folds[key] = held
+        """Move aggregate ``key`` to ``held``, to be committed with the next update."""
+        self.keep_fold(key, held)
         self.dirty[f"fold:{key}"] = held.encode()
+
+    def keep_fold(self, key: str, held: Generation) -> None:
+        """Note that aggregate ``key`` stands at ``held``, as the store has it."""
+        self._complete = None
+        self._storage = None
+        self.folds[key] = held
 
     def ready_segments(self) -> set[str]:
         """Segments evaluated for everyone."""

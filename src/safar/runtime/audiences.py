@@ -161,6 +161,13 @@ class _Touch:
     def nothing(self) -> bool:
         return not (self.aggregates or self.traits or self.identifiers or self.consent)
 
+    def add(self, other: _Touch) -> None:
+        """Count what ``other`` changed as well."""
+        self.aggregates |= other.aggregates
+        self.traits |= other.traits
+        self.identifiers |= other.identifiers
+        self.consent |= other.consent
+
 
 class AudienceProcessor:
     """Keeps one store's audiences current. One processor per store at a time for events;
@@ -227,7 +234,7 @@ class AudienceProcessor:
                 refold = int(stored.get(f"{RETIRED_PREFIX}{key}") or 0)
                 self._jobs.set_fold(key, Generation(cursor, 0, refold))
             else:
-                self._jobs.folds[key] = held
+                self._jobs.keep_fold(key, held)
         for name in stored:
             kind, _, rest = name.partition(":")
             if kind == "fold" and rest not in self.plan.aggregates:
@@ -314,54 +321,59 @@ class AudienceProcessor:
         return len(events)
 
     def _handle(self, batch: _Batch, events: Sequence[Event], after: int) -> None:
-        found: list[tuple[Event, Identifier, list[tuple[str, Any]], _Touch]] = []
+        # What happened to each identifier events name first (in order of first mention), and
+        # the events that feed aggregates, to fold once the customers' folds are loaded.
+        by_head: dict[Identifier, _Touch] = {}
+        feeding: list[tuple[Event, Identifier, list[tuple[str, Any]]]] = []
         for event in events:
             extracted = extract(event, self._rules)
             if not extracted.identifiers:
                 continue
+            head = extracted.identifiers[0]
+            touch = by_head.get(head)
+            if touch is None:
+                touch = by_head[head] = _Touch()
             fed = self._feeds(event, batch.now)
+            if fed:
+                feeding.append((event, head, fed))
+                touch.aggregates.update(key for key, _ in fed)
             # An event naming two identifiers may merge profiles (see _evaluate).
-            linking = len(extracted.identifiers) > 1 or event.type == "alias"
-            touch = _Touch(
-                aggregates={key for key, _ in fed},
-                traits=bool(extracted.traits) or linking,
-                identifiers=linking,
-                consent=event.name in CONSENT_EVENTS,
-            )
-            found.append((event, extracted.identifiers[0], fed, touch))
+            if len(extracted.identifiers) > 1 or event.type == "alias":
+                touch.traits = touch.identifiers = True
+            elif extracted.traits:
+                touch.traits = True
+            if event.name in CONSENT_EVENTS:
+                touch.consent = True
         # Customers who gained or lost identifiers by merges and moves, with or without an
         # event of their own here, are evaluated in full.
         reshaped = self._profiles.reshaped(after, events[-1].seq)
-        if not found and not reshaped:
+        if not by_head and not reshaped:
             return
-        dirty = [head for _, head, _, touch in found if touch.traits or touch.identifiers]
+        dirty = [head for head, touch in by_head.items() if touch.traits or touch.identifiers]
         self._profile_cache.drop(dirty, reshaped)
-        profiles = self._profile_cache.find_many({head for _, head, _, _ in found})
+        profiles = self._profile_cache.find_many(by_head.keys())
         revisit = self._revisit(batch, reshaped) if self.plan.reads else []
         touches: dict[str, _Touch | None] = {pid: None for pid in revisit}
-        for _, head, _, touch in found:
+        for head, touch in by_head.items():
             profile = profiles.get(head)
             if profile is None:
                 continue
             batch.profiles[profile.id] = profile
             if profile.id not in touches:
-                touches[profile.id] = _Touch()
+                touches[profile.id] = touch
+                continue
             held = touches[profile.id]
-            if held is None:
-                continue  # evaluated in full anyway
-            held.aggregates |= touch.aggregates
-            held.traits |= touch.traits
-            held.identifiers |= touch.identifiers
-            held.consent |= touch.consent
+            if held is not None:  # None: evaluated in full anyway
+                held.add(touch)
         # Customers already evaluated whose events no definition reads: nothing to do.
         quiet = {pid for pid, touch in touches.items() if touch is not None and touch.nothing()}
         for pid in self._cache.memberships(quiet).keys() if quiet else ():
             del touches[pid]
         self._load(batch, [batch.profiles[pid] for pid in touches])
-        for event, head, fed, _ in found:
+        for event, head, fed in feeding:
             # Only into folds loaded above (the customer's): a fold not loaded would replace
             # the stored one.
-            if fed and head in profiles and profiles[head].id in touches:
+            if head in profiles and profiles[head].id in touches:
                 self._fold(batch, head, event, fed)
         for pid, changed in touches.items():
             self._evaluate(batch, batch.profiles[pid], changed)

@@ -15,6 +15,7 @@ previews' warehouse caught up (:func:`safar.runtime.warehouse_keeper.keep_warm`)
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -22,7 +23,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -134,6 +135,20 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+@contextlib.contextmanager
+def server_gc() -> Iterator[None]:
+    """The collector as :func:`tune_gc` sets it, for a benchmark timing a server's work in
+    its own process; as it was again afterwards."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def _print(url: str) -> None:
