@@ -439,7 +439,7 @@ class AudienceProcessor:
             pids.add(profile.id)
             pids.update(profile.merged_from)
             for kind, values in profile.identifiers.items():
-                identifiers.update((kind, value) for value in values)
+                identifiers.update([(kind, value) for value in values])
         batch.folds.update(self._cache.folds(identifiers))
         batch.memberships.update(self._cache.memberships(pids))
         if any(reads.consent for reads in self.plan.reads.values()):
@@ -455,16 +455,9 @@ class AudienceProcessor:
         the membership and its changes; ``store`` stores it even when unchanged (releasing a
         timer's lease)."""
         now = batch.now
-        held = batch.memberships.get(profile.id)
-        before: dict[str, int] = dict(held.segments) if held is not None else {}
-        merged = False
-        for old in profile.merged_from:
-            gone = batch.memberships.pop(old, None)
-            if gone is not None:
-                merged = True
-                for sid, since in gone.segments.items():
-                    before[sid] = min(since, before.get(sid, since))
-                batch.update.deleted.append(old)
+        memberships = batch.memberships
+        held = memberships.get(profile.id)
+        merged = any(old in memberships for old in profile.merged_from)
         allowed = self._allowed(profile.id)
         if touch is None or held is None or touch.identifiers or merged:
             # New to us, or maybe merged: profiles joining pool their folds, so anything
@@ -478,9 +471,18 @@ class AudienceProcessor:
                 # Nothing a segment reads changed: neither the memberships nor the time of
                 # their next change can have.
                 return
+        before: dict[str, int] = dict(held.segments) if held is not None else {}
+        for old in profile.merged_from:
+            gone = memberships.pop(old, None)
+            if gone is not None:
+                for sid, since in gone.segments.items():
+                    before[sid] = min(since, before.get(sid, since))
+                batch.update.deleted.append(old)
         combined = self._combined(batch, profile)
         traits = CustomerTraits(profile.traits, self.plan.traits, combined, now)
-        consents = [c for pid in (profile.id, *profile.merged_from) for c in batch.consents[pid]]
+        consents = [
+            c for pid in (profile.id, *profile.merged_from) for c in batch.consents.get(pid, ())
+        ]
         view = View(profile=profile, traits=traits, folds=combined, consents=consents, now=now)
         after = self.plan.evaluate(view, set(before), touched) if touched else set(before)
         after &= self.plan.ids
