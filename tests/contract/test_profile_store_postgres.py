@@ -1,5 +1,5 @@
 """What the PostgreSQL profile store must get right beyond the port's contract: plans that stay
-good whatever the statistics, row ids it has to look up, and a failure inside its pipeline."""
+good whatever the statistics, row ids it has to look up, and a statement failing midway."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_a_store_opened_afresh_files_history_under_identifiers_placed_before(
     assert reopened.timeline("p1", 10) == [3, 2, 1]
 
 
-def test_a_statement_failing_inside_the_pipeline_leaves_nothing_behind(
+def test_a_statement_failing_midway_leaves_nothing_behind(
     open_store: Opener,
 ) -> None:
     store = open_store()
