@@ -30,6 +30,7 @@ from safar.config import IngestSettings, Settings, load_settings
 from safar.demo.seed import seed_demo
 from safar.errors import DeliveryError
 from safar.ingest.validate import event_from_json
+from safar.model.audiences import Fold, Membership
 from safar.model.events import AppendResult, Event
 from safar.model.messages import Consent, InboxItem, Receipt, RenderedMessage
 from safar.model.profiles import Profile
@@ -159,6 +160,17 @@ def _fill_what_journeys_do_not(stores: Stores, clock: FakeClock) -> None:
         properties={"segment": "repeat-buyers"},
     )
     stores.audiences.commit(AudienceUpdate(emits=[emit]))
+    # A partition's audience cursor, a membership filed under it, history folds.
+    filed = Membership(profile_id=profile.id, identifier=("user_id", NEW[1]), segments={"vip": now})
+    stores.audiences.commit(
+        AudienceUpdate(
+            after_seq=0,
+            processed_seq=last,
+            partition=2,
+            memberships=[filed],
+            history={("user_id", NEW[1]): {"orders@0/h": Fold(n=1, total=25)}},
+        )
+    )
     stores.audience_catalog.request_repair("repeat-buyers")
 
 

@@ -475,8 +475,21 @@ class AudienceUpdate(msgspec.Struct, kw_only=True):
     emits: list[Event] = msgspec.field(default_factory=list)
     #: Job name -> its new progress (see :meth:`AudienceStore.progress`); None forgets it.
     progress: dict[str, str | None] = msgspec.field(default_factory=dict)
+    #: Job name -> the progress it must have (None: none) for the batch to commit: a batch
+    #: computed from job states another process has changed since is refused.
+    expect: dict[str, str | None] = msgspec.field(default_factory=dict)
+    #: Identifier -> its *history* folds (those a background job folds from the log) by
+    #: storage key, replacing what is stored; an empty mapping deletes them. Kept apart from
+    #: ``folds`` so that the job and the processors folding live events never write one row.
+    history: dict[tuple[str, str], dict[str, Fold]] = msgspec.field(default_factory=dict)
     #: The lease this batch was computed under (see :class:`LeaseStore`).
     fence: Fence | None = None
+    #: The work-feed partition (ADR 12) whose cursor this batch moves and under which its
+    #: memberships are filed; None without a feed (the installation's single cursor).
+    partition: int | None = None
+    #: A handover: profile id -> the partition its membership filed under ``partition`` moves
+    #: to (after this batch's memberships are stored).
+    moves: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class AudienceStore(Protocol):
@@ -486,31 +499,48 @@ class AudienceStore(Protocol):
     membership-change events not yet in the event log.
 
     - ``commit`` is atomic. With ``after_seq`` set it raises :class:`~safar.errors.StoreError`
-      and changes nothing unless ``after_seq == processed_seq()``, then sets the cursor to
-      ``processed_seq``; with ``fence`` set, likewise unless the fence holds (see
-      :class:`LeaseStore`).
+      and changes nothing unless ``after_seq == processed_seq(partition)``, then sets that
+      cursor to ``processed_seq``; with ``fence`` set, likewise unless the fence holds (see
+      :class:`LeaseStore`); with ``expect``, likewise unless every job named has that progress.
+    - Cursors: one without a partition (``None``) and one per work-feed partition, each 0 until
+      first set, each moved only by commits naming it.
+    - Folds are kept in two parts per identifier, live (``folds``) and history (``history``),
+      each replaced whole by a commit naming it; callers keep their storage keys apart, and
+      :meth:`folds` returns both parts of an identifier in one mapping.
+    - Every membership is filed under a partition: the one of the commit that last stored it (0
+      for a commit without one), or the one a later ``moves`` sent it to.
     - A timer is a membership with ``wake_at`` set. ``claim_due`` returns memberships whose
-      ``wake_at <= now`` and whose lease is free or expired, earliest first, and leases them
-      to ``owner`` until ``now + lease_ms``.
+      ``wake_at <= now`` and whose lease is free or expired (only those filed under
+      ``partition`` when it is given), earliest first, and leases them to ``owner`` until
+      ``now + lease_ms``.
     - ``members`` and ``count`` reflect the last commit.
     """
 
-    def processed_seq(self) -> int:
-        """The ``seq`` of the last event the audience processor has handled (0 before any)."""
+    def processed_seq(self, partition: int | None = None) -> int:
+        """The ``seq`` of the last event the audience processor has handled, in ``partition``
+        of the work feed or, for None, without one (0 before any)."""
         ...
 
     def folds(
         self, identifiers: Collection[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Fold]]:
-        """The folds filed under these identifiers; identifiers without any are left out."""
+        """The folds filed under these identifiers, live and history together by storage key;
+        identifiers without any are left out."""
         ...
 
     def memberships(self, profile_ids: Collection[str]) -> dict[str, Membership]:
         """The stored memberships of these profiles; unknown ids are left out."""
         ...
 
-    def claim_due(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Membership]:
+    def claim_due(
+        self, now: int, limit: int, owner: str, lease_ms: int, partition: int | None = None
+    ) -> list[Membership]:
         """Up to ``limit`` memberships whose timer is due, leased to ``owner`` (see the class)."""
+        ...
+
+    def due_partitions(self, now: int, partitions: Collection[int]) -> set[int]:
+        """Those of ``partitions`` for which :meth:`claim_due` would now return something;
+        claims nothing."""
         ...
 
     def next_wake(self) -> int | None:

@@ -179,7 +179,9 @@ def damage(h: JourneyHarness) -> None:
     ghost = Membership(profile_id="p_ghost", identifier=(USER, "ghost"), segments={"big": 1})
     commit_damage(
         h,
+        # Both parts (live and history) of u1's folds lost; u3's replaced by ``altered``.
         folds={(USER, "u1"): {}, u3: altered},
+        history={(USER, "u1"): {}, u3: {}},
         memberships=[u2, u3_membership, ghost],
     )
 
@@ -218,7 +220,7 @@ def test_a_repair_of_a_correct_audience_emits_nothing_and_changes_no_membership(
 def test_repairing_a_segment_repairs_the_folds_it_reads_through_member_segments() -> None:
     h = shop()
     u5 = (USER, "u5")
-    commit_damage(h, folds={u5: {}})
+    commit_damage(h, folds={u5: {}}, history={u5: {}})
     restart(h)  # so that the processor reads the damaged store
     # A new order on top of the lost folds: the processor counts one order and 10 of revenue,
     # and u5 leaves repeat, big and fan, wrongly.

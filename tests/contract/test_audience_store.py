@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import msgspec
 import pytest
 
@@ -63,9 +65,12 @@ def profile_ids(found: list[Membership]) -> list[str]:
 def test_an_empty_store(audiences: AudienceStores, clock: FakeClock) -> None:
     store = audiences.store
     assert store.processed_seq() == 0
+    assert (store.processed_seq(0), store.processed_seq(7)) == (0, 0)
     assert store.folds([("user_id", "u1")]) == {}
     assert store.memberships(["p1"]) == {}
     assert store.claim_due(clock.now_ms(), 10, "w1", LEASE_MS) == []
+    assert store.claim_due(clock.now_ms(), 10, "w1", LEASE_MS, partition=1) == []
+    assert store.due_partitions(clock.now_ms(), [0, 1]) == set()
     assert store.next_wake() is None
     assert store.pending_emits(10) == []
     assert store.members("buyers", "", 10) == []
@@ -97,17 +102,21 @@ def everything(n: int) -> AudienceUpdate:
     """A batch touching every table, for checks that nothing of it was stored."""
     return AudienceUpdate(
         folds={("user_id", "u1"): {"ag_a": Fold(n=n)}, ("email", f"e{n}"): {"ag_b": Fold(n=n)}},
+        history={("user_id", "u1"): {"ag_a/h": Fold(n=n)}, ("phone", f"t{n}"): {"ag_c": Fold()}},
         memberships=[membership("p1", f"s{n}", wake_at=0, evaluated_at=n)],
         emits=[emitted(f"m{n}")],
         progress={"backfill": f"at {n}"},
     )
 
 
-def assert_only_first_batch(store: AudienceStore) -> None:
-    assert store.processed_seq() == 3
-    assert store.folds([("user_id", "u1"), ("email", "e1"), ("email", "e2")]) == {
-        ("user_id", "u1"): {"ag_a": Fold(n=1)},
+def assert_only_first_batch(store: AudienceStore, partition: int | None = None) -> None:
+    assert store.processed_seq(partition) == 3
+    assert store.folds(
+        [("user_id", "u1"), ("email", "e1"), ("email", "e2"), ("phone", "t1"), ("phone", "t2")]
+    ) == {
+        ("user_id", "u1"): {"ag_a": Fold(n=1), "ag_a/h": Fold(n=1)},
         ("email", "e1"): {"ag_b": Fold(n=1)},
+        ("phone", "t1"): {"ag_c": Fold()},
     }
     assert store.memberships(["p1"]) == {"p1": membership("p1", "s1", wake_at=0, evaluated_at=1)}
     assert (store.count("s1"), store.count("s2")) == (1, 0)
@@ -404,6 +413,302 @@ def test_job_progress_is_upserted_and_forgotten(audiences: AudienceStores) -> No
     assert store.progress() == {"backfill:ag_a": "seq 20"}
 
 
+# -- jobs expected by a batch ---------------------------------------------------------------------
+
+
+def test_a_batch_commits_when_every_job_it_expects_is_as_expected(
+    audiences: AudienceStores,
+) -> None:
+    store = audiences.store
+    store.commit(AudienceUpdate(progress={"fold:ag_a": "10:4", "scan:vip": "f:p0100"}))
+    store.commit(
+        AudienceUpdate(
+            expect={"fold:ag_a": "10:4", "scan:vip": "f:p0100", "never": None},
+            progress={"fold:ag_a": "10:8"},
+            memberships=[membership("p1", "vip")],
+        )
+    )
+    assert store.progress() == {"fold:ag_a": "10:8", "scan:vip": "f:p0100"}
+    assert store.count("vip") == 1
+    # A job forgotten has no progress, as one never started.
+    store.commit(AudienceUpdate(progress={"scan:vip": None}))
+    store.commit(AudienceUpdate(expect={"scan:vip": None, "never": None}, progress={"never": "1"}))
+    assert store.progress() == {"fold:ag_a": "10:8", "never": "1"}
+
+
+@pytest.mark.parametrize(
+    ("expect", "named"),
+    [
+        ({"backfill": "at 0"}, ["backfill", "at 0", "at 1"]),
+        ({"backfill": None}, ["backfill", "None", "at 1"]),
+        ({"scan:vip": "f:done"}, ["scan:vip", "f:done", "None"]),
+        ({"never": None, "backfill": "at 1", "late": "x"}, ["late", "x", "None"]),
+    ],
+)
+def test_a_job_not_as_expected_fails_the_commit_and_changes_nothing(
+    audiences: AudienceStores, expect: dict[str, str | None], named: list[str]
+) -> None:
+    first = everything(1)
+    first.after_seq, first.processed_seq = 0, 3
+    audiences.store.commit(first)
+    stale = everything(2)
+    stale.after_seq, stale.processed_seq = 3, 7
+    stale.expect = expect
+    stale.moves = {"p1": 4}
+    stale.deleted = ["p2"]
+    with pytest.raises(StoreError) as failed:
+        audiences.store.commit(stale)
+    # The message names the job, the progress expected and the progress stored.
+    assert all(word in str(failed.value) for word in named), str(failed.value)
+    assert_only_first_batch(audiences.store)
+    assert audiences.store.claim_due(0, 10, "w1", LEASE_MS, partition=4) == []
+
+
+def commit_at_once(commits: list[tuple[AudienceStore, AudienceUpdate]]) -> list[str | None]:
+    """Commit each update on its store, each in a thread, all let go at once; per commit, the
+    message of the StoreError it raised, or None."""
+    barrier = threading.Barrier(len(commits))
+    outcomes: list[str | None] = [None] * len(commits)
+
+    def commit(n: int, store: AudienceStore, update: AudienceUpdate) -> None:
+        barrier.wait(timeout=30)
+        try:
+            store.commit(update)
+        except StoreError as exc:
+            outcomes[n] = str(exc)
+
+    threads = [
+        threading.Thread(target=commit, args=(n, store, update))
+        for n, (store, update) in enumerate(commits)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+def test_concurrent_compare_and_sets_of_a_job_let_one_through(audience_backend: Backend) -> None:
+    # Two "processes" (their own adapters) moving one job on from the same progress at once.
+    stores = [audience_backend.audience_stores().store for _ in range(2)]
+    stores[0].commit(AudienceUpdate(progress={"fold:ag_a": "0"}))
+    for turn in range(20):
+        outcomes = commit_at_once(
+            [
+                (
+                    store,
+                    AudienceUpdate(
+                        expect={"fold:ag_a": str(turn)},
+                        progress={"fold:ag_a": str(turn + 1)},
+                        memberships=[membership(f"p{turn}-{n}")],
+                    ),
+                )
+                for n, store in enumerate(stores)
+            ]
+        )
+        assert outcomes.count(None) == 1, outcomes
+        won = outcomes.index(None)
+        # Refused for the job (not, say, by a deadlock).
+        assert "fold:ag_a" in str(outcomes[1 - won]), outcomes
+        assert stores[0].progress() == {"fold:ag_a": str(turn + 1)}
+        assert list(stores[1].memberships([f"p{turn}-0", f"p{turn}-1"])) == [f"p{turn}-{won}"]
+
+
+def test_batches_of_many_partitions_expecting_one_job_all_commit(
+    audience_backend: Backend,
+) -> None:
+    # Partition owners (two "processes", threads each) committing at once, all expecting one
+    # job's progress and another job's absence; none changes them, so none is refused.
+    stores = [audience_backend.audience_stores().store for _ in range(2)]
+    stores[0].commit(AudienceUpdate(progress={"fold:ag_a": "5:5"}))
+    outcomes = commit_at_once(
+        [
+            (
+                stores[partition % 2],
+                AudienceUpdate(
+                    after_seq=0,
+                    processed_seq=partition + 1,
+                    partition=partition,
+                    expect={"fold:ag_a": "5:5", "scan:new": None},
+                    memberships=[membership(f"p{partition}", "a")],
+                ),
+            )
+            for partition in range(8)
+        ]
+    )
+    assert outcomes == [None] * 8
+    assert [stores[1].processed_seq(p) for p in range(8)] == list(range(1, 9))
+    assert stores[1].count("a") == 8
+    assert stores[1].progress() == {"fold:ag_a": "5:5"}
+
+
+# -- history folds --------------------------------------------------------------------------------
+
+
+def test_history_folds_are_kept_apart_from_live_folds(audiences: AudienceStores) -> None:
+    store = audiences.store
+    email, user, phone = ("email", "sara@example.com"), ("user_id", "u1"), ("phone", "+98")
+    store.commit(
+        AudienceUpdate(
+            folds={email: {"ag_a@5": windowed()}},
+            history={email: {"ag_a@5/h": Fold(n=3)}, user: {"ag_a@5/h": windowed()}},
+        )
+    )
+    assert store.folds([email, user, phone]) == {
+        email: {"ag_a@5": windowed(), "ag_a@5/h": Fold(n=3)},
+        user: {"ag_a@5/h": windowed()},
+    }
+    # A commit of live folds leaves history alone, and the other way round.
+    store.commit(AudienceUpdate(folds={email: {"ag_b@5": Fold(n=2)}, user: {"ag_b@5": Fold(n=4)}}))
+    store.commit(AudienceUpdate(history={email: {"ag_a@5/h": Fold(n=7)}}))
+    assert store.folds([email, user]) == {
+        email: {"ag_b@5": Fold(n=2), "ag_a@5/h": Fold(n=7)},
+        user: {"ag_b@5": Fold(n=4), "ag_a@5/h": windowed()},
+    }
+    # An empty mapping deletes its part only.
+    store.commit(AudienceUpdate(history={email: {}, phone: {}}))
+    store.commit(AudienceUpdate(folds={user: {}, phone: {}}))
+    assert store.folds([email, user, phone]) == {
+        email: {"ag_b@5": Fold(n=2)},
+        user: {"ag_a@5/h": windowed()},
+    }
+    store.commit(AudienceUpdate(history={user: {}}))
+    assert store.folds([email, user]) == {email: {"ag_b@5": Fold(n=2)}}
+
+
+def test_history_folds_of_many_identifiers(audiences: AudienceStores) -> None:
+    store = audiences.store
+    history = {
+        (kind, f"v{n}"): {"ag_a/h": Fold(n=n)} for kind in ("email", "user_id") for n in range(600)
+    }
+    live = {key: {"ag_a": Fold(total=1.5)} for key in list(history)[::3]}
+    store.commit(AudienceUpdate(history=history, folds=live))
+    wanted = [("email", f"v{n}") for n in range(0, 600, 2)] + [("user_id", "v3"), ("phone", "v3")]
+    assert store.folds(wanted) == {
+        key: {**live.get(key, {}), **history[key]} for key in wanted if key in history
+    }
+
+
+# -- work-feed partitions (ADR 12) ----------------------------------------------------------------
+
+
+def test_each_partition_has_a_cursor_of_its_own(audiences: AudienceStores) -> None:
+    store = audiences.store
+    store.commit(AudienceUpdate(after_seq=0, processed_seq=10, partition=1))
+    store.commit(AudienceUpdate(after_seq=0, processed_seq=4, partition=2))
+    assert (store.processed_seq(1), store.processed_seq(2), store.processed_seq(3)) == (10, 4, 0)
+    assert (store.processed_seq(), store.processed_seq(0)) == (0, 0)
+    store.commit(AudienceUpdate(after_seq=10, processed_seq=12, partition=1))
+    store.commit(AudienceUpdate(after_seq=0, processed_seq=3))
+    store.commit(AudienceUpdate(after_seq=0, processed_seq=2, partition=0))
+    # A batch of timers only moves no cursor.
+    store.commit(AudienceUpdate(partition=2, processed_seq=99, memberships=[membership("p1")]))
+    assert [store.processed_seq(p) for p in (None, 0, 1, 2, 3)] == [3, 2, 12, 4, 0]
+
+
+def test_a_stale_partition_cursor_fails_the_commit_and_changes_nothing(
+    audiences: AudienceStores,
+) -> None:
+    store = audiences.store
+    first = everything(1)
+    first.after_seq, first.processed_seq, first.partition = 0, 3, 4
+    store.commit(first)
+    store.commit(AudienceUpdate(after_seq=0, processed_seq=8))  # the cursor without a partition
+    stale = everything(2)
+    stale.after_seq, stale.processed_seq, stale.partition = 0, 7, 4
+    stale.moves, stale.deleted = {"p1": 5}, ["p1"]
+    with pytest.raises(StoreError, match="partition 4"):
+        store.commit(stale)
+    assert_only_first_batch(store, partition=4)
+    assert store.processed_seq() == 8
+    assert profile_ids(store.claim_due(0, 10, "w1", LEASE_MS, partition=4)) == ["p1"]
+
+
+def test_memberships_are_claimed_per_partition(audiences: AudienceStores, clock: FakeClock) -> None:
+    store = audiences.store
+    now = clock.now_ms()
+    store.commit(AudienceUpdate(memberships=[membership("zero", wake_at=now - 3)]))
+    store.commit(AudienceUpdate(partition=1, memberships=[membership("one", wake_at=now - 2)]))
+    store.commit(AudienceUpdate(partition=2, memberships=[membership("two", wake_at=now - 1)]))
+    store.commit(AudienceUpdate(partition=2, memberships=[membership("later", wake_at=now + 1)]))
+    assert profile_ids(store.claim_due(now, 10, "w1", LEASE_MS, partition=2)) == ["two"]
+    assert store.claim_due(now, 10, "w1", LEASE_MS, partition=3) == []
+    # Without a partition, a commit files its memberships under partition 0.
+    assert profile_ids(store.claim_due(now, 10, "w1", LEASE_MS, partition=0)) == ["zero"]
+    assert profile_ids(store.claim_due(now + 1, 10, "w1", LEASE_MS)) == ["one", "later"]
+
+
+def test_a_membership_is_filed_under_the_partition_that_stored_it_last(
+    audiences: AudienceStores, clock: FakeClock
+) -> None:
+    store = audiences.store
+    now = clock.now_ms()
+    store.commit(AudienceUpdate(partition=1, memberships=[membership("p1", wake_at=now)]))
+    store.commit(AudienceUpdate(partition=2, memberships=[membership("p1", "a", wake_at=now)]))
+    assert store.claim_due(now, 10, "w1", LEASE_MS, partition=1) == []
+    assert store.claim_due(now, 10, "w1", LEASE_MS, partition=2) == [
+        membership("p1", "a", wake_at=now)
+    ]
+    store.commit(AudienceUpdate(memberships=[membership("p1", wake_at=now)]))
+    assert profile_ids(store.claim_due(now, 10, "w1", LEASE_MS, partition=0)) == ["p1"]
+
+
+def test_a_handover_moves_the_memberships_filed_under_its_partition(
+    audiences: AudienceStores, clock: FakeClock
+) -> None:
+    store = audiences.store
+    now = clock.now_ms()
+    gone = membership("gone", "a", wake_at=now)
+    store.commit(AudienceUpdate(partition=1, memberships=[gone, membership("stays", wake_at=now)]))
+    store.commit(AudienceUpdate(partition=3, memberships=[membership("elsewhere", wake_at=now)]))
+    store.commit(
+        AudienceUpdate(
+            after_seq=0,
+            processed_seq=8,
+            partition=1,
+            memberships=[membership("new", wake_at=now)],
+            moves={"gone": 2, "new": 2, "elsewhere": 2, "unknown": 2},
+        )
+    )
+    assert store.processed_seq(1) == 8
+    assert profile_ids(store.claim_due(now, 10, "w1", LEASE_MS, partition=1)) == ["stays"]
+    assert sorted(profile_ids(store.claim_due(now, 10, "w1", LEASE_MS, partition=2))) == [
+        "gone",
+        "new",
+    ]
+    # Only what the handing partition held moves.
+    assert profile_ids(store.claim_due(now, 10, "w1", LEASE_MS, partition=3)) == ["elsewhere"]
+    # A move changes where a membership is filed, nothing else.
+    assert store.memberships(["gone", "unknown"]) == {"gone": gone}
+    assert store.members("a", "", 10) == [gone]
+    # Without a partition, a handover moves what partition 0 holds.
+    store.commit(AudienceUpdate(memberships=[membership("zero", wake_at=now)]))
+    store.commit(AudienceUpdate(moves={"zero": 4, "stays": 4}))
+    claimed = store.claim_due(now + LEASE_MS, 10, "w2", LEASE_MS, partition=4)
+    assert profile_ids(claimed) == ["zero"]
+
+
+def test_due_partitions_names_those_with_a_claimable_membership(
+    audiences: AudienceStores, clock: FakeClock
+) -> None:
+    store = audiences.store
+    now = clock.now_ms()
+    store.commit(AudienceUpdate(memberships=[membership("zero", wake_at=now - 3)]))
+    store.commit(AudienceUpdate(partition=1, memberships=[membership("one", wake_at=now)]))
+    store.commit(AudienceUpdate(partition=2, memberships=[membership("two", wake_at=now + 1)]))
+    store.commit(AudienceUpdate(partition=3, memberships=[membership("three", wake_at=now - 1)]))
+    store.commit(AudienceUpdate(partition=4, memberships=[membership("four")]))
+    assert store.due_partitions(now, [0, 1, 2, 3, 4, 5]) == {0, 1, 3}
+    assert store.due_partitions(now, [2, 4]) == set()
+    assert store.due_partitions(now, []) == set()
+    # Leased timers are not claimable until the lease is over; asking claims nothing.
+    assert profile_ids(store.claim_due(now, 10, "w1", LEASE_MS, partition=3)) == ["three"]
+    assert store.due_partitions(now, [0, 1, 3]) == {0, 1}
+    assert store.due_partitions(now + LEASE_MS, [3]) == {3}
+    assert store.due_partitions(now + 1, [2]) == {2}
+    assert profile_ids(store.claim_due(now, 10, "w1", LEASE_MS, partition=0)) == ["zero"]
+
+
 # -- another process ------------------------------------------------------------------------------
 
 
@@ -440,3 +745,37 @@ def test_everything_committed_outlives_the_process(
     audience_backend.shutdown()
     third = audience_backend.audience_stores().store
     assert sorted(profile_ids(third.claim_due(now + LEASE_MS, 10, "w3", LEASE_MS))) == ["p1", "p2"]
+
+
+def test_partitions_jobs_and_history_folds_outlive_the_process(
+    audience_backend: Backend, clock: FakeClock
+) -> None:
+    if not audience_backend.shares_storage:
+        pytest.skip("this backend does not outlive its process")
+    now = clock.now_ms()
+    user = ("user_id", "u1")
+    first = audience_backend.audience_stores().store
+    first.commit(
+        AudienceUpdate(
+            after_seq=0,
+            processed_seq=6,
+            partition=5,
+            folds={user: {"ag_a@1": Fold(n=1)}},
+            history={user: {"ag_a@1/h": windowed()}},
+            memberships=[membership("p1", wake_at=now), membership("p2", wake_at=now)],
+            moves={"p2": 6},
+            progress={"scan:vip": "f:p1", "fold:ag_a": "1:0"},
+        )
+    )
+    first.commit(AudienceUpdate(expect={"scan:vip": "f:p1"}, progress={"scan:vip": None}))
+    audience_backend.shutdown()
+    again = audience_backend.audience_stores().store
+    assert (again.processed_seq(5), again.processed_seq()) == (6, 0)
+    assert again.folds([user]) == {user: {"ag_a@1": Fold(n=1), "ag_a@1/h": windowed()}}
+    assert again.progress() == {"fold:ag_a": "1:0"}
+    assert again.due_partitions(now, [0, 5, 6]) == {5, 6}
+    assert profile_ids(again.claim_due(now, 10, "w1", LEASE_MS, partition=5)) == ["p1"]
+    assert profile_ids(again.claim_due(now, 10, "w1", LEASE_MS, partition=6)) == ["p2"]
+    again.commit(AudienceUpdate(expect={"scan:vip": None, "fold:ag_a": "1:0"}))
+    with pytest.raises(StoreError):
+        again.commit(AudienceUpdate(after_seq=0, processed_seq=9, partition=5))

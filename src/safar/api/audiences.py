@@ -280,7 +280,7 @@ def audience_state(
     ``progress``: :meth:`~safar.ports.AudienceStore.progress`."""
     if isinstance(definition, ComputedTrait):
         key = definition.aggregate.key
-        return "ready" if key in complete_folds(progress, [key]) else "computing"
+        return "ready" if complete_folds(progress, [key]) else "computing"
     return "ready" if _segment_ready(definition, segments, traits, progress, set()) else "computing"
 
 
@@ -297,7 +297,7 @@ def _segment_ready(
     reads = reads_of(segment.where)
     keys = reads.keys({name: trait.aggregate for name, trait in traits.items()})
     members = reads.members
-    if len(complete_folds(progress, keys)) < len(keys):
+    if len(set(complete_folds(progress, keys).values())) < len(keys):
         return False
     return all(
         _segment_ready(segments[m], segments, traits, progress, seen)

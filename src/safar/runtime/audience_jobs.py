@@ -8,7 +8,10 @@ Two kinds of job, each committed with the state it produced
   history up to ``G`` by a paged job that has got to ``U``. ``R`` counts the repairs that
   started a generation: the folds live under :meth:`Generation.storage`, which differs from
   every earlier generation's even when a repair starts at the same cursor as the one it
-  replaces, so old folds are never mixed into new ones.
+  replaces, so old folds are never mixed into new ones. The history job's folds are kept apart
+  from the live ones (:meth:`Generation.history`, stored as
+  :attr:`~safar.ports.AudienceUpdate.history`): with a work feed the job and the partition
+  owners run in different processes, and never write the same row.
 - ``scan:<segment id>`` = ``<fingerprint>:<position>``: the segment evaluated for every
   customer up to ``position`` (a profile id; ``done`` at the end).
 
@@ -32,6 +35,13 @@ REPAIR_PREFIX: Final = "repair:"
 #: ``retired:<aggregate key>`` = the ``refold`` its next generation takes, kept when it leaves
 #: the catalog: published again at the same cursor, it must not find its old folds.
 RETIRED_PREFIX: Final = "retired:"
+#: Ends the storage keys of history folds (a live key ends with a digit).
+HISTORY_SUFFIX: Final = "/h"
+
+
+def is_history(storage: str) -> bool:
+    """Whether folds stored under ``storage`` are a history job's."""
+    return storage.endswith(HISTORY_SUFFIX)
 
 
 class Generation(NamedTuple):
@@ -50,6 +60,10 @@ class Generation(NamedTuple):
         """The key the folds of aggregate ``key`` are stored under in this generation."""
         suffix = f".{self.refold}" if self.refold else ""
         return f"{key}@{self.generation}{suffix}"
+
+    def history(self, key: str) -> str:
+        """The key the history job stores aggregate ``key``'s folds under in this generation."""
+        return self.storage(key) + HISTORY_SUFFIX
 
     def encode(self) -> str:
         suffix = f":{self.refold}" if self.refold else ""
@@ -87,12 +101,15 @@ class Jobs:
     def complete(self, key: str) -> bool:
         return self.folds[key].complete
 
+    def history_key(self, key: str) -> str:
+        """The key the history job stores aggregate ``key``'s folds under now."""
+        return self.folds[key].history(key)
+
     def complete_storage(self) -> dict[str, str]:
-        """Storage key -> aggregate key, for the aggregates whose history is complete."""
+        """Storage key -> aggregate key, live and history, for the aggregates whose history is
+        complete."""
         if self._complete is None:
-            self._complete = {
-                held.storage(key): key for key, held in self.folds.items() if held.complete
-            }
+            self._complete = complete_storage(self.folds)
         return self._complete
 
     def set_fold(self, key: str, held: Generation) -> None:
@@ -130,6 +147,17 @@ class Jobs:
         for segment_id in sorted(rescan):
             print_, _ = self.scans[segment_id]
             self.set_scan(segment_id, print_, "")
+
+
+def complete_storage(folds: Mapping[str, Generation]) -> dict[str, str]:
+    """Storage key -> aggregate key, live and history, for those of ``folds`` (aggregate key
+    -> generation) whose history is complete."""
+    found: dict[str, str] = {}
+    for key, held in folds.items():
+        if held.complete:
+            found[held.storage(key)] = key
+            found[held.history(key)] = key
+    return found
 
 
 def pending_repairs(requested: Mapping[str, int], progress: Mapping[str, str]) -> dict[str, int]:

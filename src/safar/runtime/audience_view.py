@@ -59,10 +59,10 @@ class AudienceReader:
         if self._read_at is not None and now - self._read_at < CATALOG_TTL_MS:
             return
         segments, traits = live_definitions(self._catalog.all())
-        stored = complete_folds(self._store.progress(), (t.aggregate.key for t in traits))
-        ready = [t for t in traits if t.aggregate.key in stored]
+        self._storage = complete_folds(self._store.progress(), (t.aggregate.key for t in traits))
+        complete = set(self._storage.values())
+        ready = [t for t in traits if t.aggregate.key in complete]
         self._traits = {t.id: t.aggregate for t in ready}
-        self._storage = {stored[t.aggregate.key]: t.aggregate.key for t in ready}
         self._aggregates = {t.aggregate.key: t.aggregate for t in ready}
         self._segments = {s.id for s in segments}
         self._read_at = now

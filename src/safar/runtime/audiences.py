@@ -86,6 +86,8 @@ from safar.runtime.audience_jobs import (
     RETIRED_PREFIX,
     Generation,
     Jobs,
+    complete_storage,
+    is_history,
     pending_repairs,
 )
 from safar.runtime.internal import track_event
@@ -143,8 +145,11 @@ class _Batch:
     now: int
     update: AudienceUpdate
     profiles: dict[str, Profile] = field(default_factory=dict)
+    #: Identifier -> its folds, live and history (told apart by their storage keys).
     folds: dict[Identifier, dict[str, Fold]] = field(default_factory=dict)
+    #: Identifiers whose live folds, and whose history folds, the batch changed.
     changed: set[Identifier] = field(default_factory=set)
+    historic: set[Identifier] = field(default_factory=set)
     memberships: dict[str, Membership] = field(default_factory=dict)
     consents: dict[str, list[Consent]] = field(default_factory=lambda: defaultdict(list))
 
@@ -529,22 +534,31 @@ class AudienceProcessor:
 
     def _commit(self, batch: _Batch) -> None:
         update = batch.update
-        live = {self._jobs.storage_key(k) for k in self.plan.aggregates}
-        for identifier in batch.changed:
-            folds = batch.folds.get(identifier, {})
-            kept: dict[str, Fold] = {}
-            for storage, fold in folds.items():
-                if storage not in live:
-                    continue  # an archived aggregate's, or an older generation's
-                key = storage.partition("@")[0]
-                ag.expire(fold, self.plan.aggregates[key].aggregate, batch.now)
-                if not ag.empty(fold):
-                    kept[storage] = fold
-            update.folds[identifier] = kept
+        current = {self._jobs.storage_key(k): k for k in self.plan.aggregates}
+        current.update({self._jobs.history_key(k): k for k in self.plan.aggregates})
+        remembered: dict[Identifier, dict[str, Fold]] = {}
+        for identifier in batch.changed | batch.historic:
+            # The live and the history part, each rewritten only if the batch changed it.
+            parts: dict[bool, dict[str, Fold]] = {False: {}, True: {}}
+            for storage, fold in batch.folds.get(identifier, {}).items():
+                historic = is_history(storage)
+                if identifier in (batch.historic if historic else batch.changed):
+                    key = current.get(storage)
+                    if key is None:
+                        continue  # an archived aggregate's, or an older generation's
+                    ag.expire(fold, self.plan.aggregates[key].aggregate, batch.now)
+                    if ag.empty(fold):
+                        continue
+                parts[historic][storage] = fold
+            if identifier in batch.changed:
+                update.folds[identifier] = parts[False]
+            if identifier in batch.historic:
+                update.history[identifier] = parts[True]
+            remembered[identifier] = {**parts[False], **parts[True]}
         update.progress = self._jobs.take()
         update.fence = self.fence
         self._store.commit(update)
-        self._cache.committed(update.folds, batch.memberships.values(), update.deleted)
+        self._cache.committed(remembered, batch.memberships.values(), update.deleted)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -637,11 +651,11 @@ class AudienceProcessor:
         if matched:
             batch.folds.update(self._cache.folds({head for _, head, _, _ in matched}))
             for event, head, key, value in matched:
-                storage = self._jobs.storage_key(key)
+                storage = self._jobs.history_key(key)
                 fold = batch.folds.setdefault(head, {}).setdefault(storage, Fold())
                 aggregate = self.plan.aggregates[key].aggregate
                 if ag.add(fold, aggregate, event.timestamp, event.seq, value, now):
-                    batch.changed.add(head)
+                    batch.historic.add(head)
         # Past a generation, or at the end of the log (nothing read), that history is complete.
         last = read[-1].seq if read else start
         for key, held in pending.items():
@@ -733,14 +747,10 @@ def customer_folds(
 
 
 def complete_folds(progress: Mapping[str, str], keys: Iterable[str]) -> dict[str, str]:
-    """Aggregate key -> the key its folds are stored under, for the aggregates among ``keys``
-    whose history is complete (as :meth:`AudienceStore.progress` says)."""
-    found: dict[str, str] = {}
-    for key in keys:
-        held = Generation.decode(progress.get(f"fold:{key}"))
-        if held is not None and held.complete:
-            found[key] = held.storage(key)
-    return found
+    """Storage key -> aggregate key, live and history, for the aggregates among ``keys`` whose
+    history is complete (as :meth:`AudienceStore.progress` says)."""
+    held = {key: Generation.decode(progress.get(f"fold:{key}")) for key in keys}
+    return complete_storage({key: g for key, g in held.items() if g is not None})
 
 
 def _identifier(profile: Profile) -> Identifier:

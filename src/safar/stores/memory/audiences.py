@@ -39,6 +39,7 @@ class _Evaluated:
     segments: frozenset[str]
     wake_at: int | None
     order: int
+    partition: int
     lease_until: int | None = None
 
 
@@ -51,7 +52,9 @@ class MemoryAudienceStores:
         self._order = itertools.count()
         self._versions: dict[str, dict[int, AudienceVersion]] = {}
         self._processed = 0
+        self._partitions: dict[int, int] = {}  # partition -> its cursor
         self._folds: dict[tuple[str, str], bytes] = {}
+        self._history: dict[tuple[str, str], bytes] = {}
         self._profiles: dict[str, _Evaluated] = {}
         self._members: dict[str, set[str]] = {}  # segment id -> profile ids
         self._emits: dict[str, bytes] = {}  # message id -> event, in commit order
@@ -107,37 +110,57 @@ class MemoryAudienceStores:
 
     # -- AudienceStore ---------------------------------------------------------------------------
 
-    def processed_seq(self) -> int:
+    def processed_seq(self, partition: int | None = None) -> int:
         with self._lock:
+            return self._cursor(partition)
+
+    def _cursor(self, partition: int | None) -> int:
+        if partition is None:
             return self._processed
+        return self._partitions.get(partition, 0)
 
     def folds(
         self, identifiers: Collection[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Fold]]:
         with self._lock:
-            found = {key: self._folds[key] for key in identifiers if key in self._folds}
-        return {key: _decode_folds(data) for key, data in found.items()}
+            found = [
+                (key, self._folds.get(key), self._history.get(key))
+                for key in identifiers
+                if key in self._folds or key in self._history
+            ]
+        merged: dict[tuple[str, str], dict[str, Fold]] = {}
+        for key, live, history in found:
+            folds = _decode_folds(live) if live is not None else {}
+            if history is not None:
+                folds.update(_decode_folds(history))
+            merged[key] = folds
+        return merged
 
     def memberships(self, profile_ids: Collection[str]) -> dict[str, Membership]:
         with self._lock:
             found = [self._profiles[p].data for p in set(profile_ids) if p in self._profiles]
         return {m.profile_id: m for m in map(_decode_membership, found)}
 
-    def claim_due(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Membership]:
+    def claim_due(
+        self, now: int, limit: int, owner: str, lease_ms: int, partition: int | None = None
+    ) -> list[Membership]:
         if limit <= 0:
             return []
         with self._lock:
             due = [
                 (held.wake_at, held.order, profile_id)
                 for profile_id, held in self._profiles.items()
-                if held.wake_at is not None
-                and held.wake_at <= now
-                and (held.lease_until is None or held.lease_until <= now)
+                if _due(held, now) and (partition is None or held.partition == partition)
             ]
             claimed = [self._profiles[p] for _, _, p in heapq.nsmallest(limit, due)]
             for held in claimed:
                 held.lease_until = now + lease_ms
         return [_decode_membership(held.data) for held in claimed]
+
+    def due_partitions(self, now: int, partitions: Collection[int]) -> set[int]:
+        wanted = set(partitions)
+        with self._lock:
+            return {h.partition for h in self._profiles.values() if _due(h, now)} & wanted
 
     def next_wake(self) -> int | None:
         with self._lock:
@@ -147,21 +170,20 @@ class MemoryAudienceStores:
     def commit(self, update: AudienceUpdate) -> None:
         # Everything is encoded before anything changes, so a failure leaves the store as it was.
         folds = {key: _encode(f) if f else None for key, f in update.folds.items()}
+        history = {key: _encode(f) if f else None for key, f in update.history.items()}
         memberships = [(m, _encode(m)) for m in update.memberships]
         emits = [(e.message_id, _encode_event(e)) for e in update.emits]
+        filed = update.partition or 0
         with self._lock:
-            if update.after_seq is not None and update.after_seq != self._processed:
-                raise StoreError(
-                    f"audience batch read events after seq {update.after_seq}, but the store"
-                    f" is at {self._processed}: another audience processor is running"
-                )
-            for key, data in folds.items():
-                if data is None:
-                    self._folds.pop(key, None)
-                else:
-                    self._folds[key] = data
+            self._check(update)
+            _replace(self._folds, folds)
+            _replace(self._history, history)
             for membership, data in memberships:
-                self._put(membership, data)
+                self._put(membership, data, filed)
+            for profile_id, partition in update.moves.items():
+                held = self._profiles.get(profile_id)
+                if held is not None and held.partition == filed:
+                    held.partition = partition
             # Deletions come last: a profile merged away is gone even if evaluated in the batch.
             for profile_id in update.deleted:
                 self._drop(profile_id)
@@ -173,9 +195,30 @@ class MemoryAudienceStores:
                 else:
                     self._jobs[name] = at
             if update.after_seq is not None and update.processed_seq is not None:
-                self._processed = update.processed_seq
+                if update.partition is None:
+                    self._processed = update.processed_seq
+                else:
+                    self._partitions[update.partition] = update.processed_seq
 
-    def _put(self, membership: Membership, data: bytes) -> None:
+    def _check(self, update: AudienceUpdate) -> None:
+        """Refuse a batch read from a cursor or job state that has moved since."""
+        if update.after_seq is not None:
+            cursor = self._cursor(update.partition)
+            if update.after_seq != cursor:
+                where = "" if update.partition is None else f" in partition {update.partition}"
+                raise StoreError(
+                    f"audience batch read events after seq {update.after_seq}{where}, but the"
+                    f" store is at {cursor}: another audience processor is running"
+                )
+        for name, expected in update.expect.items():
+            held = self._jobs.get(name)
+            if held != expected:
+                raise StoreError(
+                    f"audience batch expected job {name!r} at {expected!r}, but the store has"
+                    f" {held!r}: another audience processor changed it"
+                )
+
+    def _put(self, membership: Membership, data: bytes, partition: int) -> None:
         old = self._drop(membership.profile_id)
         segments = frozenset(membership.segments)
         self._profiles[membership.profile_id] = _Evaluated(
@@ -183,6 +226,7 @@ class MemoryAudienceStores:
             segments=segments,
             wake_at=membership.wake_at,
             order=next(self._order) if old is None else old.order,
+            partition=partition,
         )
         for segment in segments:
             self._members.setdefault(segment, set()).add(membership.profile_id)
@@ -219,3 +263,22 @@ class MemoryAudienceStores:
     def progress(self) -> dict[str, str]:
         with self._lock:
             return dict(self._jobs)
+
+
+def _due(held: _Evaluated, now: int) -> bool:
+    return (
+        held.wake_at is not None
+        and held.wake_at <= now
+        and (held.lease_until is None or held.lease_until <= now)
+    )
+
+
+def _replace(
+    rows: dict[tuple[str, str], bytes], changes: dict[tuple[str, str], bytes | None]
+) -> None:
+    """Store each identifier's encoded folds; None deletes them."""
+    for key, data in changes.items():
+        if data is None:
+            rows.pop(key, None)
+        else:
+            rows[key] = data

@@ -10,12 +10,18 @@ Tables:
 - ``audience_progress``: one row, the processor's ``processed_seq``. A commit with
   ``after_seq`` locks it ``FOR UPDATE`` before checking it, so of two processors racing from the
   same cursor the second waits for the first, sees its cursor and fails.
+  ``audience_partitions(partition)`` (migration 3): the cursor of each work-feed partition
+  (ADR 12), a row from the first commit naming it, locked the same way.
 - ``audience_folds``: one row per identifier ``(identifier_type, identifier_value)``, all its
-  folds in one value, read and written whole by its key.
+  live folds in one value, read and written whole by its key; ``audience_history`` (migration
+  3), of the same shape, its history folds. :meth:`~PgAudienceStore.folds` reads both in one
+  statement.
 - ``audience_profiles``: one row per evaluated profile, the whole :class:`Membership` in
   ``data``. Its timer is ``wake_at`` under the partial index ``audience_timers``, which serves
   both the claim (earliest first) and :meth:`~PgAudienceStore.next_wake`. Leases are columns
-  outside every index, so leasing a timer can be a HOT update.
+  outside every index, so leasing a timer can be a HOT update. ``partition`` (migration 3) is
+  the work-feed partition the membership is filed under (0 without a feed);
+  ``audience_partition_timers(partition, wake_at)`` serves a claim for one partition.
 - ``audience_members(segment_id, profile_id)``: who is in each segment, so
   :meth:`~PgAudienceStore.members` pages along the primary key and
   :meth:`~PgAudienceStore.count` counts one key range, never every membership. A commit
@@ -23,7 +29,10 @@ Tables:
   computed from the stored memberships it holds locked, so the rows always match ``data``.
 - ``audience_emits``: pending membership-change events. ``position`` (an identity) orders them;
   ``message_id`` is unique, so an event already pending is skipped.
-- ``audience_jobs(name, progress)``: where each background job is.
+- ``audience_jobs(name, progress)``: where each background job is. ``progress`` is NULL
+  (migration 3) for a job without progress whose row is kept so that its name can be locked:
+  a commit expecting a job to have none must keep another from giving it some meanwhile, and
+  only a row can be locked.
 - ``audience_repairs(audience_id, requested)``: how many repairs were requested of each
   audience (migration 2). A request increments its row in one statement, so concurrent
   requests all count.
@@ -35,7 +44,11 @@ events are MessagePack: their fields are Safar's own, and their body is bytes.
 Concurrency: timers are claimed with ``FOR UPDATE SKIP LOCKED``, the lease set in the same
 statement, so concurrent claimers never share a timer. A commit locks every stored membership it
 replaces or deletes before reading it, and commits that emit take their turn on
-``audience_emits`` just before inserting, so positions ascend in commit order.
+``audience_emits`` just before inserting, so positions ascend in commit order. A commit with
+``expect`` locks the jobs it names before comparing them, ``FOR SHARE`` (commits of many
+partitions expecting one job run side by side) or ``FOR UPDATE`` when it also writes the job
+(two compare-and-sets of one job are ordered, and the second fails). Every commit takes its
+locks in one order: cursor, fence, jobs, folds, memberships, then the turn on emits.
 """
 
 from __future__ import annotations
@@ -112,6 +125,25 @@ _MIGRATIONS: list[PgMigration] = [
         requested BIGINT NOT NULL
     )
     """,
+    # Work-feed partitions (ADR 12), history folds, and job rows without progress. A constant
+    # default adds the column without rewriting the table: existing memberships are filed
+    # under partition 0.
+    """
+    ALTER TABLE audience_profiles ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX audience_partition_timers ON audience_profiles(partition, wake_at)
+        WHERE wake_at IS NOT NULL;
+    CREATE TABLE audience_partitions(
+        partition INTEGER PRIMARY KEY,
+        processed_seq BIGINT NOT NULL
+    );
+    CREATE TABLE audience_history(
+        identifier_type TEXT NOT NULL,
+        identifier_value TEXT NOT NULL,
+        folds BYTEA NOT NULL,
+        PRIMARY KEY (identifier_type, identifier_value)
+    );
+    ALTER TABLE audience_jobs ALTER COLUMN progress DROP NOT NULL
+    """,
 ]
 
 _Kind = Literal["segment", "computed_trait"]
@@ -135,18 +167,21 @@ _SAVE_VERSION = (
 )
 _VersionRow = tuple[str, int, _Kind, Status, int, int | None, bytes]
 
-_FOLDS_OF = (
-    "SELECT f.identifier_type, f.identifier_value, f.folds FROM audience_folds AS f"
-    " JOIN unnest(%s::text[], %s::text[]) AS wanted(identifier_type, identifier_value)"
-    " USING (identifier_type, identifier_value)"
+#: Live folds, then history folds (``history`` says which), of the wanted identifiers.
+_FOLDS_OF = " UNION ALL ".join(
+    f"SELECT {history} AS history, f.identifier_type, f.identifier_value, f.folds"
+    f" FROM {table} AS f"
+    " JOIN unnest(%(types)s::text[], %(values)s::text[])"
+    " AS wanted(identifier_type, identifier_value) USING (identifier_type, identifier_value)"
+    for history, table in (("false", "audience_folds"), ("true", "audience_history"))
 )
 _UPSERT_FOLDS = (
-    "INSERT INTO audience_folds(identifier_type, identifier_value, folds)"
+    "INSERT INTO {table}(identifier_type, identifier_value, folds)"
     " SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])"
     " ON CONFLICT(identifier_type, identifier_value) DO UPDATE SET folds = excluded.folds"
 )
 _DELETE_FOLDS = (
-    "DELETE FROM audience_folds AS f"
+    "DELETE FROM {table} AS f"
     " USING unnest(%s::text[], %s::text[]) AS gone(identifier_type, identifier_value)"
     " WHERE f.identifier_type = gone.identifier_type"
     " AND f.identifier_value = gone.identifier_value"
@@ -159,18 +194,29 @@ _KNOWN_PROFILES = "SELECT profile_id FROM audience_profiles WHERE profile_id = A
 _LOCK_MEMBERSHIPS = (
     "SELECT data FROM audience_profiles WHERE profile_id = ANY(%s) ORDER BY profile_id FOR UPDATE"
 )
-#: New profiles only: one another commit inserted meanwhile is left out, for the caller to lock.
+#: New profiles only, filed under the commit's partition: one another commit inserted
+#: meanwhile is left out, for the caller to lock.
 _INSERT_PROFILES = (
-    "INSERT INTO audience_profiles(profile_id, wake_at, data)"
-    " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[])"
+    "INSERT INTO audience_profiles(profile_id, wake_at, data, partition)"
+    " SELECT n.*, %(partition)s::int"
+    " FROM unnest(%(ids)s::text[], %(wakes)s::bigint[], %(data)s::bytea[]) AS n"
     " ON CONFLICT(profile_id) DO NOTHING RETURNING profile_id"
 )
-#: Replaces stored memberships (locked by the caller) and releases their timer leases.
+#: Replaces stored memberships (locked by the caller), files them under the commit's
+#: partition and releases their timer leases.
 _REPLACE_PROFILES = (
     "UPDATE audience_profiles AS p SET wake_at = n.wake_at, lease_owner = NULL,"
-    " lease_until = NULL, data = n.data"
-    " FROM unnest(%s::text[], %s::bigint[], %s::bytea[]) AS n(profile_id, wake_at, data)"
+    " lease_until = NULL, data = n.data, partition = %(partition)s"
+    " FROM unnest(%(ids)s::text[], %(wakes)s::bigint[], %(data)s::bytea[])"
+    " AS n(profile_id, wake_at, data)"
     " WHERE p.profile_id = n.profile_id"
+)
+#: A handover: the memberships filed under the commit's partition (source) go to each
+#: profile's new one (target).
+_MOVE_PROFILES = (
+    "UPDATE audience_profiles AS p SET partition = m.target"
+    " FROM unnest(%s::text[], %s::int[]) AS m(profile_id, target)"
+    " WHERE p.profile_id = m.profile_id AND p.partition = %s"
 )
 _LEAVE_SEGMENTS = (
     "DELETE FROM audience_members AS m"
@@ -183,17 +229,26 @@ _ENTER_SEGMENTS = (
 )
 
 #: Earliest due timers whose lease is free or over, leased in the same statement. ``wake_at <=
-#: now`` implies the partial index's predicate, so the index serves the order and the limit;
-#: SKIP LOCKED passes over timers another claimer is leasing right now.
+#: now`` implies the partial indexes' predicate, so ``audience_timers`` (or, for one partition,
+#: ``audience_partition_timers``) serves the order and the limit; SKIP LOCKED passes over timers
+#: another claimer is leasing right now.
 _CLAIM_DUE = (
     "WITH due AS ("
     " SELECT profile_id FROM audience_profiles"
-    " WHERE wake_at <= %(now)s AND (lease_until IS NULL OR lease_until <= %(now)s)"
+    " WHERE wake_at <= %(now)s AND (lease_until IS NULL OR lease_until <= %(now)s){partition}"
     " ORDER BY wake_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     "), leased AS ("
     " UPDATE audience_profiles AS p SET lease_owner = %(owner)s, lease_until = %(until)s"
     " FROM due WHERE p.profile_id = due.profile_id RETURNING p.wake_at, p.data"
     ") SELECT data FROM leased ORDER BY wake_at"
+)
+_CLAIM_ALL_DUE = _CLAIM_DUE.format(partition="")
+_CLAIM_PARTITION_DUE = _CLAIM_DUE.format(partition=" AND partition = %(partition)s")
+#: One probe of ``audience_partition_timers`` per partition, not a scan of every due timer.
+_DUE_PARTITIONS = (
+    "SELECT p FROM unnest(%(partitions)s::int[]) AS p WHERE EXISTS ("
+    " SELECT 1 FROM audience_profiles WHERE partition = p AND wake_at <= %(now)s"
+    " AND (lease_until IS NULL OR lease_until <= %(now)s))"
 )
 
 #: Conflicts with itself and with inserts and deletes, not with reads: commits that emit take
@@ -207,9 +262,18 @@ _INSERT_EMITS = (
     " ON CONFLICT(message_id) DO NOTHING"
 )
 
+#: Sets each job's progress; NULL forgets it but keeps the row (see the module docstring).
 _UPSERT_JOBS = (
     "INSERT INTO audience_jobs(name, progress) SELECT * FROM unnest(%s::text[], %s::text[])"
     " ON CONFLICT(name) DO UPDATE SET progress = excluded.progress"
+)
+#: Rows for jobs that have none yet, so that they can be locked; those another commit
+#: inserted meanwhile are left (the insert waits for that commit to end).
+_ADD_JOB_ROWS = (
+    "INSERT INTO audience_jobs(name) SELECT unnest(%s::text[]) ON CONFLICT(name) DO NOTHING"
+)
+_LOCK_JOBS = (
+    "SELECT name, progress FROM audience_jobs WHERE name = ANY(%s) ORDER BY name FOR {mode}"
 )
 
 _Pairs = list[tuple[str, str]]
@@ -286,9 +350,17 @@ class PgAudienceStore:
         self._db = db
         migrate(db)
 
-    def processed_seq(self) -> int:
+    def processed_seq(self, partition: int | None = None) -> int:
         with self._db.read() as conn:
-            seq: int = _scalar(conn, "SELECT processed_seq FROM audience_progress WHERE id = 1")
+            if partition is None:
+                seq: int = _scalar(conn, "SELECT processed_seq FROM audience_progress WHERE id = 1")
+            else:
+                seq = _scalar(
+                    conn,
+                    "SELECT coalesce((SELECT processed_seq FROM audience_partitions"
+                    " WHERE partition = %s), 0)",
+                    partition,
+                )
         return seq
 
     def folds(
@@ -296,9 +368,14 @@ class PgAudienceStore:
     ) -> dict[tuple[str, str], dict[str, Fold]]:
         if not identifiers:
             return {}
+        types, values = _pair_columns(set(identifiers))
         with self._db.read() as conn:
-            rows = conn.execute(_FOLDS_OF, _pair_columns(set(identifiers))).fetchall()
-        return {(kind, value): _decode_folds(data) for kind, value, data in rows}
+            rows = conn.execute(_FOLDS_OF, {"types": types, "values": values}).fetchall()
+        found: dict[tuple[str, str], dict[str, Fold]] = {}
+        # Live folds first, history over them.
+        for _, kind, value, data in sorted(rows, key=lambda row: row[0]):
+            found.setdefault((kind, value), {}).update(_decode_folds(data))
+        return found
 
     def memberships(self, profile_ids: Collection[str]) -> dict[str, Membership]:
         if not profile_ids:
@@ -310,13 +387,31 @@ class PgAudienceStore:
             ).fetchall()
         return _by_profile(data for (data,) in rows)
 
-    def claim_due(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Membership]:
+    def claim_due(
+        self, now: int, limit: int, owner: str, lease_ms: int, partition: int | None = None
+    ) -> list[Membership]:
         if limit <= 0:
             return []
-        params = {"now": now, "limit": limit, "owner": owner, "until": now + lease_ms}
+        params = {
+            "now": now,
+            "limit": limit,
+            "owner": owner,
+            "until": now + lease_ms,
+            "partition": partition,
+        }
+        query = _CLAIM_ALL_DUE if partition is None else _CLAIM_PARTITION_DUE
         with self._db.write() as conn:
-            rows = conn.execute(_CLAIM_DUE, params).fetchall()
+            rows = conn.execute(query, params).fetchall()
         return [_decode_membership(data) for (data,) in rows]
+
+    def due_partitions(self, now: int, partitions: Collection[int]) -> set[int]:
+        if not partitions:
+            return set()
+        with self._db.read() as conn:
+            rows = conn.execute(
+                _DUE_PARTITIONS, {"partitions": sorted(set(partitions)), "now": now}
+            ).fetchall()
+        return {partition for (partition,) in rows}
 
     def next_wake(self) -> int | None:
         with self._db.read() as conn:
@@ -332,23 +427,26 @@ class PgAudienceStore:
         # evaluations of one profile, the later wins, as two upserts in a row would.
         evaluated = {m.profile_id: m for m in update.memberships if m.profile_id not in deleted}
         encoded = {profile_id: _encode_json(m) for profile_id, m in evaluated.items()}
-        # In key order, as rows are locked, so commits writing the same folds do not deadlock.
-        folds = {key: _encode_json(f) for key, f in sorted(update.folds.items()) if f}
-        no_folds = sorted(key for key, f in update.folds.items() if not f)
+        filed = 0 if update.partition is None else update.partition
+        folds = [
+            ("audience_folds", *_fold_rows(update.folds)),
+            ("audience_history", *_fold_rows(update.history)),
+        ]
         emits = [(e.message_id, _encode_event(e)) for e in update.emits]
+        # In key order, as rows are locked, like folds and jobs.
+        moves = sorted(update.moves.items())
         with self._db.write() as conn:
             if update.after_seq is not None:
-                _check_cursor(conn, update.after_seq)
+                _check_cursor(conn, update.partition, update.after_seq)
             if update.fence is not None:
                 check_fence(conn, update.fence)
-            _write_folds(conn, folds, no_folds)
-            _write_memberships(conn, evaluated, encoded, deleted)
+            _check_jobs(conn, update.expect, update.progress)
             _write_jobs(conn, update.progress)
+            for table, upserts, deletes in folds:
+                _write_folds(conn, table, upserts, deletes)
+            _write_memberships(conn, evaluated, encoded, deleted, filed, moves)
             if update.after_seq is not None and update.processed_seq is not None:
-                conn.execute(
-                    "UPDATE audience_progress SET processed_seq = %s WHERE id = 1",
-                    (update.processed_seq,),
-                )
+                _set_cursor(conn, update.partition, update.processed_seq)
             # Last, so the turn on audience_emits is held as briefly as possible.
             _write_emits(conn, emits)
 
@@ -390,7 +488,10 @@ class PgAudienceStore:
 
     def progress(self) -> dict[str, str]:
         with self._db.read() as conn:
-            return dict(conn.execute("SELECT name, progress FROM audience_jobs").fetchall())
+            rows = conn.execute(
+                "SELECT name, progress FROM audience_jobs WHERE progress IS NOT NULL"
+            ).fetchall()
+        return dict(rows)
 
 
 # -- catalog helpers ------------------------------------------------------------------------------
@@ -422,26 +523,101 @@ def _version(row: _VersionRow) -> AudienceVersion:
 # -- commit steps (each a constant number of statements, whatever the batch size) ----------------
 
 
-def _check_cursor(conn: psycopg.Connection, after_seq: int) -> None:
-    """Raise unless the cursor is at ``after_seq``, holding its row until the commit ends."""
-    current = _scalar(conn, "SELECT processed_seq FROM audience_progress WHERE id = 1 FOR UPDATE")
-    if current != after_seq:
-        raise StoreError(
-            f"audience batch read events after seq {after_seq}, but the store is at {current}:"
-            " another audience processor is running"
+def _check_cursor(conn: psycopg.Connection, partition: int | None, after_seq: int) -> None:
+    """Raise unless the cursor of ``partition`` (None: the one without) is at ``after_seq``,
+    holding its row until the commit ends. A partition's row is made (at 0) by the first commit
+    naming it; of two making it at once, the second's insert waits for the first to end, then
+    does nothing, and its ``FOR UPDATE`` reads the first's cursor."""
+    if partition is None:
+        current = _scalar(
+            conn, "SELECT processed_seq FROM audience_progress WHERE id = 1 FOR UPDATE"
         )
+    else:
+        conn.execute(
+            "INSERT INTO audience_partitions(partition, processed_seq) VALUES (%s, 0)"
+            " ON CONFLICT(partition) DO NOTHING",
+            (partition,),
+        )
+        current = _scalar(
+            conn,
+            "SELECT processed_seq FROM audience_partitions WHERE partition = %s FOR UPDATE",
+            partition,
+        )
+    if current != after_seq:
+        where = "" if partition is None else f" in partition {partition}"
+        raise StoreError(
+            f"audience batch read events after seq {after_seq}{where}, but the store is at"
+            f" {current}: another audience processor is running"
+        )
+
+
+def _set_cursor(conn: psycopg.Connection, partition: int | None, seq: int) -> None:
+    """Move the cursor checked (and locked) by :func:`_check_cursor`."""
+    if partition is None:
+        conn.execute("UPDATE audience_progress SET processed_seq = %s WHERE id = 1", (seq,))
+    else:
+        conn.execute(
+            "UPDATE audience_partitions SET processed_seq = %s WHERE partition = %s",
+            (seq, partition),
+        )
+
+
+def _check_jobs(
+    conn: psycopg.Connection, expect: dict[str, str | None], progress: dict[str, str | None]
+) -> None:
+    """Raise unless every job of ``expect`` has that progress, holding the jobs' rows until the
+    commit ends: ``FOR UPDATE`` those the commit writes too (a second compare-and-set of one job
+    waits for the first, then fails), ``FOR SHARE`` the others (commits expecting one job do not
+    wait for each other; one changing it waits for them, and they for it)."""
+    if not expect:
+        return
+    stored = _lock_jobs(conn, sorted(expect.keys() & progress.keys()), "UPDATE")
+    stored.update(_lock_jobs(conn, sorted(expect.keys() - progress.keys()), "SHARE"))
+    for name, expected in sorted(expect.items()):
+        if stored.get(name) != expected:
+            raise StoreError(
+                f"audience batch expected job {name!r} at {expected!r}, but the store has"
+                f" {stored.get(name)!r}: another audience processor changed it"
+            )
+
+
+def _lock_jobs(
+    conn: psycopg.Connection, names: list[str], mode: Literal["UPDATE", "SHARE"]
+) -> dict[str, str | None]:
+    """Lock the rows of jobs ``names`` (sorted), adding rows without progress for those that
+    have none, so that no other commit can give them some meanwhile; their progress."""
+    if not names:
+        return {}
+    query = _LOCK_JOBS.format(mode=mode)
+    stored: dict[str, str | None] = dict(conn.execute(query, (names,)).fetchall())
+    missing = [name for name in names if name not in stored]
+    if missing:
+        conn.execute(_ADD_JOB_ROWS, (missing,))
+        stored.update(conn.execute(query, (missing,)).fetchall())
+    return stored
+
+
+def _fold_rows(
+    folds: dict[tuple[str, str], dict[str, Fold]],
+) -> tuple[dict[tuple[str, str], bytes], list[tuple[str, str]]]:
+    """The identifiers' encoded folds to upsert and the identifiers whose row goes (an empty
+    mapping), each in key order, as rows are locked, so commits writing the same folds do not
+    deadlock."""
+    upserts = {key: _encode_json(f) for key, f in sorted(folds.items()) if f}
+    return upserts, sorted(key for key, f in folds.items() if not f)
 
 
 def _write_folds(
     conn: psycopg.Connection,
+    table: str,
     folds: dict[tuple[str, str], bytes],
     no_folds: Sequence[tuple[str, str]],
 ) -> None:
     if folds:
         types, values = _pair_columns(folds)
-        conn.execute(_UPSERT_FOLDS, (types, values, list(folds.values())))
+        conn.execute(_UPSERT_FOLDS.format(table=table), (types, values, list(folds.values())))
     if no_folds:
-        conn.execute(_DELETE_FOLDS, _pair_columns(no_folds))
+        conn.execute(_DELETE_FOLDS.format(table=table), _pair_columns(no_folds))
 
 
 def _write_memberships(
@@ -449,15 +625,23 @@ def _write_memberships(
     evaluated: dict[str, Membership],
     encoded: dict[str, bytes],
     deleted: set[str],
+    filed: int,
+    moves: list[tuple[str, int]],
 ) -> None:
-    """Store ``evaluated`` (upserts releasing leases) and delete ``deleted``, moving the segment
-    listings by what each profile entered or left since the membership it replaces."""
-    if not evaluated and not deleted:
-        return
-    created, stored = _hold_profiles(conn, evaluated, encoded, deleted)
+    """Store ``evaluated`` (upserts releasing leases) filed under ``filed``, move those of
+    ``moves`` (profile id, target, in key order) filed under it, and delete ``deleted``, moving
+    the segment listings by what each profile entered or left since the membership it
+    replaces."""
+    created: set[str] = set()
+    stored: dict[str, Membership] = {}
+    if evaluated or deleted:
+        created, stored = _hold_profiles(conn, evaluated, encoded, deleted, filed)
     replaced = sorted(evaluated.keys() & stored.keys())
     if replaced:
-        conn.execute(_REPLACE_PROFILES, _profile_columns(replaced, evaluated, encoded))
+        conn.execute(_REPLACE_PROFILES, _profile_columns(replaced, evaluated, encoded, filed))
+    if moves:
+        ids, targets = [p for p, _ in moves], [target for _, target in moves]
+        conn.execute(_MOVE_PROFILES, (ids, targets, filed))
     # Only rows held: one inserted by a commit since is kept, as if it came after this one.
     gone = sorted(deleted & stored.keys())
     if gone:
@@ -478,6 +662,7 @@ def _hold_profiles(
     evaluated: dict[str, Membership],
     encoded: dict[str, bytes],
     deleted: set[str],
+    filed: int,
 ) -> tuple[set[str], dict[str, Membership]]:
     """Lock every profile the commit writes: the ids of new memberships it inserted, and the
     stored memberships (read once locked, so the latest committed) of the others.
@@ -489,7 +674,7 @@ def _hold_profiles(
     that commit) but locked in the second sweep, as stored.
     """
     known = _known_profiles(conn, evaluated) if evaluated else set()
-    created = _insert_profiles(conn, sorted(evaluated.keys() - known), evaluated, encoded)
+    created = _insert_profiles(conn, sorted(evaluated.keys() - known), evaluated, encoded, filed)
     stored = _locked_memberships(conn, (evaluated.keys() - created) | deleted)
     return created, stored
 
@@ -511,21 +696,30 @@ def _insert_profiles(
     profile_ids: Sequence[str],
     evaluated: dict[str, Membership],
     encoded: dict[str, bytes],
+    filed: int,
 ) -> set[str]:
     """Insert these new memberships; the ids actually inserted (not inserted meanwhile by
     another commit)."""
     if not profile_ids:
         return set()
-    params = _profile_columns(profile_ids, evaluated, encoded)
+    params = _profile_columns(profile_ids, evaluated, encoded, filed)
     return {profile_id for (profile_id,) in conn.execute(_INSERT_PROFILES, params)}
 
 
 def _profile_columns(
-    profile_ids: Sequence[str], evaluated: dict[str, Membership], encoded: dict[str, bytes]
-) -> tuple[list[str], list[int | None], list[bytes]]:
-    """The ``unnest`` arrays (profile id, wake_at, data) of these memberships."""
-    wakes = [evaluated[profile_id].wake_at for profile_id in profile_ids]
-    return list(profile_ids), wakes, [encoded[profile_id] for profile_id in profile_ids]
+    profile_ids: Sequence[str],
+    evaluated: dict[str, Membership],
+    encoded: dict[str, bytes],
+    filed: int,
+) -> dict[str, Any]:
+    """The parameters of these memberships' rows: the ``unnest`` arrays (profile id, wake_at,
+    data) and the partition they are filed under."""
+    return {
+        "ids": list(profile_ids),
+        "wakes": [evaluated[profile_id].wake_at for profile_id in profile_ids],
+        "data": [encoded[profile_id] for profile_id in profile_ids],
+        "partition": filed,
+    }
 
 
 def _member_changes(
@@ -543,13 +737,11 @@ def _member_changes(
 
 
 def _write_jobs(conn: psycopg.Connection, progress: dict[str, str | None]) -> None:
-    # In key order, as rows are locked, like the folds.
-    ongoing = {name: at for name, at in sorted(progress.items()) if at is not None}
-    done = sorted(name for name, at in progress.items() if at is None)
-    if ongoing:
-        conn.execute(_UPSERT_JOBS, (list(ongoing), list(ongoing.values())))
-    if done:
-        conn.execute("DELETE FROM audience_jobs WHERE name = ANY(%s)", (done,))
+    """Set (or, to NULL, forget) the jobs' progress in one statement, in key order, as rows are
+    locked, so commits writing the same jobs do not deadlock."""
+    if progress:
+        ordered = sorted(progress.items())
+        conn.execute(_UPSERT_JOBS, ([name for name, _ in ordered], [at for _, at in ordered]))
 
 
 def _write_emits(conn: psycopg.Connection, emits: list[tuple[str, bytes]]) -> None:

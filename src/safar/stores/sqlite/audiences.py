@@ -7,12 +7,19 @@ Tables:
   other fields and decoded by ``kind``: ``Segment | ComputedTrait`` is an untagged union, which
   msgspec cannot decode whole.
 - ``audience_progress``: one row, the processor's ``processed_seq`` (each processor keeps its
-  own cursor row, as ``journey_progress`` and ``profile_progress`` do).
-- ``audience_folds``: one row per identifier, all its folds in one blob, without rowid (most
-  rows are small, and each is read and written whole by its key).
+  own cursor row, as ``journey_progress`` and ``profile_progress`` do); ``audience_partitions``
+  (migration 3): the cursor of each work-feed partition (ADR 12), a row from the first commit
+  naming it.
+- ``audience_folds``: one row per identifier, all its live folds in one blob, without rowid
+  (most rows are small, and each is read and written whole by its key); ``audience_history``
+  (migration 3), of the same shape, its history folds.
 - ``audience_profiles``: one row per evaluated profile, the whole :class:`Membership` in
   ``data``; its timer is its ``wake_at`` under the partial index ``audience_timers(wake_at,
-  lease_until)``, with leases in columns, as ADR 8 does for journey instances.
+  lease_until)``, with leases in columns, as ADR 8 does for journey instances. ``partition``
+  (migration 3) is the one the membership is filed under; ``audience_partition_timers
+  (partition, wake_at, lease_until)`` leaves out partition 0 for the reason
+  :mod:`safar.stores.sqlite.runs` gives for journey instances, so a claim for partition 0 reads
+  ``audience_timers`` and skips other partitions' due timers.
 - ``audience_members(segment_id, profile_id)`` without rowid: who is in each segment, so
   :meth:`~SqliteAudienceStore.members` pages along the key and
   :meth:`~SqliteAudienceStore.count` counts one key range. Entry times live in ``data`` only:
@@ -105,6 +112,23 @@ _MIGRATIONS: list[Migration] = [
         requested INTEGER NOT NULL
     ) WITHOUT ROWID
     """,
+    # Work-feed partitions (ADR 12) and history folds. The constant default rewrites no rows:
+    # existing memberships are filed under partition 0.
+    """
+    ALTER TABLE audience_profiles ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX audience_partition_timers ON audience_profiles(partition, wake_at, lease_until)
+        WHERE wake_at IS NOT NULL AND partition <> 0;
+    CREATE TABLE audience_partitions(
+        partition INTEGER PRIMARY KEY,
+        processed_seq INTEGER NOT NULL
+    );
+    CREATE TABLE audience_history(
+        identifier_type TEXT NOT NULL,
+        identifier_value TEXT NOT NULL,
+        folds BLOB NOT NULL,
+        PRIMARY KEY (identifier_type, identifier_value)
+    ) WITHOUT ROWID
+    """,
 ]
 
 _Kind = Literal["segment", "computed_trait"]
@@ -119,20 +143,33 @@ _encode_event = msgspec.msgpack.Encoder().encode
 _decode_event = msgspec.msgpack.Decoder(Event).decode
 
 _VERSION_COLUMNS = "audience_id, version, kind, status, created_at, published_at, definition"
+#: The two tables of folds, live then history: :meth:`SqliteAudienceStore.folds` merges them
+#: in this order.
+_FOLD_TABLES = ("audience_folds", "audience_history")
 _UPSERT_FOLDS = (
-    "INSERT INTO audience_folds(identifier_type, identifier_value, folds) VALUES (?, ?, ?)"
+    "INSERT INTO {table}(identifier_type, identifier_value, folds) VALUES (?, ?, ?)"
     " ON CONFLICT(identifier_type, identifier_value) DO UPDATE SET folds = excluded.folds"
 )
+_DELETE_FOLDS = "DELETE FROM {table} WHERE identifier_type = ? AND identifier_value = ?"
 _UPSERT_PROFILE = (
-    "INSERT INTO audience_profiles(profile_id, wake_at, data) VALUES (?, ?, ?)"
+    "INSERT INTO audience_profiles(profile_id, wake_at, data, partition) VALUES (?, ?, ?, ?)"
     " ON CONFLICT(profile_id) DO UPDATE SET wake_at = excluded.wake_at,"
-    " lease_owner = NULL, lease_until = NULL, data = excluded.data"
+    " lease_owner = NULL, lease_until = NULL, data = excluded.data,"
+    " partition = excluded.partition"
+)
+_MOVE = "UPDATE audience_profiles SET partition = ? WHERE profile_id = ? AND partition = ?"
+_SET_PARTITION_CURSOR = (
+    "INSERT INTO audience_partitions(partition, processed_seq) VALUES (?, ?)"
+    " ON CONFLICT(partition) DO UPDATE SET processed_seq = excluded.processed_seq"
 )
 _DUE = (
     "SELECT rowid, data FROM audience_profiles"
     " WHERE wake_at IS NOT NULL AND wake_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
-    " ORDER BY wake_at LIMIT ?"
 )
+_DUE_TIMERS = f"{_DUE} ORDER BY wake_at LIMIT ?"
+_DUE_TIMERS_OF_ZERO = f"{_DUE} AND partition = 0 ORDER BY wake_at LIMIT ?"
+# ``partition <> 0`` repeats the index's condition, which SQLite must see to use a partial index.
+_DUE_TIMERS_OF = f"{_DUE} AND partition = ? AND partition <> 0 ORDER BY wake_at LIMIT ?"
 _Row = tuple[str, int, _Kind, Status, int, int | None, bytes]
 
 
@@ -229,40 +266,54 @@ class SqliteAudienceStore:
         self._db = db
         migrate(db)
 
-    def processed_seq(self) -> int:
+    def processed_seq(self, partition: int | None = None) -> int:
         with self._db.read() as conn:
-            return _cursor(conn)
+            return _cursor(conn, partition)
 
     def folds(
         self, identifiers: Collection[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Fold]]:
         found: dict[tuple[str, str], dict[str, Fold]] = {}
+        wanted = by_type(set(identifiers)).items()
         with self._db.read() as conn:
-            for kind, values in by_type(set(identifiers)).items():
-                for chunk in chunks(values):
-                    rows = conn.execute(
-                        "SELECT identifier_value, folds FROM audience_folds"
-                        f" WHERE identifier_type = ? AND identifier_value IN ({marks(len(chunk))})",
-                        (kind, *chunk),
-                    )
-                    found.update(((kind, value), _decode_folds(data)) for value, data in rows)
+            for table in _FOLD_TABLES:
+                for kind, values in wanted:
+                    for chunk in chunks(values):
+                        rows = conn.execute(
+                            f"SELECT identifier_value, folds FROM {table} WHERE identifier_type"
+                            f" = ? AND identifier_value IN ({marks(len(chunk))})",
+                            (kind, *chunk),
+                        )
+                        for value, data in rows:
+                            found.setdefault((kind, value), {}).update(_decode_folds(data))
         return found
 
     def memberships(self, profile_ids: Collection[str]) -> dict[str, Membership]:
         with self._db.read() as conn:
             return _memberships(conn, profile_ids)
 
-    def claim_due(self, now: int, limit: int, owner: str, lease_ms: int) -> list[Membership]:
+    def claim_due(
+        self, now: int, limit: int, owner: str, lease_ms: int, partition: int | None = None
+    ) -> list[Membership]:
         if limit <= 0:
             return []
+        query, args = _due(now, partition, limit)
         with transaction(self._db, "claiming audience timers") as conn:
-            rows = conn.execute(_DUE, (now, now, limit)).fetchall()
+            rows = conn.execute(query, args).fetchall()
             leases = [(owner, now + lease_ms, rowid) for rowid, _ in rows]
             conn.executemany(
                 "UPDATE audience_profiles SET lease_owner = ?, lease_until = ? WHERE rowid = ?",
                 leases,
             )
         return [_decode_membership(data) for _, data in rows]
+
+    def due_partitions(self, now: int, partitions: Collection[int]) -> set[int]:
+        with self._db.read() as conn:
+            return {
+                partition
+                for partition in sorted(set(partitions))
+                if conn.execute(*_due(now, partition, 1)).fetchone() is not None
+            }
 
     def next_wake(self) -> int | None:
         with self._db.read() as conn:
@@ -273,9 +324,13 @@ class SqliteAudienceStore:
 
     def commit(self, update: AudienceUpdate) -> None:
         # Encode before taking the write lock: it is held for the writes only.
-        folds = [(kind, value, encode(f)) for (kind, value), f in update.folds.items() if f]
-        no_folds = [key for key, f in update.folds.items() if not f]
-        profiles = [(m.profile_id, m.wake_at, encode(m)) for m in update.memberships]
+        folds = [
+            ("audience_folds", _fold_rows(update.folds)),
+            ("audience_history", _fold_rows(update.history)),
+        ]
+        filed = 0 if update.partition is None else update.partition
+        profiles = [(m.profile_id, m.wake_at, encode(m), filed) for m in update.memberships]
+        moves = [(target, profile_id, filed) for profile_id, target in update.moves.items()]
         # Deletions come last: a profile merged away is gone even if evaluated in the batch.
         segments = {m.profile_id: set(m.segments) for m in update.memberships}
         segments.update((profile_id, set()) for profile_id in update.deleted)
@@ -283,22 +338,12 @@ class SqliteAudienceStore:
         jobs = [(name, at) for name, at in update.progress.items() if at is not None]
         jobs_done = [(name,) for name, at in update.progress.items() if at is None]
         with transaction(self._db, "audience commit") as conn:
-            if update.after_seq is not None:
-                current = _cursor(conn)
-                if current != update.after_seq:
-                    raise StoreError(
-                        f"audience batch read events after seq {update.after_seq}, but the store"
-                        f" is at {current}: another audience processor is running"
-                    )
-            if update.fence is not None:
-                check_fence(conn, update.fence)
-            if folds:
-                conn.executemany(_UPSERT_FOLDS, folds)
-            if no_folds:
-                conn.executemany(
-                    "DELETE FROM audience_folds WHERE identifier_type = ? AND identifier_value = ?",
-                    no_folds,
-                )
+            _check(conn, update)
+            for table, (upserts, deletes) in folds:
+                if upserts:
+                    conn.executemany(_UPSERT_FOLDS.format(table=table), upserts)
+                if deletes:
+                    conn.executemany(_DELETE_FOLDS.format(table=table), deletes)
             left, entered = _member_changes(_memberships(conn, segments), segments)
             if left:
                 conn.executemany(
@@ -311,6 +356,8 @@ class SqliteAudienceStore:
                 )
             if profiles:
                 conn.executemany(_UPSERT_PROFILE, profiles)
+            if moves:
+                conn.executemany(_MOVE, moves)
             if update.deleted:
                 conn.executemany(
                     "DELETE FROM audience_profiles WHERE profile_id = ?",
@@ -329,9 +376,12 @@ class SqliteAudienceStore:
             if jobs_done:
                 conn.executemany("DELETE FROM audience_jobs WHERE name = ?", jobs_done)
             if update.after_seq is not None and update.processed_seq is not None:
-                conn.execute(
-                    "UPDATE audience_progress SET processed_seq = ?", (update.processed_seq,)
-                )
+                if update.partition is None:
+                    conn.execute(
+                        "UPDATE audience_progress SET processed_seq = ?", (update.processed_seq,)
+                    )
+                else:
+                    conn.execute(_SET_PARTITION_CURSOR, (update.partition, update.processed_seq))
 
     def pending_emits(self, limit: int) -> list[Event]:
         if limit <= 0:
@@ -374,9 +424,56 @@ class SqliteAudienceStore:
             return dict(conn.execute("SELECT name, progress FROM audience_jobs"))
 
 
-def _cursor(conn: sqlite3.Connection) -> int:
-    seq: int = conn.execute("SELECT processed_seq FROM audience_progress").fetchone()[0]
-    return seq
+def _cursor(conn: sqlite3.Connection, partition: int | None) -> int:
+    """The cursor without a partition (None) or of a work-feed partition (0 until first set)."""
+    if partition is None:
+        row = conn.execute("SELECT processed_seq FROM audience_progress").fetchone()
+    else:
+        row = conn.execute(
+            "SELECT processed_seq FROM audience_partitions WHERE partition = ?", (partition,)
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _check(conn: sqlite3.Connection, update: AudienceUpdate) -> None:
+    """Raise unless the update's cursor, fence and job expectations hold (inside the write
+    transaction, so no other commit can change them before it ends)."""
+    if update.after_seq is not None:
+        current = _cursor(conn, update.partition)
+        if current != update.after_seq:
+            where = "" if update.partition is None else f" in partition {update.partition}"
+            raise StoreError(
+                f"audience batch read events after seq {update.after_seq}{where}, but the store"
+                f" is at {current}: another audience processor is running"
+            )
+    if update.fence is not None:
+        check_fence(conn, update.fence)
+    for name, expected in sorted(update.expect.items()):
+        row = conn.execute("SELECT progress FROM audience_jobs WHERE name = ?", (name,)).fetchone()
+        stored = None if row is None else row[0]
+        if stored != expected:
+            raise StoreError(
+                f"audience batch expected job {name!r} at {expected!r}, but the store has"
+                f" {stored!r}: another audience processor changed it"
+            )
+
+
+def _due(now: int, partition: int | None, limit: int) -> tuple[str, tuple[int, ...]]:
+    """The query (and its arguments) of up to ``limit`` due timers, of one partition or all."""
+    if partition is None:
+        return _DUE_TIMERS, (now, now, limit)
+    if partition == 0:
+        return _DUE_TIMERS_OF_ZERO, (now, now, limit)
+    return _DUE_TIMERS_OF, (now, now, partition, limit)
+
+
+def _fold_rows(
+    folds: dict[tuple[str, str], dict[str, Fold]],
+) -> tuple[list[tuple[str, str, bytes]], list[tuple[str, str]]]:
+    """The rows to upsert (identifier type, value, encoded folds) and the identifiers whose row
+    goes (an empty mapping)."""
+    upserts = [(kind, value, encode(f)) for (kind, value), f in folds.items() if f]
+    return upserts, [key for key, f in folds.items() if not f]
 
 
 def _memberships(conn: sqlite3.Connection, profile_ids: Iterable[str]) -> dict[str, Membership]:
