@@ -71,6 +71,7 @@ from safar.model.audiences import (
 from safar.model.events import Event
 from safar.ports import AudienceUpdate
 from safar.stores.postgres.db import PgDatabase, PgMigration
+from safar.stores.postgres.journeys import read_cursor, scalar
 from safar.stores.postgres.leases import check_fence
 
 _MIGRATIONS: list[PgMigration] = [
@@ -320,7 +321,7 @@ class PgAudienceCatalog:
 
     def request_repair(self, audience_id: str) -> int:
         with self._db.write() as conn:
-            count: int = _scalar(
+            count: int = scalar(
                 conn,
                 "INSERT INTO audience_repairs(audience_id, requested) VALUES (%s, 1)"
                 " ON CONFLICT(audience_id)"
@@ -352,16 +353,7 @@ class PgAudienceStore:
 
     def processed_seq(self, partition: int | None = None) -> int:
         with self._db.read() as conn:
-            if partition is None:
-                seq: int = _scalar(conn, "SELECT processed_seq FROM audience_progress WHERE id = 1")
-            else:
-                seq = _scalar(
-                    conn,
-                    "SELECT coalesce((SELECT processed_seq FROM audience_partitions"
-                    " WHERE partition = %s), 0)",
-                    partition,
-                )
-        return seq
+            return read_cursor(conn, "audience", partition)
 
     def folds(
         self, identifiers: Collection[tuple[str, str]]
@@ -415,7 +407,7 @@ class PgAudienceStore:
 
     def next_wake(self) -> int | None:
         with self._db.read() as conn:
-            wake: int | None = _scalar(
+            wake: int | None = scalar(
                 conn, "SELECT min(wake_at) FROM audience_profiles WHERE wake_at IS NOT NULL"
             )
         return wake
@@ -481,7 +473,7 @@ class PgAudienceStore:
 
     def count(self, segment_id: str) -> int:
         with self._db.read() as conn:
-            found: int = _scalar(
+            found: int = scalar(
                 conn, "SELECT count(*) FROM audience_members WHERE segment_id = %s", segment_id
             )
         return found
@@ -529,7 +521,7 @@ def _check_cursor(conn: psycopg.Connection, partition: int | None, after_seq: in
     naming it; of two making it at once, the second's insert waits for the first to end, then
     does nothing, and its ``FOR UPDATE`` reads the first's cursor."""
     if partition is None:
-        current = _scalar(
+        current = scalar(
             conn, "SELECT processed_seq FROM audience_progress WHERE id = 1 FOR UPDATE"
         )
     else:
@@ -538,7 +530,7 @@ def _check_cursor(conn: psycopg.Connection, partition: int | None, after_seq: in
             " ON CONFLICT(partition) DO NOTHING",
             (partition,),
         )
-        current = _scalar(
+        current = scalar(
             conn,
             "SELECT processed_seq FROM audience_partitions WHERE partition = %s FOR UPDATE",
             partition,
@@ -760,14 +752,6 @@ def _write_emits(conn: psycopg.Connection, emits: list[tuple[str, bytes]]) -> No
 
 
 # -- shared helpers -------------------------------------------------------------------------------
-
-
-def _scalar(conn: psycopg.Connection, query: str, *params: object) -> Any:
-    """The one value of a query that always gives one row (an aggregate, the cursor row)."""
-    row = conn.execute(query, params).fetchone()
-    if row is None:
-        raise StoreError(f"PostgreSQL gave no row for {query!r}")
-    return row[0]
 
 
 def _pair_columns(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:

@@ -203,6 +203,22 @@ def scalar(conn: psycopg.Connection, query: str, *params: object) -> Any:
     return row[0]
 
 
+def read_cursor(conn: psycopg.Connection, processor: str, partition: int | None) -> int:
+    """A processor's cursor (``processor`` names its tables ``<processor>_progress`` and
+    ``<processor>_partitions``): the one without a partition (None), or a work-feed
+    partition's (0 until first set)."""
+    if partition is None:
+        seq: int = scalar(conn, f"SELECT processed_seq FROM {processor}_progress WHERE id = 1")
+        return seq
+    seq = scalar(
+        conn,
+        f"SELECT coalesce((SELECT processed_seq FROM {processor}_partitions"
+        " WHERE partition = %s), 0)",
+        partition,
+    )
+    return seq
+
+
 def columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     """``rows`` as one list per column: the arrays ``unnest(%b::text[], …)`` takes."""
     return [list(column) for column in zip(*rows, strict=True)]

@@ -32,7 +32,7 @@ from safar.errors import StoreError
 from safar.model.runs import EntryRecord, Instance, OutboxEntry, Visit
 from safar.ports import JourneyUpdate
 from safar.stores.postgres.db import PgDatabase
-from safar.stores.postgres.journeys import columns, encode, migrate, scalar
+from safar.stores.postgres.journeys import columns, encode, migrate, read_cursor, scalar
 from safar.stores.postgres.leases import check_fences
 
 _decode_instance = msgspec.json.Decoder(Instance).decode
@@ -125,16 +125,7 @@ class PgRunStore:
 
     def processed_seq(self, partition: int | None = None) -> int:
         with self._db.read() as conn:
-            if partition is None:
-                seq: int = scalar(conn, "SELECT processed_seq FROM journey_progress WHERE id = 1")
-            else:
-                seq = scalar(
-                    conn,
-                    "SELECT coalesce((SELECT processed_seq FROM journey_partitions"
-                    " WHERE partition = %s), 0)",
-                    partition,
-                )
-        return seq
+            return read_cursor(conn, "journey", partition)
 
     def load(
         self, profile_ids: Collection[str], partition: int | None = None

@@ -57,7 +57,7 @@ from safar.model.audiences import (
 from safar.model.events import Event
 from safar.ports import AudienceUpdate
 from safar.stores.sqlite.db import Database, Migration
-from safar.stores.sqlite.journeys import chunks, encode, marks, transaction
+from safar.stores.sqlite.journeys import chunks, cursor, encode, marks, transaction
 from safar.stores.sqlite.leases import check_fence
 
 _MIGRATIONS: list[Migration] = [
@@ -268,7 +268,7 @@ class SqliteAudienceStore:
 
     def processed_seq(self, partition: int | None = None) -> int:
         with self._db.read() as conn:
-            return _cursor(conn, partition)
+            return cursor(conn, "audience", partition)
 
     def folds(
         self, identifiers: Collection[tuple[str, str]]
@@ -424,22 +424,11 @@ class SqliteAudienceStore:
             return dict(conn.execute("SELECT name, progress FROM audience_jobs"))
 
 
-def _cursor(conn: sqlite3.Connection, partition: int | None) -> int:
-    """The cursor without a partition (None) or of a work-feed partition (0 until first set)."""
-    if partition is None:
-        row = conn.execute("SELECT processed_seq FROM audience_progress").fetchone()
-    else:
-        row = conn.execute(
-            "SELECT processed_seq FROM audience_partitions WHERE partition = ?", (partition,)
-        ).fetchone()
-    return 0 if row is None else int(row[0])
-
-
 def _check(conn: sqlite3.Connection, update: AudienceUpdate) -> None:
     """Raise unless the update's cursor, fence and job expectations hold (inside the write
     transaction, so no other commit can change them before it ends)."""
     if update.after_seq is not None:
-        current = _cursor(conn, update.partition)
+        current = cursor(conn, "audience", update.partition)
         if current != update.after_seq:
             where = "" if update.partition is None else f" in partition {update.partition}"
             raise StoreError(

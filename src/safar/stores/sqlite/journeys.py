@@ -171,6 +171,19 @@ def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + CHUNK]
 
 
+def cursor(conn: sqlite3.Connection, processor: str, partition: int | None) -> int:
+    """A processor's cursor (``processor`` names its tables ``<processor>_progress`` and
+    ``<processor>_partitions``): the one without a partition (None), or a work-feed
+    partition's (0 until first set)."""
+    if partition is None:
+        row = conn.execute(f"SELECT processed_seq FROM {processor}_progress").fetchone()
+    else:
+        row = conn.execute(
+            f"SELECT processed_seq FROM {processor}_partitions WHERE partition = ?", (partition,)
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def marks(count: int) -> str:
     """``?, ?, …`` for an ``IN (…)`` list of ``count`` values."""
     return ", ".join("?" * count)

@@ -29,7 +29,7 @@ from safar.errors import StoreError
 from safar.model.runs import EntryRecord, Instance, Visit
 from safar.ports import JourneyUpdate
 from safar.stores.sqlite.db import Database
-from safar.stores.sqlite.journeys import chunks, encode, marks, migrate, transaction
+from safar.stores.sqlite.journeys import chunks, cursor, encode, marks, migrate, transaction
 from safar.stores.sqlite.leases import check_fence
 
 _decode_instance = msgspec.json.Decoder(Instance).decode
@@ -90,7 +90,7 @@ class SqliteRunStore:
 
     def processed_seq(self, partition: int | None = None) -> int:
         with self._db.read() as conn:
-            return _cursor(conn, partition)
+            return cursor(conn, "journey", partition)
 
     def load(
         self, profile_ids: Collection[str], partition: int | None = None
@@ -194,17 +194,6 @@ class SqliteRunStore:
         return [_decode_instance(data) for _, data in rows], [visit for _, visit in visits]
 
 
-def _cursor(conn: sqlite3.Connection, partition: int | None) -> int:
-    """The cursor without a partition (None) or of a work-feed partition (0 until first set)."""
-    if partition is None:
-        row = conn.execute("SELECT processed_seq FROM journey_progress").fetchone()
-    else:
-        row = conn.execute(
-            "SELECT processed_seq FROM journey_partitions WHERE partition = ?", (partition,)
-        ).fetchone()
-    return 0 if row is None else int(row[0])
-
-
 def _entry(row: tuple[str, str, int, int, int | None, int | None]) -> EntryRecord:
     journey_id, profile_id, entries, active, last_entered_at, last_exited_at = row
     return EntryRecord(
@@ -269,7 +258,7 @@ def _apply(conn: sqlite3.Connection, update: JourneyUpdate, rows: _Rows) -> None
     partition = update.partition
     filed = 0 if partition is None else partition
     if update.after_seq is not None:
-        current = _cursor(conn, partition)
+        current = cursor(conn, "journey", partition)
         if current != update.after_seq:
             where = "" if partition is None else f" in partition {partition}"
             raise StoreError(
