@@ -14,10 +14,11 @@ instances, sent messages, segments, computed trait and membership-change events)
 
 Prints ``running`` once the stores are open, so a test knows start-up is over.
 
-With ``SAFAR_DRIVER_NATS`` set to a NATS server, journeys are stepped as partitioned workers do
-(ADR 12): the stepper publishes to a work feed of :data:`PARTITIONS` partitions on that server
-(its stream named after the data directory, so every life of a run shares it), and a partition
-owner steps them, in the same loop.
+With ``SAFAR_DRIVER_NATS`` set to a NATS server, audiences and journeys are kept as
+partitioned workers keep them (ADR 12): the stepper publishes to a work feed of
+:data:`PARTITIONS` partitions on that server (its stream named after the data directory, so
+every life of a run shares it) and coordinates audiences, and a partition owner keeps the
+partitions' audiences and steps their journeys, in the same loop.
 """
 
 from __future__ import annotations

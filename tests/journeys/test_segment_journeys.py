@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from safar.core.assignment import partition_of
 from safar.definitions import parse_audience, parse_journey
 from safar.definitions.validate import validate_journey
 from safar.testing.journeys import JourneyHarness
@@ -107,17 +108,25 @@ def test_an_entry_names_an_event_or_a_segment_not_both() -> None:
 def test_journeys_wait_for_audiences_to_handle_an_event() -> None:
     """The runtime reads profiles through the audience reader, whose cursor is the lower of the
     profile and audience processors': an event folded into profiles but not yet into audiences
-    is not handed to journeys."""
+    is not handed to journeys. With a work feed, a partition's journeys step no further than
+    its audience cursor."""
     h = harness()
     customer(h, "sara")
     before = h.stores.audiences.processed_seq()
     h.stores.events.append([h.event({"userId": "sara", "event": "Order Completed"})])
     assert h.profiler.run_once() == 1
-    assert h.stores.profiles.processed_seq() > before
-    assert h.reader.processed_seq() == before
-    if h.publisher is None:
+    last = h.stores.profiles.processed_seq()
+    assert last > before
+    if h.publisher is None or h.feed is None:
+        assert h.reader.processed_seq() == before
         assert h.runtime.run_events() == 0
-    else:  # the feed is not published past the audience processor either
-        assert h.publisher.run_once() == 0
+        h.run()
+        assert h.reader.processed_seq() == last
+        return
+    assert h.publisher.run_once() == 1
+    held = dict.fromkeys(range(h.feed.partitions))
+    cursors = {p: h.stores.audiences.processed_seq(p) for p in held}
+    assert h.runtime.run_partitions(h.feed, held, limits=cursors) == 0
     h.run()
-    assert h.reader.processed_seq() == h.stores.profiles.processed_seq()
+    home = partition_of(h.profile("sara").id, h.feed.partitions)
+    assert h.stores.audiences.processed_seq(home) == h.stores.runs.processed_seq(home) == last

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import msgspec
 
 from safar.errors import StoreError
@@ -52,3 +54,23 @@ def lost(partition: int, after_seq: int, since: int) -> StoreError:
         f" (its oldest batch starts after {since}): they were trimmed or expired before its"
         " owner read them; the partition must be published again from the event log"
     )
+
+
+def take_ready(
+    batches: Sequence[WorkBatch], processed_seq: Callable[[int], int]
+) -> tuple[list[WorkItem], int]:
+    """The items of ``batches`` up to the first whose waits are not met (another partition's
+    cursor, read with ``processed_seq``, below its seq), and the position they reach."""
+    items: list[WorkItem] = []
+    reached: dict[int, int] = {}
+    upto = 0
+    for batch in batches:
+        for item in batch.items:
+            for other in item.waits:
+                if other not in reached:
+                    reached[other] = processed_seq(other)
+                if reached[other] < item.seq:
+                    return items, item.seq - 1
+            items.append(item)
+        upto = batch.upto
+    return items, upto

@@ -13,7 +13,13 @@ Two kinds of job, each committed with the state it produced
   :attr:`~safar.ports.AudienceUpdate.history`): with a work feed the job and the partition
   owners run in different processes, and never write the same row.
 - ``scan:<segment id>`` = ``<fingerprint>:<position>``: the segment evaluated for every
-  customer up to ``position`` (a profile id; ``done`` at the end).
+  customer up to ``position`` (a profile id; ``done`` at the end). With a work feed each
+  partition's owner scans the customers in it (``scan:<segment id>#<partition>``), and the
+  coordinator marks ``scan:<segment id>`` done once every partition's scan is.
+- ``generations``: a count the coordinator raises with every change of generations or
+  definitions it commits; partition owners commit only while it is the value they read their
+  jobs with (:attr:`~safar.ports.AudienceUpdate.expect`), so none commits a batch computed
+  from the definitions before the change (ADR 12).
 
 A repair (``repair:<audience id>`` = how many requests the processor has carried out, see
 :meth:`~safar.ports.AudienceCatalog.request_repair`) starts both again: the aggregates read by
@@ -35,6 +41,7 @@ REPAIR_PREFIX: Final = "repair:"
 #: ``retired:<aggregate key>`` = the ``refold`` its next generation takes, kept when it leaves
 #: the catalog: published again at the same cursor, it must not find its old folds.
 RETIRED_PREFIX: Final = "retired:"
+GENERATIONS: Final = "generations"
 #: Ends the storage keys of history folds (a live key ends with a digit).
 HISTORY_SUFFIX: Final = "/h"
 
@@ -88,9 +95,12 @@ class Jobs:
     scans: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: Progress to commit with the next update.
     dirty: dict[str, str | None] = field(default_factory=dict)
+    #: Ends the names of scan jobs (``#<partition>`` for a partition owner's).
+    scan_suffix: str = ""
     _complete: dict[str, str] | None = None
     _ready: set[str] | None = None
     _storage: dict[str, str] | None = None
+    _generations: dict[str, int] | None = None
 
     def storage_key(self, key: str) -> str:
         """The key aggregate ``key``'s folds are stored under now (asked for every event fed)."""
@@ -99,7 +109,17 @@ class Jobs:
         return self._storage[key]
 
     def complete(self, key: str) -> bool:
-        return self.folds[key].complete
+        """Whether aggregate ``key`` has a generation whose history is complete (a partition
+        owner knows none before the coordinator has given it one)."""
+        held = self.folds.get(key)
+        return held is not None and held.complete
+
+    def generations(self) -> dict[str, int]:
+        """Aggregate key -> its generation: events after it are folded live (asked for every
+        event fed)."""
+        if self._generations is None:
+            self._generations = {k: held.generation for k, held in self.folds.items()}
+        return self._generations
 
     def history_key(self, key: str) -> str:
         """The key the history job stores aggregate ``key``'s folds under now."""
@@ -121,6 +141,7 @@ class Jobs:
         """Note that aggregate ``key`` stands at ``held``, as the store has it."""
         self._complete = None
         self._storage = None
+        self._generations = None
         self.folds[key] = held
 
     def ready_segments(self) -> set[str]:
@@ -129,10 +150,13 @@ class Jobs:
             self._ready = {sid for sid, (_, pos) in self.scans.items() if pos == DONE}
         return self._ready
 
+    def scan_name(self, segment_id: str) -> str:
+        return f"scan:{segment_id}{self.scan_suffix}"
+
     def set_scan(self, segment_id: str, print_: str, position: str) -> None:
         self._ready = None
         self.scans[segment_id] = (print_, position)
-        self.dirty[f"scan:{segment_id}"] = f"{print_}:{position}"
+        self.dirty[self.scan_name(segment_id)] = f"{print_}:{position}"
 
     def take(self) -> dict[str, str | None]:
         taken, self.dirty = self.dirty, {}

@@ -47,6 +47,7 @@ from typing import Any, Final
 import msgspec
 
 from safar.core import aggregates as ag
+from safar.core.assignment import partition_of
 from safar.core.identity import IdentityRules, extract
 from safar.core.segments import (
     AudiencePlan,
@@ -70,6 +71,7 @@ from safar.model.events import Event
 from safar.model.leases import Fence
 from safar.model.messages import Consent
 from safar.model.profiles import ANONYMOUS_ID, USER_ID, Identifier, Profile
+from safar.model.work import take_ready
 from safar.ports import (
     AudienceCatalog,
     AudienceStore,
@@ -78,10 +80,12 @@ from safar.ports import (
     DeliveryStore,
     EventLog,
     ProfileReader,
+    WorkFeed,
 )
 from safar.runtime.audience_cache import AudienceCache, ProfileCache
 from safar.runtime.audience_jobs import (
     DONE,
+    GENERATIONS,
     REPAIR_PREFIX,
     RETIRED_PREFIX,
     Generation,
@@ -152,6 +156,9 @@ class _Batch:
     historic: set[Identifier] = field(default_factory=set)
     memberships: dict[str, Membership] = field(default_factory=dict)
     consents: dict[str, list[Consent]] = field(default_factory=lambda: defaultdict(list))
+    #: Customers arriving from another partition in this batch (ADR 12): evaluated in full,
+    #: with the memberships handed over with them.
+    arrivals: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -176,7 +183,14 @@ class _Touch:
 
 class AudienceProcessor:
     """Keeps one store's audiences current. One processor per store at a time for events;
-    timers are leased."""
+    timers are leased.
+
+    With a work feed (ADR 12) the work is shared out: one *coordinator* (``coordinator=True``,
+    in the process holding the stepper lease) gives new aggregates their generations, folds
+    their history, marks scans done and forwards membership changes; a processor per
+    partition (``partition=n``, in the partition's owner) handles the partition's feed
+    items, timers and scans.
+    """
 
     def __init__(
         self,
@@ -190,6 +204,9 @@ class AudienceProcessor:
         *,
         owner: str = "audiences",
         compile: Compile = audience_compile,
+        partition: int | None = None,
+        partitions: int = 1,
+        coordinator: bool = False,
     ) -> None:
         self._events = events
         self._profiles = profiles
@@ -210,7 +227,26 @@ class AudienceProcessor:
         self._cache = AudienceCache(store)
         self._profile_cache = ProfileCache(profiles)
         self._stamp: object = None
-        self.refresh()
+        #: The work-feed partition this processor keeps (None: every customer), of how many.
+        self.partition = partition
+        self._partitions = partitions
+        self._coordinator = coordinator
+        #: What a partition's commits expect of the coordinator's jobs (see :data:`GENERATIONS`).
+        self._expect: dict[str, str | None] = {}
+        #: The partition's cursor as last committed here (None: read it from the store).
+        self.position: int | None = None
+        #: Whether the last :meth:`run_partition` stopped at an item waiting for another
+        #: partition.
+        self.waiting = False
+        if not coordinator:
+            # A coordinator's refresh commits: it waits for the first batch, under the lease.
+            self.refresh()
+
+    def _mine(self, profile_id: str) -> bool:
+        """Whether this processor keeps the customer with this profile id."""
+        return (
+            self.partition is None or partition_of(profile_id, self._partitions) == self.partition
+        )
 
     # -- the catalog ------------------------------------------------------------------------
 
@@ -219,7 +255,8 @@ class AudienceProcessor:
         so do repairs requested since (:mod:`~safar.runtime.audience_jobs`)."""
         versions = self._catalog.all()
         requested = self._catalog.repairs()
-        stamp = ([(v.id, v.version, v.status) for v in versions], requested)
+        stored = self._store.progress() if self.partition is not None else None
+        stamp = ([(v.id, v.version, v.status) for v in versions], requested, _jobs_stamp(stored))
         if stamp == self._stamp:
             return
         segments, traits = live_definitions(versions)
@@ -227,9 +264,16 @@ class AudienceProcessor:
         self._aggregates = {k: c.aggregate for k, c in self.plan.aggregates.items()}
         self._names = {s.id: s.name for s in segments}
         self._stamp = stamp
+        if stored is not None:
+            self._take_jobs(segments, stored)
+            return
         self._jobs = Jobs()
         stored = self._store.progress()
-        cursor = self._store.processed_seq()
+        # A coordinator's generations start where the profile processor is: no partition can be
+        # past it, as nothing after it is published yet (ADR 12).
+        cursor = (
+            self._profiles.processed_seq() if self._coordinator else self._store.processed_seq()
+        )
         for key in self.plan.aggregates:
             held = Generation.decode(stored.get(f"fold:{key}"))
             if held is None:
@@ -247,7 +291,7 @@ class AudienceProcessor:
                 retired = Generation.decode(stored[name])
                 if retired is not None:
                     self._jobs.dirty[f"{RETIRED_PREFIX}{rest}"] = str(retired.refold + 1)
-            if kind == "scan" and rest not in self.plan.reads:
+            if kind == "scan" and rest.partition("#")[0] not in self.plan.reads:
                 self._jobs.dirty[name] = None
         for segment in segments:
             print_ = fingerprint(segment)
@@ -259,6 +303,42 @@ class AudienceProcessor:
         repairs = pending_repairs(requested, stored)
         if repairs:
             self._repair(repairs, cursor)
+        if self._coordinator:
+            self._coordinate(segments, stored)
+
+    def _coordinate(self, segments: Sequence[Segment], stored: Mapping[str, str]) -> None:
+        """Commit what a refresh changed at once, raising :data:`GENERATIONS` (before the
+        publisher goes past the new generations), and start every partition's scan of the
+        segments whose scan starts again."""
+        for segment in segments:
+            print_, position = self._jobs.scans[segment.id]
+            if position == "" and self._jobs.scan_name(segment.id) in self._jobs.dirty:
+                for n in range(self._partitions):
+                    self._jobs.dirty[f"scan:{segment.id}#{n}"] = f"{print_}:"
+        self._jobs.dirty[GENERATIONS] = str(int(stored.get(GENERATIONS) or 0) + 1)
+        self._commit(_Batch(now=self._clock.now_ms(), update=AudienceUpdate()))
+
+    def _take_jobs(self, segments: Sequence[Segment], stored: Mapping[str, str]) -> None:
+        """A partition's jobs, as the coordinator and this partition's earlier owners left them:
+        the generations the coordinator gave (an aggregate without one is not folded yet), and
+        the partition's scans."""
+        jobs = Jobs(scan_suffix=f"#{self.partition}")
+        for key in self.plan.aggregates:
+            held = Generation.decode(stored.get(f"fold:{key}"))
+            if held is not None:
+                jobs.keep_fold(key, held)
+        for segment in segments:
+            print_ = fingerprint(segment)
+            held_print, _, position = (stored.get(jobs.scan_name(segment.id)) or "").partition(":")
+            if held_print == print_:
+                jobs.scans[segment.id] = (print_, position)
+            else:
+                jobs.set_scan(segment.id, print_, "")
+        self._jobs = jobs
+        self._expect = {GENERATIONS: stored.get(GENERATIONS)}
+        # Histories completed, generations changed: what is cached may be stale.
+        self._cache.forget()
+        self._profile_cache.forget()
 
     def _repair(self, repairs: Mapping[str, int], cursor: int) -> None:
         """Start the repairs requested (audience id -> requests counted); those of audiences no
@@ -275,9 +355,8 @@ class AudienceProcessor:
     @property
     def busy(self) -> bool:
         """Whether background jobs (history folds, segment scans) have work left."""
-        return any(not self._jobs.complete(k) for k in self._jobs.folds) or any(
-            pos != DONE for _, pos in self._jobs.scans.values()
-        )
+        folding = self.partition is None and any(not h.complete for h in self._jobs.folds.values())
+        return folding or any(pos != DONE for _, pos in self._jobs.scans.values())
 
     def _allowed(self, profile_id: str) -> set[str]:
         """Segments kept current for this customer: those evaluated for everyone, and those
@@ -303,6 +382,7 @@ class AudienceProcessor:
             self._cache.forget()
             self._profile_cache.forget()
             self._stamp = None
+            self.position = None
             raise
 
     # -- events -----------------------------------------------------------------------------
@@ -321,11 +401,52 @@ class AudienceProcessor:
         update = AudienceUpdate(after_seq=after, processed_seq=events[-1].seq)
         batch = _Batch(now=now, update=update)
         if self.plan.reads or self.plan.aggregates:
-            self._handle(batch, events, after)
+            self._handle(batch, events, after, events[-1].seq)
         self._commit(batch)
         return len(events)
 
-    def _handle(self, batch: _Batch, events: Sequence[Event], after: int) -> None:
+    def run_partition(self, feed: WorkFeed, max_items: int = DEFAULT_BATCH) -> int:
+        """Handle the partition's next feed items (ADR 12); returns how many (0: nothing to do,
+        or only items waiting for another partition, see :attr:`waiting`).
+
+        A customer the profile processor has since moved to another partition (a merge after
+        the item was published) only has the event folded here: the other partition evaluates
+        them in full at the item that waits for this one's handover, which re-files their
+        memberships there."""
+        with self._guard():
+            return self._run_partition(feed, max_items)
+
+    def _run_partition(self, feed: WorkFeed, max_items: int) -> int:
+        assert self.partition is not None, "run_partition needs a partition"
+        after = self.position
+        if after is None:
+            after = self.position = self._store.processed_seq(self.partition)
+        batches = feed.read(self.partition, after, max_items)
+        items, upto = take_ready(batches, self._store.processed_seq)
+        self.waiting = upto <= after and bool(batches)
+        if upto <= after:
+            return 0
+        update = AudienceUpdate(after_seq=after, processed_seq=upto)
+        batch = _Batch(now=self._clock.now_ms(), update=update)
+        for item in items:
+            if item.handover is not None:
+                for pid in (item.profile_id, *item.moves):
+                    update.moves[pid] = item.handover
+            if item.waits:
+                batch.arrivals.add(item.profile_id)
+        if update.moves or batch.arrivals:
+            # A customer leaving or arriving: what is cached of them may be another
+            # partition's state now.
+            self._cache.forget()
+            self._profile_cache.forget()
+        if self.plan.reads or self.plan.aggregates:
+            events = self._events.get([item.seq for item in items if not item.is_handover])
+            self._handle(batch, events, after, upto)
+        self._commit(batch)
+        self.position = upto
+        return len(items)
+
+    def _handle(self, batch: _Batch, events: Sequence[Event], after: int, upto: int) -> None:
         # What happened to each identifier events name first (in order of first mention), and
         # the events that feed aggregates, to fold once the customers' folds are loaded.
         by_head: dict[Identifier, _Touch] = {}
@@ -351,7 +472,7 @@ class AudienceProcessor:
                 touch.consent = True
         # Customers who gained or lost identifiers by merges and moves, with or without an
         # event of their own here, are evaluated in full.
-        reshaped = self._profiles.reshaped(after, events[-1].seq)
+        reshaped = self._profiles.reshaped(after, upto)
         if not by_head and not reshaped:
             return
         dirty = [head for head, touch in by_head.items() if touch.traits or touch.identifiers]
@@ -359,12 +480,19 @@ class AudienceProcessor:
         profiles = self._profile_cache.find_many(by_head.keys())
         revisit = self._revisit(batch, reshaped) if self.plan.reads else []
         touches: dict[str, _Touch | None] = {pid: None for pid in revisit}
+        # Customers now kept by another partition: their events here are folded, not evaluated.
+        away: dict[str, Profile] = {}
         for head, touch in by_head.items():
             profile = profiles.get(head)
             if profile is None:
                 continue
+            if not self._mine(profile.id):
+                away[profile.id] = profile
+                continue
             batch.profiles[profile.id] = profile
-            if profile.id not in touches:
+            if profile.id in batch.arrivals:
+                touches[profile.id] = None
+            elif profile.id not in touches:
                 touches[profile.id] = touch
                 continue
             held = touches[profile.id]
@@ -375,10 +503,12 @@ class AudienceProcessor:
         for pid in self._cache.memberships(quiet).keys() if quiet else ():
             del touches[pid]
         self._load(batch, [batch.profiles[pid] for pid in touches])
+        self._load_folds(batch, away.values())
         for event, head, fed in feeding:
             # Only into folds loaded above (the customer's): a fold not loaded would replace
             # the stored one.
-            if head in profiles and profiles[head].id in touches:
+            found = profiles.get(head)
+            if found is not None and (found.id in touches or found.id in away):
                 self._fold(batch, head, event, fed)
         for pid, changed in touches.items():
             self._evaluate(batch, batch.profiles[pid], changed)
@@ -389,19 +519,32 @@ class AudienceProcessor:
             return []
         return self._current(batch, self._cache.memberships(profile_ids).values())
 
-    def _current(self, batch: _Batch, memberships: Iterable[Membership]) -> list[str]:
+    def _current(
+        self, batch: _Batch, memberships: Iterable[Membership], *, filed_here: bool = False
+    ) -> list[str]:
         """Put the current profiles of these memberships' customers (found by their
         identifiers) into the batch and return their ids. A membership whose identifier now
         belongs to no profile, or to another one (merged into it, or moved there), is deleted:
-        the current profile is evaluated in its place."""
+        the current profile is evaluated in its place.
+
+        A partition (ADR 12) acts only on its own: it evaluates current profiles it keeps,
+        and deletes a membership it keeps (``filed_here``: known to be filed under it), except
+        one merged into a customer of another partition, which the handover re-files there."""
         held = list(memberships)
         current = self._profiles.find_many({m.identifier for m in held})
         found = []
         for membership in held:
             profile = current.get(membership.identifier)
+            keeps = profile is not None and self._mine(profile.id)
             if profile is None or profile.id != membership.profile_id:
-                batch.update.deleted.append(membership.profile_id)
-            if profile is not None:
+                handed_over = (
+                    profile is not None
+                    and not keeps
+                    and membership.profile_id in profile.merged_from
+                )
+                if (filed_here or self._mine(membership.profile_id)) and not handed_over:
+                    batch.update.deleted.append(membership.profile_id)
+            if profile is not None and keeps:
                 batch.profiles[profile.id] = profile
                 found.append(profile.id)
         return found
@@ -413,7 +556,13 @@ class AudienceProcessor:
             return []
         payload: dict[str, Any] | None = None
         fed: list[tuple[str, Any]] = []
+        generations = self._jobs.generations()
         for compiled in candidates:
+            # Up to its generation an aggregate's events are the history job's (and one without
+            # a generation yet is not folded: the coordinator has not started it).
+            generation = generations.get(compiled.key)
+            if generation is None or event.seq <= generation:
+                continue
             aggregate = compiled.aggregate
             if not ag.alive(aggregate, event.timestamp, now):
                 continue
@@ -438,18 +587,30 @@ class AudienceProcessor:
                 batch.changed.add(head)
 
     def _load(self, batch: _Batch, profiles: Iterable[Profile]) -> None:
-        identifiers: set[Identifier] = set()
+        """The folds, memberships and (when read) consents of customers to evaluate. A
+        partition leaves out the memberships of profiles merged in from another partition until
+        they arrive with the customer (ADR 12)."""
         pids: set[str] = set()
-        for profile in profiles:
+        listed = list(profiles)
+        for profile in listed:
             pids.add(profile.id)
-            pids.update(profile.merged_from)
-            for kind, values in profile.identifiers.items():
-                identifiers.update([(kind, value) for value in values])
-        batch.folds.update(self._cache.folds(identifiers))
+            if self.partition is None or profile.id in batch.arrivals:
+                pids.update(profile.merged_from)
+            else:
+                pids.update(old for old in profile.merged_from if self._mine(old))
+        self._load_folds(batch, listed)
         batch.memberships.update(self._cache.memberships(pids))
         if any(reads.consent for reads in self.plan.reads.values()):
             for choice in self._delivery.consents(pids):
                 batch.consents[choice.profile_id].append(choice)
+
+    def _load_folds(self, batch: _Batch, profiles: Iterable[Profile]) -> None:
+        identifiers: set[Identifier] = set()
+        for profile in profiles:
+            for kind, values in profile.identifiers.items():
+                identifiers.update([(kind, value) for value in values])
+        if identifiers:
+            batch.folds.update(self._cache.folds(identifiers))
 
     # -- evaluating -------------------------------------------------------------------------
 
@@ -534,8 +695,9 @@ class AudienceProcessor:
 
     def _commit(self, batch: _Batch) -> None:
         update = batch.update
-        current = {self._jobs.storage_key(k): k for k in self.plan.aggregates}
-        current.update({self._jobs.history_key(k): k for k in self.plan.aggregates})
+        kept = [k for k in self.plan.aggregates if k in self._jobs.folds]
+        current = {self._jobs.storage_key(k): k for k in kept}
+        current.update({self._jobs.history_key(k): k for k in kept})
         remembered: dict[Identifier, dict[str, Fold]] = {}
         for identifier in batch.changed | batch.historic:
             # The live and the history part, each rewritten only if the batch changed it.
@@ -557,6 +719,9 @@ class AudienceProcessor:
             remembered[identifier] = {**parts[False], **parts[True]}
         update.progress = self._jobs.take()
         update.fence = self.fence
+        if self.partition is not None:
+            update.partition = self.partition
+            update.expect = dict(self._expect)
         self._store.commit(update)
         self._cache.committed(remembered, batch.memberships.values(), update.deleted)
 
@@ -569,11 +734,11 @@ class AudienceProcessor:
 
     def _run_timers(self, limit: int) -> int:
         now = self._clock.now_ms()
-        claimed = self._store.claim_due(now, limit, self._owner, LEASE_MS)
+        claimed = self._store.claim_due(now, limit, self._owner, LEASE_MS, self.partition)
         if not claimed:
             return 0
         batch = _Batch(now=now, update=AudienceUpdate())
-        self._current(batch, claimed)
+        self._current(batch, claimed, filed_here=True)
         self._load(batch, batch.profiles.values())
         for profile in batch.profiles.values():
             self._evaluate(batch, profile, None, store=True)
@@ -593,8 +758,10 @@ class AudienceProcessor:
             return self._run_jobs()
 
     def _run_jobs(self) -> int:
-        if any(not held.complete for held in self._jobs.folds.values()):
+        if self.partition is None and any(not h.complete for h in self._jobs.folds.values()):
             return self._fold_histories()
+        if self._coordinator:
+            return self._mark_scans()
         for segment in self.plan.segments:
             print_, position = self._jobs.scans[segment.id]
             if position == DONE:
@@ -609,6 +776,23 @@ class AudienceProcessor:
         if not all(self._jobs.complete(k) for k in reads.keys(self.plan.traits)):
             return False
         return all(self._jobs.scans.get(m, ("", DONE))[1] == DONE for m in reads.members)
+
+    def _mark_scans(self) -> int:
+        """Mark done the scans every partition has finished; returns how many."""
+        waiting = [s.id for s in self.plan.segments if self._jobs.scans[s.id][1] != DONE]
+        if not waiting:
+            return 0
+        stored = self._store.progress()
+        marked = 0
+        for segment_id in waiting:
+            print_, _ = self._jobs.scans[segment_id]
+            done = f"{print_}:{DONE}"
+            if all(stored.get(f"scan:{segment_id}#{n}") == done for n in range(self._partitions)):
+                self._jobs.set_scan(segment_id, print_, DONE)
+                marked += 1
+        if marked:
+            self._commit(_Batch(now=self._clock.now_ms(), update=AudienceUpdate()))
+        return marked
 
     def _fold_histories(self) -> int:
         """One page of the log folded into every aggregate whose history is still being folded
@@ -674,8 +858,10 @@ class AudienceProcessor:
         self._jobs.set_scan(segment_id, print_, last)
         end = len(profiles) < SCAN_PAGE
         for profile in profiles:
-            batch.profiles[profile.id] = profile
-        strays = self._strays(segment_id, position, None if end else last, batch.profiles)
+            if self._mine(profile.id):
+                batch.profiles[profile.id] = profile
+        scanned = {profile.id for profile in profiles}
+        strays = self._strays(segment_id, position, None if end else last, scanned)
         if strays:
             self._current(batch, strays)
         if batch.profiles:
@@ -699,7 +885,7 @@ class AudienceProcessor:
             for membership in page:
                 if upto is not None and membership.profile_id > upto:
                     return found
-                if membership.profile_id not in scanned:
+                if membership.profile_id not in scanned and self._mine(membership.profile_id):
                     found.append(membership)
             if len(page) < SCAN_PAGE:
                 break
@@ -718,7 +904,10 @@ class AudienceProcessor:
         return len(pending)
 
     def step(self) -> int:
-        """One turn: events, due timers, a page of background work, forwarding."""
+        """One turn: events, due timers, a page of background work, forwarding. A coordinator's:
+        a page of background work and forwarding (partitions do the rest)."""
+        if self._coordinator:
+            return self.run_jobs() + self.forward()
         done = self.run_events()
         done += self.run_timers()
         if not done:
@@ -751,6 +940,19 @@ def complete_folds(progress: Mapping[str, str], keys: Iterable[str]) -> dict[str
     history is complete (as :meth:`AudienceStore.progress` says)."""
     held = {key: Generation.decode(progress.get(f"fold:{key}")) for key in keys}
     return complete_storage({key: g for key, g in held.items() if g is not None})
+
+
+def _jobs_stamp(progress: Mapping[str, str] | None) -> object:
+    """What a partition's jobs depend on in the coordinator's progress: the generations count
+    and which histories are complete (None when not read)."""
+    if progress is None:
+        return None
+    complete = sorted(
+        name
+        for name, value in progress.items()
+        if name.startswith("fold:") and (held := Generation.decode(value)) and held.complete
+    )
+    return progress.get(GENERATIONS), complete
 
 
 def _identifier(profile: Profile) -> Identifier:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -45,7 +45,7 @@ from safar.model.runs import (
     TimerFired,
     WebhookReply,
 )
-from safar.model.work import WorkBatch, WorkItem
+from safar.model.work import WorkItem, take_ready
 from safar.ports import (
     Clock,
     EventLog,
@@ -152,7 +152,11 @@ class JourneyRuntime:
         return len(events)
 
     def run_partitions(
-        self, feed: WorkFeed, held: Mapping[int, Fence | None], max_items: int = DEFAULT_BATCH
+        self,
+        feed: WorkFeed,
+        held: Mapping[int, Fence | None],
+        max_items: int = DEFAULT_BATCH,
+        limits: Mapping[int, int] | None = None,
     ) -> int:
         """Handle the next feed batch of every partition in ``held`` (partition -> the fence of
         its lease, None when running alone; ADR 12) in one turn: one read of the feed, one of
@@ -164,8 +168,11 @@ class JourneyRuntime:
         stepped for the customer it was published for (``profile_id`` of its item, with the
         customer's current traits), so two partitions holding parts of one customer around a
         merge never touch the same rows; the handover that ends it moves them.
+
+        ``limits``: partition -> the position its items are stepped up to at most (the
+        partition's audience cursor, so journeys see the segments of the events they step).
         """
-        ready = self._read_ready(feed, held, max_items)
+        ready = self._read_ready(feed, held, max_items, limits or {})
         if not ready:
             return 0
         self._step_ready(ready)
@@ -178,7 +185,11 @@ class JourneyRuntime:
         return sum(max(len(items), 1) for items, _ in ready.values())
 
     def _read_ready(
-        self, feed: WorkFeed, held: Mapping[int, Fence | None], max_items: int
+        self,
+        feed: WorkFeed,
+        held: Mapping[int, Fence | None],
+        max_items: int,
+        limits: Mapping[int, int],
     ) -> dict[int, tuple[list[WorkItem], _Batch]]:
         """Partition -> its items ready to step (up to the first whose waits are not met) and
         the batch that will commit them, for the held partitions that have any; notes in
@@ -190,6 +201,9 @@ class JourneyRuntime:
         ready: dict[int, tuple[list[WorkItem], _Batch]] = {}
         for partition, batches in feed.read_many(after, max_items).items():
             items, upto = take_ready(batches, self._runs.processed_seq)
+            limit = limits.get(partition)
+            if limit is not None and upto > limit:
+                items, upto = [i for i in items if i.seq <= limit], limit
             if upto <= after[partition]:
                 self.waiting = self.waiting or bool(batches)
                 continue
@@ -587,26 +601,6 @@ def as_published(profile: Profile, profile_id: str) -> Profile:
         return profile
     merged = [profile.id, *(pid for pid in profile.merged_from if pid != profile_id)]
     return msgspec.structs.replace(profile, id=profile_id, merged_from=merged)
-
-
-def take_ready(
-    batches: Sequence[WorkBatch], processed_seq: Callable[[int], int]
-) -> tuple[list[WorkItem], int]:
-    """The items of ``batches`` up to the first whose waits are not met (another partition's
-    cursor, read with ``processed_seq``, below its seq), and the position they reach."""
-    items: list[WorkItem] = []
-    reached: dict[int, int] = {}
-    upto = 0
-    for batch in batches:
-        for item in batch.items:
-            for other in item.waits:
-                if other not in reached:
-                    reached[other] = processed_seq(other)
-                if reached[other] < item.seq:
-                    return items, item.seq - 1
-            items.append(item)
-        upto = batch.upto
-    return items, upto
 
 
 def _profile_ids(profiles: Iterable[Profile]) -> set[str]:

@@ -1,12 +1,16 @@
-"""Partition owners: the journeys of the work-feed partitions a process holds (ADR 12).
+"""Partition owners: the audiences and journeys of the work-feed partitions a process holds
+(ADR 12).
 
 With a work feed configured, the stepper (under its lease, one process at a time) folds events
-into profiles and audiences, runs schedules and publishes every event to its customer's
-partition; it no longer steps journeys. :class:`PartitionWorker` does, in as many processes as
-there are workers: it holds the partitions :class:`~safar.runtime.partitions.PartitionLeases`
-assigns it, and steps their next feed batches together (one read of the feed, the log, profiles
-and instances, and one commit for all of them, each partition's part carrying its fence), then
-the due timers of the partitions that have some. Workers joining, leaving or dying move
+into profiles, coordinates audiences (generations, history, forwarding), runs schedules and
+publishes every event to its customer's partition. :class:`PartitionWorker` does the rest, in as
+many processes as there are workers: it holds the partitions
+:class:`~safar.runtime.partitions.PartitionLeases` assigns it; for each it keeps audiences over
+the next feed items (:class:`~safar.runtime.partition_audiences.PartitionAudiences`), then steps
+journeys up to where audiences are, all partitions together (one read of the feed, the log,
+profiles and instances, and one commit for all of them, each partition's part carrying its
+fence); then the due timers of the partitions that have some, and, when idle, a page of the
+partitions' segment scans. Workers joining, leaving or dying move
 partitions between them within about a lease; the cursors and timers are the store's, so a
 partition continues where its last owner committed.
 """
@@ -19,7 +23,9 @@ from safar.config import Settings
 from safar.core.identity import IdentityRules
 from safar.model.leases import Fence
 from safar.ports import Clock, WorkFeed
+from safar.runtime.audiences import AudienceProcessor
 from safar.runtime.journeys import JourneyRuntime
+from safar.runtime.partition_audiences import PartitionAudiences
 from safar.runtime.partitions import PartitionLeases
 from safar.runtime.plans import PlanBook
 from safar.runtime.turns import attempt, run_turns
@@ -47,12 +53,27 @@ class PartitionWorker:
         self._feed = feed
         self.owner = owner
         self.reader = audience_reader(stores, clock)
+        rules = IdentityRules(settings.identity)
+        self.audiences = PartitionAudiences(
+            lambda partition: AudienceProcessor(
+                stores.events,
+                stores.profiles,
+                stores.delivery,
+                stores.audience_catalog,
+                stores.audiences,
+                rules,
+                clock,
+                owner=owner,
+                partition=partition,
+                partitions=feed.partitions,
+            )
+        )
         self.runtime = JourneyRuntime(
             stores.events,
             self.reader,
             stores.journeys,
             stores.runs,
-            IdentityRules(settings.identity),
+            rules,
             clock,
             plans=PlanBook(default_timezone=load_policy(settings).default_timezone),
             owner=owner,
@@ -70,6 +91,7 @@ class PartitionWorker:
         #: feed's ``published_seq`` read before that round (None: not read).
         self._caught_up: tuple[set[int], int | None] | None = None
         self._runs = stores.runs
+        self._memberships = stores.audiences
         self._clock = clock
         self.leases = PartitionLeases(
             stores.leases,
@@ -87,11 +109,16 @@ class PartitionWorker:
         done = self._step_feed(held)
         now = self._clock.now_ms()
         if held and now >= self._timers_at:
+            due_memberships = self._memberships.due_partitions(now, held)
+            done += self.audiences.run_timers(due_memberships)
             due = self._runs.due_partitions(now, held)
             for partition in sorted(due):
                 self.runtime.fence = held[partition]
                 done += self.runtime.run_timers(partition=partition)
-            self._timers_at = now if due else now + TIMER_POLL_MS
+            busy = due or due_memberships
+            self._timers_at = now if busy else now + TIMER_POLL_MS
+        if held and not done:
+            done += self.audiences.run_jobs()
         self._held = held
         return done
 
@@ -119,15 +146,18 @@ class PartitionWorker:
             before = self._feed.published_seq()
             if before == self._caught_up[1]:
                 return 0
-        done = self.runtime.run_partitions(self._feed, held)
+        done, cursors = self.audiences.run(self._feed, held)
+        done += self.runtime.run_partitions(self._feed, held, limits=cursors)
         # ``before`` was read ahead of the reads: anything published later moves it.
-        idle = done == 0 and not self.runtime.waiting
+        idle = done == 0 and not self.runtime.waiting and not self.audiences.waiting
         self._caught_up = (set(held), before) if idle else None
         return done
 
     def refresh(self) -> None:
-        """Re-read the journey catalog and forget cached audiences (after publishes)."""
+        """Re-read the journey and audience catalogs and forget cached audiences (after
+        publishes)."""
         self.runtime.refresh()
+        self.audiences.refresh()
         self.reader.invalidate()
 
     def run(self, stop: threading.Event, idle_wait: float = 0.01, refresh: float = 2.0) -> None:

@@ -3,9 +3,10 @@ installation.
 
 Two threads. The *stepper* folds new events into profiles, then into audiences, then steps
 journeys over them and over due timers, in turn (with a work feed configured it publishes the
-events to their customers' partitions instead of stepping journeys, ADR 12): these all write the
-state database, and taking turns in one thread keeps every batch's view consistent (journeys
-always see profiles and segments up to the events they handle). The *dispatcher* delivers the
+events to their customers' partitions instead, and only coordinates audiences: the partition
+owners keep audiences and step journeys, ADR 12): these all write the state database, and
+taking turns in one thread keeps every batch's view consistent (journeys always see profiles
+and segments up to the events they handle). The *dispatcher* delivers the
 outbox; it waits on networks (SMTP, SMS, webhooks), so it runs beside the stepper rather than
 holding it up.
 """
@@ -177,6 +178,8 @@ class Worker:
             IdentityRules(self._settings.identity),
             clock,
             owner=owner,
+            coordinator=self._feed is not None,
+            partitions=self._settings.bus.partitions,
         )
         self.publisher: FeedPublisher | None = None
         self.reader = audience_reader(stores, clock)
@@ -239,7 +242,6 @@ class Worker:
                     self._stores.profiles,
                     self._feed,
                     IdentityRules(self._settings.identity),
-                    behind=(self._stores.audiences.processed_seq,),
                     routes=self.profiler.routes,
                 )
             return self.publisher.run_once()

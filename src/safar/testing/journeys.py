@@ -39,6 +39,7 @@ from safar.runtime.audiences import AudienceProcessor
 from safar.runtime.catalog import publish
 from safar.runtime.dispatch import Dispatcher, Renderer
 from safar.runtime.journeys import JourneyRuntime
+from safar.runtime.partition_audiences import PartitionAudiences
 from safar.runtime.plans import PlanBook, cel_compile
 from safar.runtime.profiler import ProfileProcessor
 from safar.runtime.publisher import FeedPublisher
@@ -128,14 +129,24 @@ class JourneyHarness:
             self.clock,
             new_id=lambda: f"p{next(ids):06d}",
         )
-        self.audiences = AudienceProcessor(
-            self.stores.events,
-            self.stores.profiles,
-            self.stores.delivery,
-            self.stores.audience_catalog,
-            self.stores.audiences,
-            IdentityRules(rules),
-            self.clock,
+
+        def audiences(**role: Any) -> AudienceProcessor:
+            return AudienceProcessor(
+                self.stores.events,
+                self.stores.profiles,
+                self.stores.delivery,
+                self.stores.audience_catalog,
+                self.stores.audiences,
+                IdentityRules(rules),
+                self.clock,
+                **role,
+            )
+
+        #: Audiences: the processor of every customer, or with a work feed the coordinator
+        #: and (:attr:`partition_audiences`) a processor per partition (ADR 12).
+        self.audiences = audiences(coordinator=bool(partitions), partitions=partitions or 1)
+        self.partition_audiences = PartitionAudiences(
+            lambda n: audiences(partition=n, partitions=partitions)
         )
         #: Profiles with computed traits and segments, as journeys and the gate see them.
         self.reader = AudienceReader(
@@ -161,7 +172,6 @@ class JourneyHarness:
                 self.stores.profiles,
                 self.feed,
                 IdentityRules(rules),
-                behind=(self.stores.audiences.processed_seq,),
                 routes=self.profiler.routes,
             )
             if self.feed is not None
@@ -259,10 +269,18 @@ class JourneyHarness:
         if self.feed is None or self.publisher is None:
             return self.runtime.run_events() + self.runtime.run_timers()
         done = self.publisher.run_once()
-        # Every partition in one turn, as a worker holding them all steps them.
-        done += self.runtime.run_partitions(self.feed, dict.fromkeys(range(self.feed.partitions)))
+        # Every partition in one turn, as a worker holding them all steps them: audiences,
+        # then journeys up to where audiences are.
+        held = dict.fromkeys(range(self.feed.partitions))
+        self.partition_audiences.refresh()
+        handled, cursors = self.partition_audiences.run(self.feed, held)
+        done += handled
+        done += self.runtime.run_partitions(self.feed, held, limits=cursors)
+        done += self.partition_audiences.run_timers(held)
         for partition in range(self.feed.partitions):
             done += self.runtime.run_timers(partition=partition)
+        if not done:
+            done += self.partition_audiences.run_jobs()
         return done
 
     def advance(self, *, ms: int = 0, hours: float = 0, days: float = 0) -> None:

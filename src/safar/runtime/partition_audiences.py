@@ -1,0 +1,75 @@
+"""The audience processors of the work-feed partitions one owner holds (ADR 12).
+
+A partition's owner keeps its audiences before stepping its journeys, over the same feed: one
+:class:`~safar.runtime.audiences.AudienceProcessor` per partition held, each with its own
+cursor, caches and scans. A processor is built afresh when its partition comes back at another
+lease epoch (another owner held it meanwhile, so what it cached is stale) and dropped with the
+partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+
+from safar.model.leases import Fence
+from safar.ports import WorkFeed
+from safar.runtime.audiences import AudienceProcessor
+
+
+class PartitionAudiences:
+    """One audience processor per partition held (see the module docstring)."""
+
+    def __init__(self, build: Callable[[int], AudienceProcessor]) -> None:
+        """``build(n)``: a new processor for partition ``n``."""
+        self._build = build
+        #: Partition -> (the lease epoch it was built at, its processor).
+        self._held: dict[int, tuple[int | None, AudienceProcessor]] = {}
+
+    def hold(self, held: Mapping[int, Fence | None]) -> dict[int, AudienceProcessor]:
+        """The processors of the partitions ``held`` (partition -> its fence, None when
+        running alone), each working under its fence."""
+        for partition in set(self._held) - held.keys():
+            del self._held[partition]
+        found: dict[int, AudienceProcessor] = {}
+        for partition, fence in sorted(held.items()):
+            epoch = None if fence is None else fence.epoch
+            known = self._held.get(partition)
+            if known is None or known[0] != epoch:
+                known = self._held[partition] = (epoch, self._build(partition))
+            known[1].fence = fence
+            found[partition] = known[1]
+        return found
+
+    def run(self, feed: WorkFeed, held: Mapping[int, Fence | None]) -> tuple[int, dict[int, int]]:
+        """Each held partition's next feed items: how many were handled, and partition -> its
+        audience cursor now (journeys step no further, so they see the segments of the events
+        they step)."""
+        done = 0
+        cursors: dict[int, int] = {}
+        for partition, processor in self.hold(held).items():
+            done += processor.run_partition(feed)
+            assert processor.position is not None  # read or committed by run_partition
+            cursors[partition] = processor.position
+        return done, cursors
+
+    @property
+    def waiting(self) -> bool:
+        """Whether some partition's last run stopped at an item waiting for another one."""
+        return any(processor.waiting for _, processor in self._held.values())
+
+    def run_timers(self, due: Collection[int]) -> int:
+        """Due membership timers of these held partitions."""
+        return sum(
+            processor.run_timers()
+            for partition, (_, processor) in sorted(self._held.items())
+            if partition in due
+        )
+
+    def run_jobs(self) -> int:
+        """A page of background work (a scan) for each held partition that has some."""
+        return sum(processor.run_jobs() for _, (_, processor) in sorted(self._held.items()))
+
+    def refresh(self) -> None:
+        """Re-read the catalog and the coordinator's jobs (after publishes)."""
+        for _, processor in self._held.values():
+            processor.refresh()
