@@ -167,6 +167,9 @@ def _parser() -> argparse.ArgumentParser:
         "--owners", default="0,1,2", help="partition owners per run, comma-separated (0: none)"
     )
     parts.add_argument("--repeat", type=int, default=1, help="turns; each reports its median")
+    parts.add_argument(
+        "--audiences", action="store_true", help="with segments and computed traits kept current"
+    )
     parts.add_argument("--json", action="store_true", help="print the result as JSON")
     parts.set_defaults(run=_bench_partitions)
     cel = bench_sub.add_parser("cel", parents=[common], help="CEL conditions against peers")
@@ -403,6 +406,7 @@ def _bench_partitions(args: argparse.Namespace, settings: Settings) -> int:
         owners=owners,
         repeat=args.repeat,
         as_json=args.json,
+        audiences=args.audiences,
     )
 
 

@@ -6,10 +6,15 @@ journey's entries and goal exits) with 0, 1 and 2 partition owners, each a proce
 - ``N``: the stepper folds profiles and audiences and publishes to a feed of
   :data:`PARTITIONS` partitions; N partition owners step the journeys.
 
+With ``audiences``, :data:`AUDIENCES` (segments and computed traits over the same events) are
+published too and kept current per event: by the stepper without a feed, by the partition
+owners with one (ADR 12, decision 8).
+
 Every run has its own scratch schema and stream, the same preloaded events and the journey
 published; the processes start, open their stores and wait, and the clock starts when they are
 told to go. A run ends when every event has gone through journeys: the stepper's cursor for
-``0``; for ``N``, the feed published to the end and every partition read to its end.
+``0``; for ``N``, the feed published to the end and every partition read to its end; with
+``audiences``, also once every segment has been evaluated for everyone.
 """
 
 from __future__ import annotations
@@ -38,6 +43,19 @@ from safar.config import Settings, load_settings
 from safar.testing.nats import delete_streams_at
 
 PARTITIONS = 8
+#: Definitions ``audiences`` publishes: every event of the stream feeds or is read by some.
+#: Windows are long, so events stamped at ``T0`` (2026-11-18) stay inside them for months.
+AUDIENCES = (
+    "{id: views_90d, compute: {event: Product Viewed, within: 90d}}",
+    "{id: spend, compute: {event: Order Completed, kind: sum, value: properties.total}}",
+    "{id: last_product, compute: {event: Product Added, kind: last, value: properties.name}}",
+    "{id: browsers, name: Browsers, where: {performed: Product Viewed, at_least: 2, within: 90d}}",
+    "{id: carted, name: Carted, where: {performed: Product Added, within: 60d,"
+    " where: event.properties.price >= 20}}",
+    "{id: buyers, name: Buyers, where: {performed: Order Completed}}",
+    "{id: big, name: Big spenders, where: {trait: spend, gte: 50}}",
+    "{id: reachable, name: Reachable, where: {all: [{identifier: email}, {trait: vip, eq: true}]}}",
+)
 #: How often the main process checks whether a run is done, and when it gives up.
 POLL_S = 0.05
 GIVE_UP_S = 1800
@@ -51,6 +69,7 @@ def run_partitions_bench(
     owners: tuple[int, ...] = (0, 1, 2),
     repeat: int = 1,
     as_json: bool = False,
+    audiences: bool = False,
 ) -> int:
     """Measure each configuration in ``owners`` and print the results (see the module). With
     ``repeat``, the configurations take turns that many times, and each reports its median
@@ -65,7 +84,7 @@ def run_partitions_bench(
         runs: dict[int, list[dict[str, Any]]] = {n: [] for n in owners}
         for _ in range(repeat):
             for n in owners:
-                runs[n].append(_run(postgres, nats, customers, n))
+                runs[n].append(_run(postgres, nats, customers, n, audiences))
     finally:
         if server is not None:
             server.remove()
@@ -80,9 +99,11 @@ def run_partitions_bench(
         if base is not None:
             result["vs_one_stepper"] = result["events_per_s"] / base["events_per_s"]
     if as_json:
-        print(msgspec.json.encode({"customers": customers, "runs": results}).decode())
+        document = {"customers": customers, "audiences": audiences, "runs": results}
+        print(msgspec.json.encode(document).decode())
         return 0
-    print(f"partitioned journeys, {customers:,} customers, {PARTITIONS} partitions, phase A")
+    kept = f", {len(AUDIENCES)} audience definitions" if audiences else ""
+    print(f"partitioned journeys, {customers:,} customers, {PARTITIONS} partitions, phase A{kept}")
     for r in results:
         ratio = f"  ×{r['vs_one_stepper']:.2f}" if "vs_one_stepper" in r else ""
         label = "one stepper (no feed)" if r["owners"] == 0 else f"{r['owners']} partition owner(s)"
@@ -96,9 +117,11 @@ def run_partitions_bench(
     return 0
 
 
-def _run(postgres: str, nats: str, customers: int, owners: int) -> dict[str, Any]:
+def _run(postgres: str, nats: str, customers: int, owners: int, audiences: bool) -> dict[str, Any]:
     from safar.clock import SystemClock
-    from safar.definitions import parse_journey
+    from safar.definitions import parse_audience, parse_journey
+    from safar.runtime import audience_catalog
+    from safar.runtime.audiences import live_definitions
     from safar.runtime.catalog import publish
     from safar.stores.bundle import open_feed, open_stores
 
@@ -107,6 +130,11 @@ def _run(postgres: str, nats: str, customers: int, owners: int) -> dict[str, Any
         with open_stores(settings, SystemClock()) as stores:
             journey = parse_journey(JOURNEY.read_text(encoding="utf-8"), str(JOURNEY))
             publish(stores.journeys, journey, SystemClock().now_ms())
+            for text in AUDIENCES if audiences else ():
+                definition = parse_audience(text)
+                audience_catalog.publish(
+                    stores.audience_catalog, definition, SystemClock().now_ms()
+                )
             batch = []
             for event in event_stream(customers):
                 batch.append(event)
@@ -136,13 +164,15 @@ def _run(postgres: str, nats: str, customers: int, owners: int) -> dict[str, Any
                 started = time.perf_counter()
                 go.set()
                 published = None
-                while not _done(stores, feed, last):
+                while not _done(stores, feed, last) or (audiences and not _ready(stores)):
                     if time.perf_counter() - started > GIVE_UP_S:
                         raise RuntimeError(f"{owners} owner(s): not done after {GIVE_UP_S} s")
                     if published is None and feed is not None and feed.published_seq() >= last:
                         published = time.perf_counter() - started
                     time.sleep(POLL_S)
                 seconds = time.perf_counter() - started
+                segments, _ = live_definitions(stores.audience_catalog.all())
+                members = {s.id: stores.audiences.count(s.id) for s in segments}
                 if feed is not None:
                     feed.close()
                     delete_streams_at(nats, [settings.bus.stream])
@@ -163,6 +193,8 @@ def _run(postgres: str, nats: str, customers: int, owners: int) -> dict[str, Any
         "published_s": published if published is not None else seconds,
         # CPU seconds each process used from the start signal to the end of the run.
         "cpu_s": cpu,
+        # Segment -> its members at the end (with ``audiences``): the same in every run.
+        "members": members,
     }
 
 
@@ -188,6 +220,15 @@ def _done(stores: Any, feed: Any, last: int) -> bool:
     if feed.published_seq() < last:
         return False
     return all(not feed.read(p, stores.runs.processed_seq(p), 1) for p in range(feed.partitions))
+
+
+def _ready(stores: Any) -> bool:
+    """Whether every segment has been evaluated for every customer (``scan:<id>`` done)."""
+    from safar.runtime.audiences import live_definitions
+
+    progress = stores.audiences.progress()
+    segments, _ = live_definitions(stores.audience_catalog.all())
+    return all(progress.get(f"scan:{s.id}", "").endswith(":done") for s in segments)
 
 
 def _cpu() -> float:

@@ -109,6 +109,9 @@ HISTORY_PAGE = 20_000
 #: Customers evaluated per page when a segment is evaluated for everyone.
 SCAN_PAGE = 1000
 FORWARD_PAGE = 1000
+#: Under sustained load, a page of background work at least this often (else only when idle):
+#: a new segment becomes ready while events keep coming.
+JOBS_EVERY_MS = 1000
 
 
 def audience_compile(source: str, names: tuple[str, ...]) -> Predicate:
@@ -238,6 +241,8 @@ class AudienceProcessor:
         #: Whether the last :meth:`run_partition` stopped at an item waiting for another
         #: partition.
         self.waiting = False
+        #: When background work is due even if there are events to handle.
+        self._jobs_at = 0
         if not coordinator:
             # A coordinator's refresh commits: it waits for the first batch, under the lease.
             self.refresh()
@@ -757,6 +762,15 @@ class AudienceProcessor:
         with self._guard():
             return self._run_jobs()
 
+    def run_background(self, idle: bool) -> int:
+        """:meth:`run_jobs` when ``idle`` (nothing else was done), and otherwise at least every
+        :data:`JOBS_EVERY_MS`, so that background work is not starved by a steady load."""
+        now = self._clock.now_ms()
+        if not idle and now < self._jobs_at:
+            return 0
+        self._jobs_at = now + JOBS_EVERY_MS
+        return self.run_jobs()
+
     def _run_jobs(self) -> int:
         if self.partition is None and any(not h.complete for h in self._jobs.folds.values()):
             return self._fold_histories()
@@ -910,8 +924,7 @@ class AudienceProcessor:
             return self.run_jobs() + self.forward()
         done = self.run_events()
         done += self.run_timers()
-        if not done:
-            done += self.run_jobs()
+        done += self.run_background(idle=not done)
         done += self.forward()
         return done
 

@@ -65,9 +65,13 @@ class PartitionAudiences:
             if partition in due
         )
 
-    def run_jobs(self) -> int:
-        """A page of background work (a scan) for each held partition that has some."""
-        return sum(processor.run_jobs() for _, (_, processor) in sorted(self._held.items()))
+    def run_jobs(self, idle: bool = True) -> int:
+        """A page of background work (a scan) for each held partition that has some, when
+        ``idle`` and otherwise now and then (see
+        :meth:`~safar.runtime.audiences.AudienceProcessor.run_background`)."""
+        return sum(
+            processor.run_background(idle) for _, (_, processor) in sorted(self._held.items())
+        )
 
     def refresh(self) -> None:
         """Re-read the catalog and the coordinator's jobs (after publishes)."""

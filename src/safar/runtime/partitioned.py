@@ -117,8 +117,8 @@ class PartitionWorker:
                 done += self.runtime.run_timers(partition=partition)
             busy = due or due_memberships
             self._timers_at = now if busy else now + TIMER_POLL_MS
-        if held and not done:
-            done += self.audiences.run_jobs()
+        if held:
+            done += self.audiences.run_jobs(idle=not done)
         self._held = held
         return done
 
