@@ -14,14 +14,20 @@ from tests.services import unavailable
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-def test_the_partitions_bench_runs_each_configuration_to_the_end(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+@pytest.fixture
+def services() -> tuple[str, str]:
+    """PostgreSQL's and NATS's URLs."""
     try:
-        pg, nats = postgres_url(), nats_url()
+        return postgres_url(), nats_url()
     except ServiceUnavailable as exc:
         unavailable(str(exc))
         raise
+
+
+def test_the_partitions_bench_runs_each_configuration_to_the_end(
+    capsys: pytest.CaptureFixture[str], services: tuple[str, str]
+) -> None:
+    pg, nats = services
     code = main(
         [
             "bench",
@@ -46,13 +52,9 @@ def test_the_partitions_bench_runs_each_configuration_to_the_end(
 
 
 def test_with_audiences_every_configuration_ends_with_the_same_members(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], services: tuple[str, str]
 ) -> None:
-    try:
-        pg, nats = postgres_url(), nats_url()
-    except ServiceUnavailable as exc:
-        unavailable(str(exc))
-        raise
+    pg, nats = services
     arguments = ["bench", "partitions", "--postgres", pg, "--nats", nats, "--customers", "60"]
     code = main([*arguments, "--owners", "0,2", "--audiences", "--json"])
     assert code == 0
