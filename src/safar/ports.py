@@ -551,6 +551,11 @@ class AudienceStore(Protocol):
         """Store one batch's changes atomically (see the class)."""
         ...
 
+    def commit_all(self, updates: Sequence[AudienceUpdate]) -> None:
+        """:meth:`commit` each update, in order, in one transaction: if any check fails,
+        nothing of any of them is stored."""
+        ...
+
     def pending_emits(self, limit: int) -> list[Event]:
         """Up to ``limit`` membership-change events not yet forwarded, in commit order."""
         ...

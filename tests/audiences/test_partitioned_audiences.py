@@ -63,19 +63,17 @@ def test_a_batch_read_before_a_new_generation_is_refused_then_redone() -> None:
         h.identify(user, {})
     assert h.feed is not None
     held = dict.fromkeys(range(PARTITIONS))
-    processors = h.partition_audiences.hold(held)
+    h.partition_audiences.hold(held)
     for user in USERS:
         order(h, user)
     # The coordinator gives the aggregate a generation after the partitions read their jobs:
     # a batch they computed without it would miss these orders for good.
     publish_only(h, ORDERS)
-    busy = [
-        n
-        for n in range(PARTITIONS)
-        if any(partition_of(h.profile(u).id, PARTITIONS) == n for u in USERS)
-    ]
+    before = [h.stores.audiences.processed_seq(n) for n in range(PARTITIONS)]
     with pytest.raises(StoreError, match="generations"):
-        processors[busy[0]].run_partition(h.feed)
+        h.partition_audiences.run(h.feed, held)
+    # Nothing of the refused round is stored.
+    assert [h.stores.audiences.processed_seq(n) for n in range(PARTITIONS)] == before
     h.run()
     h.reader.invalidate()
     assert {user: orders_of(h, user) for user in USERS} == dict.fromkeys(USERS, 1)

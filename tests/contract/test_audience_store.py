@@ -779,3 +779,54 @@ def test_partitions_jobs_and_history_folds_outlive_the_process(
     again.commit(AudienceUpdate(expect={"scan:vip": None, "fold:ag_a": "1:0"}))
     with pytest.raises(StoreError):
         again.commit(AudienceUpdate(after_seq=0, processed_seq=9, partition=5))
+
+
+def test_commit_all_stores_every_update_in_order(audiences: AudienceStores) -> None:
+    store = audiences.store
+    store.commit(AudienceUpdate(after_seq=0, processed_seq=3, partition=2))
+    store.commit_all(
+        [
+            AudienceUpdate(
+                after_seq=0, processed_seq=5, partition=1, memberships=[membership("p1", "vip")]
+            ),
+            AudienceUpdate(
+                after_seq=3,
+                processed_seq=7,
+                partition=2,
+                folds={("user_id", "u-p2"): {"orders@0": Fold(n=2)}},
+                emits=[emitted("m1", "p2")],
+            ),
+            # A later update may build on an earlier one's cursor.
+            AudienceUpdate(after_seq=5, processed_seq=6, partition=1, expect={"jobs": None}),
+        ]
+    )
+    assert (store.processed_seq(1), store.processed_seq(2)) == (6, 7)
+    assert profile_ids(store.members("vip", "", 10)) == ["p1"]
+    assert store.folds([("user_id", "u-p2")]) == {("user_id", "u-p2"): {"orders@0": Fold(n=2)}}
+    assert [e.message_id for e in store.pending_emits(10)] == ["m1"]
+
+
+def test_commit_all_stores_nothing_when_one_update_is_refused(audiences: AudienceStores) -> None:
+    store = audiences.store
+    store.commit(AudienceUpdate(after_seq=0, processed_seq=3, partition=2))
+    with pytest.raises(StoreError):
+        store.commit_all(
+            [
+                AudienceUpdate(
+                    after_seq=0,
+                    processed_seq=5,
+                    partition=1,
+                    memberships=[membership("p1", "vip")],
+                    history={("user_id", "u-p1"): {"orders@0/h": Fold(n=1)}},
+                    emits=[emitted("m1")],
+                    progress={"scan:vip#1": "x:done"},
+                ),
+                # Stale: partition 2 is at 3.
+                AudienceUpdate(after_seq=0, processed_seq=9, partition=2),
+            ]
+        )
+    assert (store.processed_seq(1), store.processed_seq(2)) == (0, 3)
+    assert store.memberships(["p1"]) == {}
+    assert store.folds([("user_id", "u-p1")]) == {}
+    assert store.pending_emits(10) == []
+    assert "scan:vip#1" not in store.progress()

@@ -71,7 +71,7 @@ from safar.model.events import Event
 from safar.model.leases import Fence
 from safar.model.messages import Consent
 from safar.model.profiles import ANONYMOUS_ID, USER_ID, Identifier, Profile
-from safar.model.work import take_ready
+from safar.model.work import WorkBatch, take_ready
 from safar.ports import (
     AudienceCatalog,
     AudienceStore,
@@ -80,7 +80,6 @@ from safar.ports import (
     DeliveryStore,
     EventLog,
     ProfileReader,
-    WorkFeed,
 )
 from safar.runtime.audience_cache import AudienceCache, ProfileCache
 from safar.runtime.audience_jobs import (
@@ -162,6 +161,10 @@ class _Batch:
     #: Customers arriving from another partition in this batch (ADR 12): evaluated in full,
     #: with the memberships handed over with them.
     arrivals: set[str] = field(default_factory=set)
+    #: Feed items the batch handles (a partition's batch).
+    items: int = 0
+    #: What the cache keeps once the batch is committed (see ``_prepare``).
+    remembered: dict[Identifier, dict[str, Fold]] = field(default_factory=dict)
 
 
 @dataclass
@@ -238,7 +241,7 @@ class AudienceProcessor:
         self._expect: dict[str, str | None] = {}
         #: The partition's cursor as last committed here (None: read it from the store).
         self.position: int | None = None
-        #: Whether the last :meth:`run_partition` stopped at an item waiting for another
+        #: Whether the last :meth:`take` stopped at an item waiting for another
         #: partition.
         self.waiting = False
         #: When background work is due even if there are events to handle.
@@ -384,11 +387,16 @@ class AudienceProcessor:
         try:
             yield
         except BaseException:
-            self._cache.forget()
-            self._profile_cache.forget()
-            self._stamp = None
-            self.position = None
+            self.forget()
             raise
+
+    def forget(self) -> None:
+        """Drop everything held in memory (caches, job progress, the cursor), to be read again
+        from the store: after a failed batch, or one whose commit failed."""
+        self._cache.forget()
+        self._profile_cache.forget()
+        self._stamp = None
+        self.position = None
 
     # -- events -----------------------------------------------------------------------------
 
@@ -410,29 +418,35 @@ class AudienceProcessor:
         self._commit(batch)
         return len(events)
 
-    def run_partition(self, feed: WorkFeed, max_items: int = DEFAULT_BATCH) -> int:
-        """Handle the partition's next feed items (ADR 12); returns how many (0: nothing to do,
-        or only items waiting for another partition, see :attr:`waiting`).
+    def cursor(self) -> int:
+        """The partition's audience cursor (read from the store once, then kept)."""
+        assert self.partition is not None, "only a partition has a feed cursor"
+        if self.position is None:
+            self.position = self._store.processed_seq(self.partition)
+        return self.position
+
+    def take(self, batches: Sequence[WorkBatch]) -> _Batch | None:
+        """The batch for the partition's next feed items (ADR 12), of ``batches`` (read from the
+        feed after :meth:`cursor`), computed but not committed: the caller commits it with other
+        partitions' (:meth:`~safar.ports.AudienceStore.commit_all`), then calls
+        :meth:`committed`, or :meth:`forget` when the commit failed. None when there is nothing
+        to do, or only items waiting for another partition (see :attr:`waiting`).
 
         A customer the profile processor has since moved to another partition (a merge after
         the item was published) only has the event folded here: the other partition evaluates
         them in full at the item that waits for this one's handover, which re-files their
         memberships there."""
         with self._guard():
-            return self._run_partition(feed, max_items)
+            return self._take(batches)
 
-    def _run_partition(self, feed: WorkFeed, max_items: int) -> int:
-        assert self.partition is not None, "run_partition needs a partition"
-        after = self.position
-        if after is None:
-            after = self.position = self._store.processed_seq(self.partition)
-        batches = feed.read(self.partition, after, max_items)
+    def _take(self, batches: Sequence[WorkBatch]) -> _Batch | None:
+        after = self.cursor()
         items, upto = take_ready(batches, self._store.processed_seq)
         self.waiting = upto <= after and bool(batches)
         if upto <= after:
-            return 0
+            return None
         update = AudienceUpdate(after_seq=after, processed_seq=upto)
-        batch = _Batch(now=self._clock.now_ms(), update=update)
+        batch = _Batch(now=self._clock.now_ms(), update=update, items=len(items))
         for item in items:
             if item.handover is not None:
                 for pid in (item.profile_id, *item.moves):
@@ -447,9 +461,13 @@ class AudienceProcessor:
         if self.plan.reads or self.plan.aggregates:
             events = self._events.get([item.seq for item in items if not item.is_handover])
             self._handle(batch, events, after, upto)
-        self._commit(batch)
-        self.position = upto
-        return len(items)
+        self._prepare(batch)
+        return batch
+
+    def committed(self, batch: _Batch) -> None:
+        """Note that ``batch`` (from :meth:`take`) is committed."""
+        self._remember(batch)
+        self.position = batch.update.processed_seq
 
     def _handle(self, batch: _Batch, events: Sequence[Event], after: int, upto: int) -> None:
         # What happened to each identifier events name first (in order of first mention), and
@@ -699,6 +717,12 @@ class AudienceProcessor:
         )
 
     def _commit(self, batch: _Batch) -> None:
+        self._prepare(batch)
+        self._store.commit(batch.update)
+        self._remember(batch)
+
+    def _prepare(self, batch: _Batch) -> None:
+        """Complete ``batch.update`` for its commit, and what the cache keeps after it."""
         update = batch.update
         kept = [k for k in self.plan.aggregates if k in self._jobs.folds]
         current = {self._jobs.storage_key(k): k for k in kept}
@@ -722,13 +746,17 @@ class AudienceProcessor:
             if identifier in batch.historic:
                 update.history[identifier] = parts[True]
             remembered[identifier] = {**parts[False], **parts[True]}
+        batch.remembered = remembered
         update.progress = self._jobs.take()
         update.fence = self.fence
         if self.partition is not None:
             update.partition = self.partition
             update.expect = dict(self._expect)
-        self._store.commit(update)
-        self._cache.committed(remembered, batch.memberships.values(), update.deleted)
+
+    def _remember(self, batch: _Batch) -> None:
+        """Keep in the cache what ``batch`` committed."""
+        memberships = batch.memberships.values()
+        self._cache.committed(batch.remembered, memberships, batch.update.deleted)
 
     # -- timers -----------------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 A partition's owner keeps its audiences before stepping its journeys, over the same feed: one
 :class:`~safar.runtime.audiences.AudienceProcessor` per partition held, each with its own
-cursor, caches and scans. A processor is built afresh when its partition comes back at another
-lease epoch (another owner held it meanwhile, so what it cached is stale) and dropped with the
-partition.
+cursor, caches and scans. A round reads the feed once for all of them and commits their
+batches in one transaction (:meth:`~safar.ports.AudienceStore.commit_all`), so it costs the
+same few round trips however many partitions the owner holds. A processor is built afresh
+when its partition comes back at another lease epoch (another owner held it meanwhile, so what
+it cached is stale) and dropped with the partition.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 
 from safar.model.leases import Fence
-from safar.ports import WorkFeed
-from safar.runtime.audiences import AudienceProcessor
+from safar.ports import AudienceStore, WorkFeed
+from safar.runtime.audiences import DEFAULT_BATCH, AudienceProcessor
 
 
 class PartitionAudiences:
     """One audience processor per partition held (see the module docstring)."""
 
-    def __init__(self, build: Callable[[int], AudienceProcessor]) -> None:
-        """``build(n)``: a new processor for partition ``n``."""
+    def __init__(self, store: AudienceStore, build: Callable[[int], AudienceProcessor]) -> None:
+        """``build(n)``: a new processor for partition ``n`` of ``store``."""
+        self._store = store
         self._build = build
         #: Partition -> (the lease epoch it was built at, its processor).
         self._held: dict[int, tuple[int | None, AudienceProcessor]] = {}
@@ -44,13 +47,27 @@ class PartitionAudiences:
         """Each held partition's next feed items: how many were handled, and partition -> its
         audience cursor now (journeys step no further, so they see the segments of the events
         they step)."""
-        done = 0
-        cursors: dict[int, int] = {}
-        for partition, processor in self.hold(held).items():
-            done += processor.run_partition(feed)
-            assert processor.position is not None  # read or committed by run_partition
-            cursors[partition] = processor.position
-        return done, cursors
+        processors = self.hold(held)
+        if not processors:
+            return 0, {}
+        read = feed.read_many({p: pr.cursor() for p, pr in processors.items()}, DEFAULT_BATCH)
+        taken = []
+        try:
+            for partition, processor in processors.items():
+                batch = processor.take(read.get(partition, []))
+                if batch is not None:
+                    taken.append((processor, batch))
+            if taken:
+                self._store.commit_all([batch.update for _, batch in taken])
+        except BaseException:
+            # What the processors took (job progress, changed caches) is not in the store.
+            for processor, _ in taken:
+                processor.forget()
+            raise
+        for processor, batch in taken:
+            processor.committed(batch)
+        cursors = {partition: processor.cursor() for partition, processor in processors.items()}
+        return sum(batch.items for _, batch in taken), cursors
 
     @property
     def waiting(self) -> bool:

@@ -55,6 +55,7 @@ class PartitionWorker:
         self.reader = audience_reader(stores, clock)
         rules = IdentityRules(settings.identity)
         self.audiences = PartitionAudiences(
+            stores.audiences,
             lambda partition: AudienceProcessor(
                 stores.events,
                 stores.profiles,
@@ -66,7 +67,7 @@ class PartitionWorker:
                 owner=owner,
                 partition=partition,
                 partitions=feed.partitions,
-            )
+            ),
         )
         self.runtime = JourneyRuntime(
             stores.events,

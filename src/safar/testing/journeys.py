@@ -146,7 +146,7 @@ class JourneyHarness:
         #: and (:attr:`partition_audiences`) a processor per partition (ADR 12).
         self.audiences = audiences(coordinator=bool(partitions), partitions=partitions or 1)
         self.partition_audiences = PartitionAudiences(
-            lambda n: audiences(partition=n, partitions=partitions)
+            self.stores.audiences, lambda n: audiences(partition=n, partitions=partitions)
         )
         #: Profiles with computed traits and segments, as journeys and the gate see them.
         self.reader = AudienceReader(

@@ -14,7 +14,7 @@ import copy
 import heapq
 import itertools
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -29,6 +29,25 @@ _decode_folds = msgspec.json.Decoder(dict[str, Fold]).decode
 _decode_membership = msgspec.json.Decoder(Membership).decode
 _encode_event = msgspec.msgpack.Encoder().encode
 _decode_event = msgspec.msgpack.Decoder(Event).decode
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """An update's values as the store keeps them."""
+
+    folds: dict[tuple[str, str], bytes | None]
+    history: dict[tuple[str, str], bytes | None]
+    memberships: list[tuple[Membership, bytes]]
+    emits: list[tuple[str, bytes]]
+
+    @classmethod
+    def of(cls, update: AudienceUpdate) -> _Encoded:
+        return cls(
+            folds={key: _encode(f) if f else None for key, f in update.folds.items()},
+            history={key: _encode(f) if f else None for key, f in update.history.items()},
+            memberships=[(m, _encode(m)) for m in update.memberships],
+            emits=[(e.message_id, _encode_event(e)) for e in update.emits],
+        )
 
 
 @dataclass(slots=True)
@@ -168,37 +187,61 @@ class MemoryAudienceStores:
         return min(wakes, default=None)
 
     def commit(self, update: AudienceUpdate) -> None:
+        self.commit_all([update])
+
+    def commit_all(self, updates: Sequence[AudienceUpdate]) -> None:
         # Everything is encoded before anything changes, so a failure leaves the store as it was.
-        folds = {key: _encode(f) if f else None for key, f in update.folds.items()}
-        history = {key: _encode(f) if f else None for key, f in update.history.items()}
-        memberships = [(m, _encode(m)) for m in update.memberships]
-        emits = [(e.message_id, _encode_event(e)) for e in update.emits]
-        filed = update.partition or 0
+        encoded = [_Encoded.of(update) for update in updates]
         with self._lock:
-            self._check(update)
-            _replace(self._folds, folds)
-            _replace(self._history, history)
-            for membership, data in memberships:
-                self._put(membership, data, filed)
-            for profile_id, partition in update.moves.items():
-                held = self._profiles.get(profile_id)
-                if held is not None and held.partition == filed:
-                    held.partition = partition
-            # Deletions come last: a profile merged away is gone even if evaluated in the batch.
-            for profile_id in update.deleted:
-                self._drop(profile_id)
-            for message_id, event in emits:
-                self._emits.setdefault(message_id, event)
-            for name, at in update.progress.items():
-                if at is None:
-                    self._jobs.pop(name, None)
-                else:
-                    self._jobs[name] = at
-            if update.after_seq is not None and update.processed_seq is not None:
-                if update.partition is None:
-                    self._processed = update.processed_seq
-                else:
-                    self._partitions[update.partition] = update.processed_seq
+            # One update checks before it changes anything; of several, a later one may fail
+            # after earlier ones changed the store, so the store is restored then.
+            saved = self._state() if len(updates) > 1 else None
+            try:
+                for update, rows in zip(updates, encoded, strict=True):
+                    self._apply(update, rows)
+            except BaseException:
+                if saved is not None:
+                    self._restore(saved)
+                raise
+
+    def _apply(self, update: AudienceUpdate, rows: _Encoded) -> None:
+        filed = update.partition or 0
+        self._check(update)
+        _replace(self._folds, rows.folds)
+        _replace(self._history, rows.history)
+        for membership, data in rows.memberships:
+            self._put(membership, data, filed)
+        for profile_id, partition in update.moves.items():
+            held = self._profiles.get(profile_id)
+            if held is not None and held.partition == filed:
+                held.partition = partition
+        # Deletions come last: a profile merged away is gone even if evaluated in the batch.
+        for profile_id in update.deleted:
+            self._drop(profile_id)
+        for message_id, event in rows.emits:
+            self._emits.setdefault(message_id, event)
+        for name, at in update.progress.items():
+            if at is None:
+                self._jobs.pop(name, None)
+            else:
+                self._jobs[name] = at
+        if update.after_seq is not None and update.processed_seq is not None:
+            if update.partition is None:
+                self._processed = update.processed_seq
+            else:
+                self._partitions[update.partition] = update.processed_seq
+
+    _STATE = (
+        *("_processed", "_partitions", "_folds", "_history"),
+        *("_profiles", "_members", "_emits", "_jobs"),
+    )
+
+    def _state(self) -> dict[str, object]:
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
+
+    def _restore(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def _check(self, update: AudienceUpdate) -> None:
         """Refuse a batch read from a cursor or job state that has moved since."""

@@ -54,6 +54,7 @@ locks in one order: cursor, fence, jobs, folds, memberships, then the turn on em
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -413,34 +414,16 @@ class PgAudienceStore:
         return wake
 
     def commit(self, update: AudienceUpdate) -> None:
+        self.commit_all([update])
+
+    def commit_all(self, updates: Sequence[AudienceUpdate]) -> None:
         # Encode before the transaction: its locks are held for the writes only.
-        deleted = set(update.deleted)
-        # Deletions win: a profile merged away is gone even if evaluated in the batch. Of two
-        # evaluations of one profile, the later wins, as two upserts in a row would.
-        evaluated = {m.profile_id: m for m in update.memberships if m.profile_id not in deleted}
-        encoded = {profile_id: _encode_json(m) for profile_id, m in evaluated.items()}
-        filed = 0 if update.partition is None else update.partition
-        folds = [
-            ("audience_folds", *_fold_rows(update.folds)),
-            ("audience_history", *_fold_rows(update.history)),
-        ]
-        emits = [(e.message_id, _encode_event(e)) for e in update.emits]
-        # In key order, as rows are locked, like folds and jobs.
-        moves = sorted(update.moves.items())
+        encoded = [_Rows.of(update) for update in updates]
         with self._db.write() as conn:
-            if update.after_seq is not None:
-                _check_cursor(conn, update.partition, update.after_seq)
-            if update.fence is not None:
-                check_fence(conn, update.fence)
-            _check_jobs(conn, update.expect, update.progress)
-            _write_jobs(conn, update.progress)
-            for table, upserts, deletes in folds:
-                _write_folds(conn, table, upserts, deletes)
-            _write_memberships(conn, evaluated, encoded, deleted, filed, moves)
-            if update.after_seq is not None and update.processed_seq is not None:
-                _set_cursor(conn, update.partition, update.processed_seq)
+            for update, rows in zip(updates, encoded, strict=True):
+                _write(conn, update, rows)
             # Last, so the turn on audience_emits is held as briefly as possible.
-            _write_emits(conn, emits)
+            _write_emits(conn, [emit for rows in encoded for emit in rows.emits])
 
     def pending_emits(self, limit: int) -> list[Event]:
         if limit <= 0:
@@ -763,3 +746,51 @@ def _pair_columns(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str
 def _by_profile(data: Iterable[bytes]) -> dict[str, Membership]:
     memberships = (_decode_membership(blob) for blob in data)
     return {membership.profile_id: membership for membership in memberships}
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """An update's values, encoded as its statements bind them."""
+
+    deleted: set[str]
+    evaluated: dict[str, Membership]
+    encoded: dict[str, bytes]
+    filed: int
+    folds: list[tuple[str, dict[tuple[str, str], bytes], list[tuple[str, str]]]]
+    emits: list[tuple[str, bytes]]
+    moves: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, update: AudienceUpdate) -> _Rows:
+        deleted = set(update.deleted)
+        # Deletions win: a profile merged away is gone even if evaluated in the batch. Of two
+        # evaluations of one profile, the later wins, as two upserts in a row would.
+        evaluated = {m.profile_id: m for m in update.memberships if m.profile_id not in deleted}
+        return cls(
+            deleted=deleted,
+            evaluated=evaluated,
+            encoded={profile_id: _encode_json(m) for profile_id, m in evaluated.items()},
+            filed=0 if update.partition is None else update.partition,
+            folds=[
+                ("audience_folds", *_fold_rows(update.folds)),
+                ("audience_history", *_fold_rows(update.history)),
+            ],
+            emits=[(e.message_id, _encode_event(e)) for e in update.emits],
+            # In key order, as rows are locked, like folds and jobs.
+            moves=sorted(update.moves.items()),
+        )
+
+
+def _write(conn: psycopg.Connection, update: AudienceUpdate, rows: _Rows) -> None:
+    """One update's checks and writes but its emits, inside the commit's transaction."""
+    if update.after_seq is not None:
+        _check_cursor(conn, update.partition, update.after_seq)
+    if update.fence is not None:
+        check_fence(conn, update.fence)
+    _check_jobs(conn, update.expect, update.progress)
+    _write_jobs(conn, update.progress)
+    for table, upserts, deletes in rows.folds:
+        _write_folds(conn, table, upserts, deletes)
+    _write_memberships(conn, rows.evaluated, rows.encoded, rows.deleted, rows.filed, rows.moves)
+    if update.after_seq is not None and update.processed_seq is not None:
+        _set_cursor(conn, update.partition, update.processed_seq)

@@ -39,7 +39,8 @@ MessagePack: their fields are Safar's own, and their body is bytes, which JSON w
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
@@ -323,65 +324,14 @@ class SqliteAudienceStore:
         return wake
 
     def commit(self, update: AudienceUpdate) -> None:
+        self.commit_all([update])
+
+    def commit_all(self, updates: Sequence[AudienceUpdate]) -> None:
         # Encode before taking the write lock: it is held for the writes only.
-        folds = [
-            ("audience_folds", _fold_rows(update.folds)),
-            ("audience_history", _fold_rows(update.history)),
-        ]
-        filed = 0 if update.partition is None else update.partition
-        profiles = [(m.profile_id, m.wake_at, encode(m), filed) for m in update.memberships]
-        moves = [(target, profile_id, filed) for profile_id, target in update.moves.items()]
-        # Deletions come last: a profile merged away is gone even if evaluated in the batch.
-        segments = {m.profile_id: set(m.segments) for m in update.memberships}
-        segments.update((profile_id, set()) for profile_id in update.deleted)
-        emits = [(e.message_id, _encode_event(e)) for e in update.emits]
-        jobs = [(name, at) for name, at in update.progress.items() if at is not None]
-        jobs_done = [(name,) for name, at in update.progress.items() if at is None]
+        encoded = [_Rows.of(update) for update in updates]
         with transaction(self._db, "audience commit") as conn:
-            _check(conn, update)
-            for table, (upserts, deletes) in folds:
-                if upserts:
-                    conn.executemany(_UPSERT_FOLDS.format(table=table), upserts)
-                if deletes:
-                    conn.executemany(_DELETE_FOLDS.format(table=table), deletes)
-            left, entered = _member_changes(_memberships(conn, segments), segments)
-            if left:
-                conn.executemany(
-                    "DELETE FROM audience_members WHERE segment_id = ? AND profile_id = ?", left
-                )
-            if entered:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO audience_members(segment_id, profile_id) VALUES (?, ?)",
-                    entered,
-                )
-            if profiles:
-                conn.executemany(_UPSERT_PROFILE, profiles)
-            if moves:
-                conn.executemany(_MOVE, moves)
-            if update.deleted:
-                conn.executemany(
-                    "DELETE FROM audience_profiles WHERE profile_id = ?",
-                    [(profile_id,) for profile_id in update.deleted],
-                )
-            if emits:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO audience_emits(message_id, event) VALUES (?, ?)", emits
-                )
-            if jobs:
-                conn.executemany(
-                    "INSERT INTO audience_jobs(name, progress) VALUES (?, ?)"
-                    " ON CONFLICT(name) DO UPDATE SET progress = excluded.progress",
-                    jobs,
-                )
-            if jobs_done:
-                conn.executemany("DELETE FROM audience_jobs WHERE name = ?", jobs_done)
-            if update.after_seq is not None and update.processed_seq is not None:
-                if update.partition is None:
-                    conn.execute(
-                        "UPDATE audience_progress SET processed_seq = ?", (update.processed_seq,)
-                    )
-                else:
-                    conn.execute(_SET_PARTITION_CURSOR, (update.partition, update.processed_seq))
+            for update, rows in zip(updates, encoded, strict=True):
+                _write(conn, update, rows)
 
     def pending_emits(self, limit: int) -> list[Event]:
         if limit <= 0:
@@ -488,3 +438,79 @@ def _member_changes(
         left += [(segment, profile_id) for segment in was_in - now_in]
         entered += [(segment, profile_id) for segment in now_in - was_in]
     return left, entered
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """An update's rows, encoded."""
+
+    folds: list[tuple[str, tuple[list[tuple[str, str, bytes]], list[tuple[str, str]]]]]
+    profiles: list[tuple[str, int | None, bytes, int]]
+    moves: list[tuple[int, str, int]]
+    segments: dict[str, set[str]]
+    emits: list[tuple[str, bytes]]
+    jobs: list[tuple[str, str]]
+    jobs_done: list[tuple[str]]
+
+    @classmethod
+    def of(cls, update: AudienceUpdate) -> _Rows:
+        folds = [
+            ("audience_folds", _fold_rows(update.folds)),
+            ("audience_history", _fold_rows(update.history)),
+        ]
+        filed = 0 if update.partition is None else update.partition
+        profiles = [(m.profile_id, m.wake_at, encode(m), filed) for m in update.memberships]
+        moves = [(target, profile_id, filed) for profile_id, target in update.moves.items()]
+        # Deletions come last: a profile merged away is gone even if evaluated in the batch.
+        segments = {m.profile_id: set(m.segments) for m in update.memberships}
+        segments.update((profile_id, set()) for profile_id in update.deleted)
+        emits = [(e.message_id, _encode_event(e)) for e in update.emits]
+        jobs = [(name, at) for name, at in update.progress.items() if at is not None]
+        jobs_done = [(name,) for name, at in update.progress.items() if at is None]
+        return cls(folds, profiles, moves, segments, emits, jobs, jobs_done)
+
+
+def _write(conn: sqlite3.Connection, update: AudienceUpdate, rows: _Rows) -> None:
+    """One update's checks and writes, inside the commit's transaction."""
+    _check(conn, update)
+    for table, (upserts, deletes) in rows.folds:
+        if upserts:
+            conn.executemany(_UPSERT_FOLDS.format(table=table), upserts)
+        if deletes:
+            conn.executemany(_DELETE_FOLDS.format(table=table), deletes)
+    left, entered = _member_changes(_memberships(conn, rows.segments), rows.segments)
+    if left:
+        conn.executemany(
+            "DELETE FROM audience_members WHERE segment_id = ? AND profile_id = ?", left
+        )
+    if entered:
+        conn.executemany(
+            "INSERT OR IGNORE INTO audience_members(segment_id, profile_id) VALUES (?, ?)",
+            entered,
+        )
+    if rows.profiles:
+        conn.executemany(_UPSERT_PROFILE, rows.profiles)
+    if rows.moves:
+        conn.executemany(_MOVE, rows.moves)
+    if update.deleted:
+        conn.executemany(
+            "DELETE FROM audience_profiles WHERE profile_id = ?",
+            [(profile_id,) for profile_id in update.deleted],
+        )
+    if rows.emits:
+        conn.executemany(
+            "INSERT OR IGNORE INTO audience_emits(message_id, event) VALUES (?, ?)", rows.emits
+        )
+    if rows.jobs:
+        conn.executemany(
+            "INSERT INTO audience_jobs(name, progress) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET progress = excluded.progress",
+            rows.jobs,
+        )
+    if rows.jobs_done:
+        conn.executemany("DELETE FROM audience_jobs WHERE name = ?", rows.jobs_done)
+    if update.after_seq is not None and update.processed_seq is not None:
+        if update.partition is None:
+            conn.execute("UPDATE audience_progress SET processed_seq = ?", (update.processed_seq,))
+        else:
+            conn.execute(_SET_PARTITION_CURSOR, (update.partition, update.processed_seq))
