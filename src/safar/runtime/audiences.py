@@ -804,14 +804,19 @@ class AudienceProcessor:
             return self._fold_histories()
         if self._coordinator:
             return self._mark_scans()
+        # Every segment whose scan can go on and stands where the first one does, in one pass
+        # over the profiles (publishing many at once reads the profiles once).
+        group: list[str] = []
+        position = ""
         for segment in self.plan.segments:
-            print_, position = self._jobs.scans[segment.id]
-            if position == DONE:
+            _, at = self._jobs.scans[segment.id]
+            if at == DONE or not self._ready_to_scan(segment.id):
                 continue
-            if not self._ready_to_scan(segment.id):
-                continue
-            return self._scan(segment.id, print_, position)
-        return 0
+            if not group:
+                position = at
+            if at == position:
+                group.append(segment.id)
+        return self._scan(group, position) if group else 0
 
     def _ready_to_scan(self, segment_id: str) -> bool:
         reads = self.plan.reads[segment_id]
@@ -891,27 +896,35 @@ class AudienceProcessor:
         self._commit(batch)
         return max(1, len(read))
 
-    def _scan(self, segment_id: str, print_: str, position: str) -> int:
+    def _scan(self, segment_ids: Sequence[str], position: str) -> int:
+        """The next page of these segments' scans, which all stand at ``position``."""
         profiles = self._profiles.scan(position, SCAN_PAGE)
         now = self._clock.now_ms()
         batch = _Batch(now=now, update=AudienceUpdate())
-        # The job's position moves first, so the evaluation below includes this segment.
+        # The jobs' position moves first, so the evaluation below includes these segments.
         last = profiles[-1].id if profiles else DONE
-        self._jobs.set_scan(segment_id, print_, last)
+        for segment_id in segment_ids:
+            self._jobs.set_scan(segment_id, self._jobs.scans[segment_id][0], last)
         end = len(profiles) < SCAN_PAGE
         for profile in profiles:
             if self._mine(profile.id):
                 batch.profiles[profile.id] = profile
         scanned = {profile.id for profile in profiles}
-        strays = self._strays(segment_id, position, None if end else last, scanned)
+        # A stray member of several of the segments is one stray.
+        strays = {
+            stray.profile_id: stray
+            for segment_id in segment_ids
+            for stray in self._strays(segment_id, position, None if end else last, scanned)
+        }
         if strays:
-            self._current(batch, strays)
+            self._current(batch, strays.values())
         if batch.profiles:
             self._load(batch, batch.profiles.values())
             for profile in list(batch.profiles.values()):
                 self._evaluate(batch, profile, None)
         if end:
-            self._jobs.set_scan(segment_id, print_, DONE)
+            for segment_id in segment_ids:
+                self._jobs.set_scan(segment_id, self._jobs.scans[segment_id][0], DONE)
         self._commit(batch)
         return max(1, len(profiles))
 
