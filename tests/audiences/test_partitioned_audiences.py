@@ -121,3 +121,25 @@ def test_an_aggregate_is_not_folded_by_a_partition_before_it_has_a_generation() 
     h.run()
     h.reader.invalidate()
     assert orders_of(h, "sara") == 2
+
+
+@pytest.mark.parametrize("partitions", [0, PARTITIONS])
+def test_segments_published_together_are_scanned_in_one_pass(
+    partitions: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = JourneyHarness(partitions=partitions)
+    for user in USERS:
+        h.identify(user, {"vip": user in ("u1", "u2")})
+    pages: list[str] = []
+    scan = h.stores.profiles.scan
+    monkeypatch.setattr(
+        h.stores.profiles, "scan", lambda after, limit: pages.append(after) or scan(after, limit)
+    )
+    for text in (BUYERS, "{id: vips, name: VIPs, where: {trait: vip, eq: true}}"):
+        audience_catalog.publish(h.stores.audience_catalog, parse_audience(text), h.clock.now_ms())
+    h.audiences.refresh()
+    h.run()
+    # One page (fewer than a page of profiles) per processor for both segments.
+    assert len(pages) == max(partitions, 1)
+    h.reader.invalidate()
+    assert [u for u in USERS if "vips" in h.profile(u).segments] == ["u1", "u2"]
