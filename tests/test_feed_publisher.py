@@ -32,7 +32,7 @@ class Setup:
             self.harness.store,
             self.feed,
             IdentityRules(IdentitySettings()),
-            routes=self.harness.processor.routes if routes else None,
+            routes=self.harness.processor.keep_routes() if routes else None,
         )
 
     def send(self, *events: Event, batch: int = 5000) -> None:

@@ -144,6 +144,12 @@ def _peak_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _health(host: str, port: int) -> dict[str, Any]:
     conn = http.client.HTTPConnection(host, port, timeout=30)
     conn.request("GET", "/healthz")
@@ -262,7 +268,12 @@ def _run_ingest_bench(
             client = _Client("127.0.0.1", port, write_key)
             say(f"sending over {connections} connections to port {port} ...")
             started = time.perf_counter()
+            # The client and the server share the machine: what each spends per event says
+            # how far the server would go with the machine to itself.
+            server_cpu, client_cpu = _cpu_seconds(proc.pid), time.process_time()
             elapsed = client.send_all(bodies, connections)
+            server_cpu = _cpu_seconds(proc.pid) - server_cpu
+            client_cpu = time.process_time() - client_cpu
             rss_ingest = _peak_rss_mb(proc.pid)
             health = _health("127.0.0.1", port)
             while profiles and health["processed_seq"] < health["events"]:
@@ -310,6 +321,8 @@ def _run_ingest_bench(
             "accepted_events_per_s": round(accepted / elapsed),
             "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+            "server_cpu_us_per_event": round(server_cpu / events * 1e6, 2),
+            "client_cpu_us_per_event": round(client_cpu / events * 1e6, 2),
             "peak_rss_mb_ingest": round(rss_ingest, 1),
             "peak_rss_mb": round(rss, 1),
             "profiles_current_s": round(profiles_done, 2),

@@ -118,10 +118,12 @@ class ProfileProcessor:
         self._clock = clock
         self._new_id = new_id or time_ordered_id(clock)
         self._known = KnownState()
-        #: Event seq -> the profile it was attributed to, for the events of recent batches:
-        #: the feed publisher running beside the processor routes them without a query (a
-        #: hint: the store stays the authority, and merges since are looked up again).
-        self.routes: dict[int, str] = {}
+        #: Event seq -> the profile it was attributed to, for the events of recent batches,
+        #: once :meth:`keep_routes` is called: the feed publisher running beside the processor
+        #: routes them without a query (a hint: the store stays the authority, and merges
+        #: since are looked up again). None without a publisher: it was a seventh of the
+        #: processor's time.
+        self.routes: dict[int, str] | None = None
         #: The lease this processor works under, sent with every update (see
         #: :class:`~safar.model.leases.Fence`); None when it runs alone.
         self.fence: Fence | None = None
@@ -140,18 +142,26 @@ class ProfileProcessor:
             self._known.forget()
             raise
         self._known.applied(update)
-        self._route(update, scanned)
+        if self.routes is not None:
+            self._route(self.routes, update, scanned)
         return len(events)
 
-    def _route(self, update: ProfileUpdate, scanned: Scanned) -> None:
-        """Remember each event's profile as of this batch (:attr:`routes`)."""
-        if len(self.routes) > ROUTES_LIMIT:
-            self.routes.clear()
+    def keep_routes(self) -> dict[int, str]:
+        """Remember from now on the profile of each event processed (:attr:`routes`), for a
+        feed publisher beside the processor; returns them."""
+        if self.routes is None:
+            self.routes = {}
+        return self.routes
+
+    def _route(self, routes: dict[int, str], update: ProfileUpdate, scanned: Scanned) -> None:
+        """Remember each event's profile as of this batch."""
+        if len(routes) > ROUTES_LIMIT:
+            routes.clear()
         placements = update.placements
         for event, identifiers, _ in scanned.events:
             placed = placements.get(identifiers[0]) or self._known.placement(identifiers[0])
             if placed is not None:
-                self.routes[event.seq] = placed.profile_id
+                routes[event.seq] = placed.profile_id
 
     def run(
         self, stop: threading.Event, idle_wait: float = 0.05, *, max_events: int = RUN_BATCH

@@ -242,7 +242,7 @@ class Worker:
                     self._stores.profiles,
                     self._feed,
                     IdentityRules(self._settings.identity),
-                    routes=self.profiler.routes,
+                    routes=self.profiler.keep_routes(),
                 )
             return self.publisher.run_once()
         except SafarError as exc:

@@ -172,7 +172,7 @@ class JourneyHarness:
                 self.stores.profiles,
                 self.feed,
                 IdentityRules(rules),
-                routes=self.profiler.routes,
+                routes=self.profiler.keep_routes(),
             )
             if self.feed is not None
             else None
