@@ -114,8 +114,7 @@ def test_an_aggregate_is_not_folded_by_a_partition_before_it_has_a_generation() 
     h.partition_audiences.refresh()
     for _ in range(2):
         order(h, "sara")
-    handled, _ = h.partition_audiences.run(h.feed, dict.fromkeys(range(PARTITIONS)))  # type: ignore[arg-type]
-    assert handled
+    assert h.partition_audiences.run(h.feed, dict.fromkeys(range(PARTITIONS))).done  # type: ignore[arg-type]
     assert h.stores.audiences.folds([("user_id", "sara")]) == {}
     h.audiences.refresh()
     h.run()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
@@ -54,6 +54,24 @@ def lost(partition: int, after_seq: int, since: int) -> StoreError:
         f" (its oldest batch starts after {since}): they were trimmed or expired before its"
         " owner read them; the partition must be published again from the event log"
     )
+
+
+#: Partition -> the cursor a read of the feed was made after, and the batches it returned.
+FeedRead = Mapping[int, tuple[int, Sequence[WorkBatch]]]
+
+
+def past(batches: Sequence[WorkBatch], after_seq: int) -> list[WorkBatch]:
+    """What of ``batches`` (one partition's, read after an earlier position) a read after
+    ``after_seq`` finds: the batches ending past it, with their items past it."""
+    found: list[WorkBatch] = []
+    for batch in batches:
+        if batch.upto <= after_seq:
+            continue
+        if batch.items and batch.items[0].seq <= after_seq:
+            items = tuple(item for item in batch.items if item.seq > after_seq)
+            batch = WorkBatch(upto=batch.upto, items=items, since=batch.since)
+        found.append(batch)
+    return found
 
 
 def take_ready(

@@ -45,7 +45,7 @@ from safar.model.runs import (
     TimerFired,
     WebhookReply,
 )
-from safar.model.work import WorkItem, take_ready
+from safar.model.work import FeedRead, WorkBatch, WorkItem, past, take_ready
 from safar.ports import (
     Clock,
     EventLog,
@@ -157,6 +157,7 @@ class JourneyRuntime:
         held: Mapping[int, Fence | None],
         max_items: int = DEFAULT_BATCH,
         limits: Mapping[int, int] | None = None,
+        read: FeedRead | None = None,
     ) -> int:
         """Handle the next feed batch of every partition in ``held`` (partition -> the fence of
         its lease, None when running alone; ADR 12) in one turn: one read of the feed, one of
@@ -171,8 +172,11 @@ class JourneyRuntime:
 
         ``limits``: partition -> the position its items are stepped up to at most (the
         partition's audience cursor, so journeys see the segments of the events they step).
+        ``read``: what the round's audiences read of the feed; a partition whose cursor is at
+        or past the position that read was made after takes its batches from it (within the
+        limits, they hold all it could step), the others are read from the feed.
         """
-        ready = self._read_ready(feed, held, max_items, limits or {})
+        ready = self._read_ready(feed, held, max_items, limits or {}, read or {})
         if not ready:
             return 0
         self._step_ready(ready)
@@ -190,6 +194,7 @@ class JourneyRuntime:
         held: Mapping[int, Fence | None],
         max_items: int,
         limits: Mapping[int, int],
+        read: FeedRead,
     ) -> dict[int, tuple[list[WorkItem], _Batch]]:
         """Partition -> its items ready to step (up to the first whose waits are not met) and
         the batch that will commit them, for the held partitions that have any; notes in
@@ -198,8 +203,18 @@ class JourneyRuntime:
         if not held:
             return {}
         after = {p: self._cursor(p, fence) for p, fence in held.items()}
+        found: dict[int, list[WorkBatch]] = {}
+        unread: dict[int, int] = {}
+        for partition, cursor in after.items():
+            known = read.get(partition)
+            if known is not None and known[0] <= cursor:
+                found[partition] = past(known[1], cursor)
+            else:
+                unread[partition] = cursor
+        if unread:
+            found.update(feed.read_many(unread, max_items))
         ready: dict[int, tuple[list[WorkItem], _Batch]] = {}
-        for partition, batches in feed.read_many(after, max_items).items():
+        for partition, batches in found.items():
             items, upto = take_ready(batches, self._runs.processed_seq)
             limit = limits.get(partition)
             if limit is not None and upto > limit:

@@ -4,7 +4,9 @@ A partition's owner keeps its audiences before stepping its journeys, over the s
 :class:`~safar.runtime.audiences.AudienceProcessor` per partition held, each with its own
 cursor, caches and scans. A round reads the feed once for all of them and commits their
 batches in one transaction (:meth:`~safar.ports.AudienceStore.commit_all`), so it costs the
-same few round trips however many partitions the owner holds. A processor is built afresh
+same few round trips however many partitions the owner holds, and hands what it read to the
+journeys of the same round (:attr:`Round.read`), which would read the same batches again. A
+processor is built afresh
 when its partition comes back at another lease epoch (another owner held it meanwhile, so what
 it cached is stale) and dropped with the partition.
 """
@@ -12,10 +14,24 @@ it cached is stale) and dropped with the partition.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from typing import NamedTuple
 
 from safar.model.leases import Fence
+from safar.model.work import FeedRead
 from safar.ports import AudienceStore, WorkFeed
 from safar.runtime.audiences import DEFAULT_BATCH, AudienceProcessor
+
+
+class Round(NamedTuple):
+    """What :meth:`PartitionAudiences.run` did."""
+
+    #: How many feed items were handled.
+    done: int
+    #: Partition -> its audience cursor now (journeys step no further, so they see the
+    #: segments of the events they step).
+    cursors: dict[int, int]
+    #: The feed as this round read it, for the journeys' read of the same round.
+    read: FeedRead
 
 
 class PartitionAudiences:
@@ -43,14 +59,13 @@ class PartitionAudiences:
             found[partition] = known[1]
         return found
 
-    def run(self, feed: WorkFeed, held: Mapping[int, Fence | None]) -> tuple[int, dict[int, int]]:
-        """Each held partition's next feed items: how many were handled, and partition -> its
-        audience cursor now (journeys step no further, so they see the segments of the events
-        they step)."""
+    def run(self, feed: WorkFeed, held: Mapping[int, Fence | None]) -> Round:
+        """Handle each held partition's next feed items (see :class:`Round`)."""
         processors = self.hold(held)
         if not processors:
-            return 0, {}
-        read = feed.read_many({p: pr.cursor() for p, pr in processors.items()}, DEFAULT_BATCH)
+            return Round(0, {}, {})
+        after = {partition: processor.cursor() for partition, processor in processors.items()}
+        read = feed.read_many(after, DEFAULT_BATCH)
         taken = []
         try:
             for partition, processor in processors.items():
@@ -67,7 +82,8 @@ class PartitionAudiences:
         for processor, batch in taken:
             processor.committed(batch)
         cursors = {partition: processor.cursor() for partition, processor in processors.items()}
-        return sum(batch.items for _, batch in taken), cursors
+        done = sum(batch.items for _, batch in taken)
+        return Round(done, cursors, {p: (after[p], read.get(p, [])) for p in after})
 
     @property
     def waiting(self) -> bool:

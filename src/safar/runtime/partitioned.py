@@ -147,8 +147,10 @@ class PartitionWorker:
             before = self._feed.published_seq()
             if before == self._caught_up[1]:
                 return 0
-        done, cursors = self.audiences.run(self._feed, held)
-        done += self.runtime.run_partitions(self._feed, held, limits=cursors)
+        audiences = self.audiences.run(self._feed, held)
+        done = audiences.done + self.runtime.run_partitions(
+            self._feed, held, limits=audiences.cursors, read=audiences.read
+        )
         # ``before`` was read ahead of the reads: anything published later moves it.
         idle = done == 0 and not self.runtime.waiting and not self.audiences.waiting
         self._caught_up = (set(held), before) if idle else None

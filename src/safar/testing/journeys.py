@@ -273,9 +273,11 @@ class JourneyHarness:
         # then journeys up to where audiences are.
         held = dict.fromkeys(range(self.feed.partitions))
         self.partition_audiences.refresh()
-        handled, cursors = self.partition_audiences.run(self.feed, held)
-        done += handled
-        done += self.runtime.run_partitions(self.feed, held, limits=cursors)
+        audiences = self.partition_audiences.run(self.feed, held)
+        done += audiences.done
+        done += self.runtime.run_partitions(
+            self.feed, held, limits=audiences.cursors, read=audiences.read
+        )
         done += self.partition_audiences.run_timers(held)
         for partition in range(self.feed.partitions):
             done += self.runtime.run_timers(partition=partition)
