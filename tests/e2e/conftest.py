@@ -9,18 +9,35 @@ import pytest
 from safar.testing.nats import NatsServer
 from safar.testing.services import PostgresServer, ServiceUnavailable
 from tests.e2e.live import LiveServer
-from tests.services import postgres_schema_url, unavailable
+from tests.services import nats_stream, postgres_schema_url, unavailable
 
 T = TypeVar("T", NatsServer, PostgresServer)
 
 
-@pytest.fixture(params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "embedded",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("scale-out", marks=pytest.mark.postgres),
+    ]
+)
 def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The environment selecting the store: the embedded SQLite one, or PostgreSQL (a fresh
-    schema), so the end-to-end suite runs on both configurations."""
-    if request.param == "postgres":
-        return {"SAFAR_STORAGE_URL": postgres_schema_url()}
-    return {}
+    """The environment selecting the configuration, so the end-to-end suite runs on each: the
+    embedded SQLite store; PostgreSQL (a fresh schema); or scale-out, PostgreSQL with a work
+    feed on NATS JetStream (a stream of its own), where ``serve --role all`` also runs a
+    partition owner that keeps audiences and steps journeys (docs/deploy.md)."""
+    if request.param == "embedded":
+        return {}
+    env = {"SAFAR_STORAGE_URL": postgres_schema_url()}
+    if request.param == "scale-out":
+        url, stream, subject = nats_stream()
+        env.update(
+            SAFAR_BUS_URL=url,
+            SAFAR_BUS_STREAM=stream,
+            SAFAR_BUS_SUBJECT=subject,
+            SAFAR_BUS_PARTITIONS="4",
+        )
+    return env
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A real SDK → ``safar serve`` → profiles → a published journey → a real SMTP server."""
+"""A real SDK → ``safar serve`` → profiles → audiences → a published journey → a real SMTP
+server, on each configuration (``storage_env``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +22,18 @@ from tests.e2e.live import LiveServer
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PUBLISH = [sys.executable, "-m", "safar.cli", "journeys", "publish"]
+AUDIENCES = [sys.executable, "-m", "safar.cli", "audiences", "publish"]
+
+
+THANKS = """
+id: thank-repeat-buyers
+name: Thank repeat buyers
+entry:
+  segment: repeat-buyers
+steps:
+  - id: thanks
+    send: {channel: email, template: welcome_1, category: transactional}
+"""
 
 
 @pytest.fixture
@@ -28,14 +42,13 @@ def smtp() -> Iterator[SmtpSink]:
         yield sink
 
 
-def test_welcome_journey_emails_a_new_customer_in_persian(
-    tmp_path: Path, smtp: SmtpSink, storage_env: dict[str, str]
-) -> None:
+def _environment(tmp_path: Path, smtp: SmtpSink, storage_env: dict[str, str]) -> dict[str, str]:
+    """Safar's environment for a live run that e-mails through ``smtp``."""
     # No quiet hours: the default ones (21:00-08:00 UTC) would hold the email back whenever
     # the test runs in the evening.
     policy = tmp_path / "policy.yaml"
     policy.write_text("quiet_hours: false\n", encoding="utf-8")
-    env = {
+    return {
         "SAFAR_JOURNEYS_TEMPLATES_DIR": str(EXAMPLES / "templates"),
         "SAFAR_JOURNEYS_POLICY_FILE": str(policy),
         "SAFAR_CHANNELS_SMTP_HOST": smtp.host,
@@ -44,14 +57,24 @@ def test_welcome_journey_emails_a_new_customer_in_persian(
         "SAFAR_CHANNELS_SMTP_STARTTLS": "false",
         **storage_env,
     }
-    published = subprocess.run(
-        [*PUBLISH, str(EXAMPLES / "journeys/welcome.yaml"), "--data-dir", str(tmp_path)],
+
+
+def _cli(command: list[str], tmp_path: Path, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [*command, "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
         check=False,
     )
-    assert published.returncode == 0, published.stderr
+    assert done.returncode == 0, done.stderr
+
+
+def test_welcome_journey_emails_a_new_customer_in_persian(
+    tmp_path: Path, smtp: SmtpSink, storage_env: dict[str, str]
+) -> None:
+    env = _environment(tmp_path, smtp, storage_env)
+    _cli([*PUBLISH, str(EXAMPLES / "journeys/welcome.yaml")], tmp_path, env)
     live = LiveServer(tmp_path, env=env).start()
     try:
         client = segment.Client(live.write_key, host=live.url, sync_mode=True, max_retries=0)
@@ -85,6 +108,40 @@ def test_welcome_journey_emails_a_new_customer_in_persian(
             data={"List-Unsubscribe": "One-Click"},
         )
         assert answer.status_code == 200
+    finally:
+        live.stop()
+    assert len(smtp.messages) == 1
+
+
+def test_entering_a_segment_starts_a_journey_that_emails_the_customer(
+    tmp_path: Path, smtp: SmtpSink, storage_env: dict[str, str]
+) -> None:
+    """The whole way: an SDK's events, the profile, the segment they bring the customer into
+    (kept by the partition owner on scale-out), the journey that segment starts, the e-mail."""
+    env = _environment(tmp_path, smtp, storage_env)
+    segment_file = EXAMPLES / "audiences/repeat_buyers.yaml"
+    _cli([*AUDIENCES, str(segment_file)], tmp_path, env)
+    journey = tmp_path / "thanks.yaml"
+    journey.write_text(THANKS, encoding="utf-8")
+    _cli([*PUBLISH, str(journey)], tmp_path, env)
+    live = LiveServer(tmp_path, env=env).start()
+    try:
+        client = segment.Client(live.write_key, host=live.url, sync_mode=True, max_retries=0)
+        client.identify(user_id="omid", traits={"email": "omid@example.com"})
+        # Two orders over 100 in 30 days make a repeat buyer; the one of 80 does not count.
+        for revenue in (150, 80, 120):
+            client.track(user_id="omid", event="Order Completed", properties={"revenue": revenue})
+        client.flush()
+        wait_until(lambda: len(smtp.messages) >= 1, timeout=60)
+        (mail,) = smtp.messages
+        assert mail["To"] == "omid@example.com"
+        assert "Welcome to Safar Shop" in str(mail["Subject"])
+
+        def entered() -> list[dict[str, Any]]:
+            return [e for e in live.events("user_id:omid") if e.get("event") == "Segment Entered"]
+
+        wait_until(lambda: len(entered()) == 1, timeout=30)
+        assert entered()[0]["properties"]["segment_id"] == "repeat-buyers"
     finally:
         live.stop()
     assert len(smtp.messages) == 1
