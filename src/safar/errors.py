@@ -89,6 +89,11 @@ class StoreError(SafarError):
     retryable = True
 
 
+class StaleBatch(StoreError):
+    """A batch computed from state another process has changed since (a job it read): refused
+    whole, and computed again from the new state. Processes racing meet it; it is no failure."""
+
+
 class Conflict(SafarError):
     """The change asked for is not allowed in the current state."""
 

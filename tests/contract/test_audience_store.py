@@ -7,7 +7,7 @@ import threading
 import msgspec
 import pytest
 
-from safar.errors import StoreError
+from safar.errors import StaleBatch, StoreError
 from safar.model.audiences import SEGMENT_ENTERED, Fold, Membership
 from safar.model.events import Event
 from safar.ports import AudienceStore, AudienceUpdate
@@ -456,7 +456,7 @@ def test_a_job_not_as_expected_fails_the_commit_and_changes_nothing(
     stale.expect = expect
     stale.moves = {"p1": 4}
     stale.deleted = ["p2"]
-    with pytest.raises(StoreError) as failed:
+    with pytest.raises(StaleBatch) as failed:
         audiences.store.commit(stale)
     # The message names the job, the progress expected and the progress stored.
     assert all(word in str(failed.value) for word in named), str(failed.value)

@@ -13,13 +13,17 @@ it cached is stale) and dropped with the partition.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import NamedTuple
 
+from safar.errors import StaleBatch
 from safar.model.leases import Fence
 from safar.model.work import FeedRead
 from safar.ports import AudienceStore, WorkFeed
 from safar.runtime.audiences import DEFAULT_BATCH, AudienceProcessor
+
+log = logging.getLogger(__name__)
 
 
 class Round(NamedTuple):
@@ -60,7 +64,18 @@ class PartitionAudiences:
         return found
 
     def run(self, feed: WorkFeed, held: Mapping[int, Fence | None]) -> Round:
-        """Handle each held partition's next feed items (see :class:`Round`)."""
+        """Handle each held partition's next feed items (see :class:`Round`).
+
+        A round computed before the coordinator changed the jobs (it assigns generations and
+        takes new definitions while owners work) is refused by the store; it is computed
+        again at once, from the new jobs."""
+        try:
+            return self._run(feed, held)
+        except StaleBatch as exc:
+            log.info("audience round redone, the definitions changed meanwhile: %s", exc)
+            return self._run(feed, held)
+
+    def _run(self, feed: WorkFeed, held: Mapping[int, Fence | None]) -> Round:
         processors = self.hold(held)
         if not processors:
             return Round(0, {}, {})

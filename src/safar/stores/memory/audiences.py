@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from safar.errors import StoreError, ValidationError
+from safar.errors import StaleBatch, StoreError, ValidationError
 from safar.model.audiences import AudienceVersion, ComputedTrait, Fold, Membership, Segment
 from safar.model.events import Event
 from safar.ports import AudienceUpdate
@@ -256,7 +256,7 @@ class MemoryAudienceStores:
         for name, expected in update.expect.items():
             held = self._jobs.get(name)
             if held != expected:
-                raise StoreError(
+                raise StaleBatch(
                     f"audience batch expected job {name!r} at {expected!r}, but the store has"
                     f" {held!r}: another audience processor changed it"
                 )

@@ -60,7 +60,7 @@ from typing import Any, Literal
 import msgspec
 import psycopg
 
-from safar.errors import StoreError, ValidationError
+from safar.errors import StaleBatch, StoreError, ValidationError
 from safar.model.audiences import (
     AudienceVersion,
     ComputedTrait,
@@ -550,7 +550,7 @@ def _check_jobs(
     stored.update(_lock_jobs(conn, sorted(expect.keys() - progress.keys()), "SHARE"))
     for name, expected in sorted(expect.items()):
         if stored.get(name) != expected:
-            raise StoreError(
+            raise StaleBatch(
                 f"audience batch expected job {name!r} at {expected!r}, but the store has"
                 f" {stored.get(name)!r}: another audience processor changed it"
             )

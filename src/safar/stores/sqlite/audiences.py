@@ -46,7 +46,7 @@ from typing import Literal
 import msgspec
 
 from safar.core.identity import by_type
-from safar.errors import StoreError, ValidationError
+from safar.errors import StaleBatch, StoreError, ValidationError
 from safar.model.audiences import (
     AudienceVersion,
     ComputedTrait,
@@ -391,7 +391,7 @@ def _check(conn: sqlite3.Connection, update: AudienceUpdate) -> None:
         row = conn.execute("SELECT progress FROM audience_jobs WHERE name = ?", (name,)).fetchone()
         stored = None if row is None else row[0]
         if stored != expected:
-            raise StoreError(
+            raise StaleBatch(
                 f"audience batch expected job {name!r} at {expected!r}, but the store has"
                 f" {stored!r}: another audience processor changed it"
             )
