@@ -123,9 +123,15 @@ class ProfileReader(Protocol):
         """
         ...
 
-    def scan(self, after_id: str, limit: int) -> list[Profile]:
+    def scan(
+        self, after_id: str, limit: int, partition: tuple[int, int] | None = None
+    ) -> list[Profile]:
         """Up to ``limit`` profiles with ids above ``after_id``, ascending by id (for walking
-        every profile in pages, e.g. a scheduled journey entry)."""
+        every profile in pages, e.g. a scheduled journey entry). With ``partition`` ``(n,
+        P)``, only the profiles of work-feed partition ``n`` of ``P``
+        (:func:`~safar.core.assignment.partition_of` of their id): the others are passed over
+        without being loaded. Fewer than ``limit`` only when no more follow (a profile merged
+        away while the page is read is passed over, and the walk goes on)."""
         ...
 
     def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:

@@ -6,6 +6,7 @@ partitions ends in one partition with one membership."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -132,16 +133,21 @@ def test_segments_published_together_are_scanned_in_one_pass(
     h = JourneyHarness(partitions=partitions)
     for user in USERS:
         h.identify(user, {"vip": user in ("u1", "u2")})
-    pages: list[str] = []
+    pages: list[tuple[str, tuple[int, int] | None]] = []
     scan = h.stores.profiles.scan
-    monkeypatch.setattr(
-        h.stores.profiles, "scan", lambda after, limit: pages.append(after) or scan(after, limit)
-    )
+
+    def scanned(after: str, limit: int, partition: tuple[int, int] | None = None) -> Any:
+        pages.append((after, partition))
+        return scan(after, limit, partition)
+
+    monkeypatch.setattr(h.stores.profiles, "scan", scanned)
     for text in (BUYERS, "{id: vips, name: VIPs, where: {trait: vip, eq: true}}"):
         audience_catalog.publish(h.stores.audience_catalog, parse_audience(text), h.clock.now_ms())
     h.audiences.refresh()
     h.run()
-    # One page (fewer than a page of profiles) per processor for both segments.
-    assert len(pages) == max(partitions, 1)
+    # One page (fewer than a page of profiles) per processor for both segments, of the
+    # processor's partition only.
+    expected = [("", (n, partitions)) for n in range(partitions)] if partitions else [("", None)]
+    assert sorted(pages, key=str) == sorted(expected, key=str)
     h.reader.invalidate()
     assert [u for u in USERS if "vips" in h.profile(u).segments] == ["u1", "u2"]

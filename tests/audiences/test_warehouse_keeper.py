@@ -33,9 +33,11 @@ class CountingReader:
     def find(self, identifier: Identifier) -> Profile | None:
         return self._inner.find(identifier)
 
-    def scan(self, after_id: str, limit: int) -> list[Profile]:
+    def scan(
+        self, after_id: str, limit: int, partition: tuple[int, int] | None = None
+    ) -> list[Profile]:
         self.scans += 1
-        return self._inner.scan(after_id, limit)
+        return self._inner.scan(after_id, limit, partition)
 
     def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
         self.looked_up.append(len(identifiers))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from safar.core.assignment import partition_of
 from safar.core.identity import edge_key
 from safar.errors import StoreError
 from safar.model.profiles import (
@@ -178,6 +179,36 @@ def test_scan_walks_every_profile_in_id_order(store: ProfileStore) -> None:
     assert first == store.find(U1)
     assert [p.id for p in store.scan("p1", 10)] == ["p2"]
     assert store.scan("p2", 10) == [] and store.scan("", 0) == []
+
+
+def test_a_partitioned_scan_pages_through_the_partitions_profiles_only(
+    store: ProfileStore,
+) -> None:
+    users: list[Identifier] = [("user_id", f"u{n:02d}") for n in range(40)]
+    store.apply(
+        ProfileUpdate(
+            after_seq=0,
+            processed_seq=40,
+            placements={u: Placement(f"p{n:02d}", f"c{n:02d}") for n, u in enumerate(users)},
+            seen={u: (n, n) for n, u in enumerate(users)},
+            profiles=[ProfileState(id=f"p{n:02d}") for n in range(40)],
+            timeline=[(u, n + 1) for n, u in enumerate(users)],
+        )
+    )
+    everyone = [p.id for p in store.scan("", 100)]
+    for n in range(3):
+        partition = (n, 3)
+        expected = [pid for pid in everyone if partition_of(pid, 3) == n]
+        assert 0 < len(expected) < 40
+        # Pages smaller than what lies between two of the partition's profiles, and larger.
+        for limit in (1, 2, 5, 100):
+            walked: list[str] = []
+            while page := store.scan(walked[-1] if walked else "", limit, partition):
+                assert len(page) <= limit
+                walked += [p.id for p in page]
+            assert walked == expected
+        (first,) = store.scan("", 1, partition)
+        assert first == store.find(("user_id", f"u{first.id[1:]}"))
 
 
 def test_timeline_is_newest_first_across_identifiers_and_pages(store: ProfileStore) -> None:

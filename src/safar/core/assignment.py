@@ -76,6 +76,12 @@ def partition_of(profile_id: str, partitions: int) -> int:
     return _hash(profile_id.encode(), _PARTITION) % partitions
 
 
+def in_partition(profile_id: str, partition: tuple[int, int] | None) -> bool:
+    """Whether the customer ``profile_id`` is in ``partition`` ``(n, P)``: partition ``n`` of
+    ``P`` (always, when ``partition`` is None)."""
+    return partition is None or partition_of(profile_id, partition[1]) == partition[0]
+
+
 def _rank(worker: str, partition: int) -> int:
     # The partition number leads and holds no ':', so distinct pairs never give one input.
     return _hash(f"{partition}:{worker}".encode(), _RANK)

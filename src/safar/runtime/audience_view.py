@@ -109,8 +109,10 @@ class AudienceReader:
         profile = self._profiles.find(identifier)
         return None if profile is None else self.with_audiences([profile])[0]
 
-    def scan(self, after_id: str, limit: int) -> list[Profile]:
-        return self.with_audiences(self._profiles.scan(after_id, limit))
+    def scan(
+        self, after_id: str, limit: int, partition: tuple[int, int] | None = None
+    ) -> list[Profile]:
+        return self.with_audiences(self._profiles.scan(after_id, limit, partition))
 
     def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
         found = self._profiles.find_many(identifiers)

@@ -897,8 +897,10 @@ class AudienceProcessor:
         return max(1, len(read))
 
     def _scan(self, segment_ids: Sequence[str], position: str) -> int:
-        """The next page of these segments' scans, which all stand at ``position``."""
-        profiles = self._profiles.scan(position, SCAN_PAGE)
+        """The next page of these segments' scans, which all stand at ``position``: of the
+        partition's profiles only, for a partition (the store passes over the others)."""
+        shard = None if self.partition is None else (self.partition, self._partitions)
+        profiles = self._profiles.scan(position, SCAN_PAGE, shard)
         now = self._clock.now_ms()
         batch = _Batch(now=now, update=AudienceUpdate())
         # The jobs' position moves first, so the evaluation below includes these segments.
@@ -907,8 +909,7 @@ class AudienceProcessor:
             self._jobs.set_scan(segment_id, self._jobs.scans[segment_id][0], last)
         end = len(profiles) < SCAN_PAGE
         for profile in profiles:
-            if self._mine(profile.id):
-                batch.profiles[profile.id] = profile
+            batch.profiles[profile.id] = profile
         scanned = {profile.id for profile in profiles}
         # A stray member of several of the segments is one stray.
         strays = {

@@ -11,6 +11,7 @@ import heapq
 import threading
 from collections.abc import Collection
 
+from safar.core.assignment import in_partition
 from safar.core.identity import by_type
 from safar.core.traits import values
 from safar.errors import StoreError
@@ -76,14 +77,22 @@ class MemoryProfileStore:
                 merged_from=list(state.merged_from),
             )
 
-    def scan(self, after_id: str, limit: int) -> list[Profile]:
+    def scan(
+        self, after_id: str, limit: int, partition: tuple[int, int] | None = None
+    ) -> list[Profile]:
         with self._lock:
-            ids = sorted(pid for pid in self._members if pid > after_id and self._members[pid])
-        found = []
-        for pid in ids[: max(limit, 0)]:
+            ids = sorted(
+                pid
+                for pid in self._members
+                if pid > after_id and self._members[pid] and in_partition(pid, partition)
+            )
+        found: list[Profile] = []
+        for pid in ids:
+            if len(found) >= limit:
+                break
             member = next(iter(sorted(self._members.get(pid, ()))), None)
             profile = self.find(member) if member is not None else None
-            if profile is not None:
+            if profile is not None and profile.id == pid:
                 found.append(profile)
         return found
 

@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 import msgspec
 import psycopg
 
+from safar.core.assignment import in_partition
 from safar.core.identity import by_type
 from safar.core.traits import values
 from safar.errors import StoreError
@@ -280,13 +281,22 @@ class PgProfileStore:
     def find(self, identifier: Identifier) -> Profile | None:
         return self.find_many([identifier]).get(identifier)
 
-    def scan(self, after_id: str, limit: int) -> list[Profile]:
-        if limit <= 0:
-            return []
+    def scan(
+        self, after_id: str, limit: int, partition: tuple[int, int] | None = None
+    ) -> list[Profile]:
+        found: list[Profile] = []
         with self._db.read() as conn:
-            page = [pid for (pid,) in conn.execute(_PROFILE_PAGE, (after_id, limit))]
-            found = _profiles(conn, page)
-        return [found[pid] for pid in page if pid in found]
+            while len(found) < limit:
+                page = [pid for (pid,) in conn.execute(_PROFILE_PAGE, (after_id, limit))]
+                # Ids are cheap to walk; loading a profile is not: other partitions' are skipped.
+                kept = [pid for pid in page if in_partition(pid, partition)]
+                loaded = _profiles(conn, kept) if kept else {}
+                # A profile merged away since the ids were read is no longer one: passed over.
+                found += [loaded[pid] for pid in kept if pid in loaded]
+                if len(page) < limit:
+                    break
+                after_id = page[-1]
+        return found[:limit]
 
     def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
         if not identifiers:

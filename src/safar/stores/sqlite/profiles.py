@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from safar.core.assignment import in_partition
 from safar.core.identity import by_type
 from safar.core.traits import values
 from safar.errors import StoreError
@@ -169,19 +170,31 @@ class SqliteProfileStore:
             state = _state(conn, pid)
         return _profile(pid, members, state)
 
-    def scan(self, after_id: str, limit: int) -> list[Profile]:
-        if limit <= 0:
-            return []
-        with self._read() as conn:
-            # SQLite takes bare columns from the row min() picked: one real identifier each.
-            heads = conn.execute(
-                "SELECT profile_id, type, value, min(id) FROM profile_identities"
-                " WHERE profile_id > ? GROUP BY profile_id ORDER BY profile_id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
-        found = self.find_many({(kind, value) for _, kind, value, _ in heads})
-        by_id = {profile.id: profile for profile in found.values()}
-        return [by_id[pid] for pid, _, _, _ in heads if pid in by_id]
+    def scan(
+        self, after_id: str, limit: int, partition: tuple[int, int] | None = None
+    ) -> list[Profile]:
+        found: list[Profile] = []
+        while len(found) < limit:
+            with self._read() as conn:
+                # SQLite takes bare columns from the row min() picked: one real identifier each.
+                page = conn.execute(
+                    "SELECT profile_id, type, value, min(id) FROM profile_identities"
+                    " WHERE profile_id > ? GROUP BY profile_id ORDER BY profile_id LIMIT ?",
+                    (after_id, limit),
+                ).fetchall()
+            # Ids are cheap to walk; loading a profile is not: other partitions' are skipped.
+            heads = [
+                (pid, kind, value) for pid, kind, value, _ in page if in_partition(pid, partition)
+            ]
+            if heads:
+                loaded = self.find_many({(kind, value) for _, kind, value in heads})
+                by_id = {profile.id: profile for profile in loaded.values()}
+                # A profile merged away since the ids were read is no longer one: passed over.
+                found += [by_id[pid] for pid, _, _ in heads if pid in by_id]
+            if len(page) < limit:
+                break
+            after_id = page[-1][0]
+        return found[:limit]
 
     def find_many(self, identifiers: Collection[Identifier]) -> dict[Identifier, Profile]:
         owner: dict[Identifier, str] = {}
