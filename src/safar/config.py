@@ -116,6 +116,11 @@ class BusSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: How often a partition's owner trims the items it has committed past; 0: never (the
     #: stream keeps everything, up to ``max_age_hours``: for audits and tests).
     trim_seconds: float = 5.0
+    #: When a partition's items are gone before its owner read them (expired by
+    #: ``max_age_hours``, removed by hand, a lost stream): False, the partition waits for them
+    #: (an error names the range); True, it goes on after them and those events' journey steps
+    #: and segment changes are missed (``runtime/feed_gaps.py``).
+    skip_lost: bool = False
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -94,6 +94,20 @@ class StaleBatch(StoreError):
     whole, and computed again from the new state. Processes racing meet it; it is no failure."""
 
 
+class FeedGap(StoreError):
+    """A work-feed partition's items after ``after_seq`` are gone: its oldest batch left
+    starts after ``since`` (ADR 12: expired or removed before the partition's owner read them).
+    Reading again cannot help; see ``bus.skip_lost``."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, partition: int, after_seq: int, since: int) -> None:
+        super().__init__(message)
+        self.partition = partition
+        self.after_seq = after_seq
+        self.since = since
+
+
 class Conflict(SafarError):
     """The change asked for is not allowed in the current state."""
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safar.errors import ConfigError, StoreError
+from safar.errors import ConfigError, FeedGap, StoreError
 from safar.model.work import WorkBatch, WorkItem
 from safar.ports import WorkFeed
 from safar.stores.memory.work import MemoryWorkFeed
@@ -245,10 +245,11 @@ def test_a_read_of_trimmed_batches_names_the_lost_range(feeds: Feeds) -> None:
     for upto in (10, 20, 30):
         feed.publish(upto, {0: items(upto - 5)})
     feed.trim(0, 20)
-    with pytest.raises(StoreError, match=r"partition 0's items after seq 5 .*after 20"):
+    with pytest.raises(FeedGap, match=r"partition 0's items after seq 5 .*after 20") as gap:
         feed.read(0, 5, EVERYTHING)
-    with pytest.raises(StoreError, match="after seq 0"):
-        feed.read_many({0: 0}, EVERYTHING)
+    assert (gap.value.partition, gap.value.after_seq, gap.value.since) == (0, 5, 20)
+    with pytest.raises(FeedGap, match="after seq 0"):
+        feed.read_many({0: 0, 1: 0}, EVERYTHING)
     assert shape(feed.read(0, 20, EVERYTHING)) == [(30, [25])]
 
 

@@ -4,6 +4,7 @@ workers on SQLite share the partitions, and one taking over from a dead one lose
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -298,7 +299,57 @@ def test_an_owner_trims_the_feed_up_to_what_it_committed(tmp_path: Path) -> None
             cursor = stores.runs.processed_seq(partition)
             assert feed.read(partition, cursor, 99) == []
             if count > 1:  # all but the last batch are gone
-                with pytest.raises(StoreError, match="trimmed or expired"):
+                with pytest.raises(StoreError, match="expired or were removed"):
                     feed.read(partition, 0, 99)
+    finally:
+        stores.close()
+
+
+@pytest.mark.parametrize("skip", [False, True], ids=["waits", "skips"])
+def test_a_partition_whose_items_are_gone_waits_or_goes_on_after_them(
+    tmp_path: Path, skip: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    settings = load_settings(data_dir=tmp_path, environ={})
+    settings.bus.skip_lost = skip
+    stores = open_sqlite_stores(settings, clock)
+    feed = MemoryWorkFeed(2)
+    try:
+        publish(stores.journeys, reminder(), clock.now_ms())
+        stepper = Worker(stores, settings, clock, feed=feed)
+        owner = PartitionWorker(stores, settings, clock, feed, owner="w1")
+        for n in range(12):  # a batch each
+            stores.events.append(
+                [_event(f"a{n}", "track", f"c{n}", clock.now_ms(), name="Product Added")]
+            )
+            stepper.step_once()
+        customers = {f"c{n}": stores.profiles.find(("user_id", f"c{n}")) for n in range(12)}
+        home = {user: partition_of(p.id, 2) for user, p in customers.items() if p is not None}
+        batches = {p: feed.read(p, 0, 99) for p in range(2)}
+        lossy = max(batches, key=lambda p: len(batches[p]))
+        assert len(batches[lossy]) >= 3
+        # The first two batches of one partition go before its owner read them.
+        gap = batches[lossy][1].upto
+        feed.trim(lossy, gap)
+        lost = {i.profile_id for b in batches[lossy][:2] for i in b.items}
+        with caplog.at_level(logging.ERROR, logger="safar.runtime.feed_gaps"):
+            for _ in range(3):
+                while owner.step_once():
+                    pass
+        entered = {
+            i.profile_id for i in stores.runs.load([p.id for p in customers.values() if p])[0]
+        }
+        others = {customers[u].id for u, p in home.items() if p != lossy}  # type: ignore[union-attr]
+        mine = {customers[u].id for u, p in home.items() if p == lossy}  # type: ignore[union-attr]
+        assert others <= entered  # the other partition went on either way
+        (logged,) = [r.getMessage() for r in caplog.records]  # once, however many rounds
+        assert f"partition {lossy}" in logged and str(gap) in logged
+        if skip:
+            assert entered & mine == mine - lost and lost
+            assert stores.runs.processed_seq(lossy) == stores.audiences.processed_seq(lossy)
+            assert stores.runs.processed_seq(lossy) == batches[lossy][-1].upto
+        else:
+            assert not entered & mine
+            assert stores.runs.processed_seq(lossy) == stores.audiences.processed_seq(lossy) == 0
     finally:
         stores.close()

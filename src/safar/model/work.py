@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
-from safar.errors import StoreError
+from safar.errors import FeedGap
 
 
 class WorkItem(msgspec.Struct, frozen=True, array_like=True):
@@ -47,12 +47,16 @@ class WorkBatch(msgspec.Struct, frozen=True, array_like=True):
     since: int = 0
 
 
-def lost(partition: int, after_seq: int, since: int) -> StoreError:
+def lost(partition: int, after_seq: int, since: int) -> FeedGap:
     """What a read of a work feed raises when the batches after ``after_seq`` are gone."""
-    return StoreError(
+    return FeedGap(
         f"the work feed no longer holds partition {partition}'s items after seq {after_seq}"
-        f" (its oldest batch starts after {since}): they were trimmed or expired before its"
-        " owner read them; the partition must be published again from the event log"
+        f" (its oldest batch starts after {since}): they expired or were removed before its"
+        " owner read them; the partition waits for them (set bus.skip_lost to go on without"
+        " them, see docs/deploy.md)",
+        partition=partition,
+        after_seq=after_seq,
+        since=since,
     )
 
 

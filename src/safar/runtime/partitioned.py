@@ -27,6 +27,7 @@ from safar.runtime.audiences import AudienceProcessor
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.partition_audiences import PartitionAudiences
 from safar.runtime.partitions import PartitionLeases
+from safar.runtime.feed_gaps import GapsHandled
 from safar.runtime.plans import PlanBook
 from safar.runtime.turns import attempt, run_turns
 from safar.stores.bundle import Stores
@@ -50,6 +51,7 @@ class PartitionWorker:
     ) -> None:
         from safar.runtime.worker import audience_reader, load_policy
 
+        feed = GapsHandled(feed, skip=settings.bus.skip_lost)
         self._feed = feed
         self.owner = owner
         self.reader = audience_reader(stores, clock)

@@ -1,0 +1,79 @@
+"""What a partition owner does when some of a partition's feed items are gone (ADR 12, 7).
+
+By default the stream keeps a partition's items until its owner has committed past them, so
+none are ever gone. They can be when ``bus.max_age_hours`` lets them expire, or when someone
+removes them by hand or the stream is lost. They cannot be published again as they were: an
+item went to the partition of its customer *when it was published*, and merges since have
+changed that (ADR 12, decision 9). So the owner either waits, or goes on
+without them:
+
+- by default (``bus.skip_lost = false``) the partition waits: it reads nothing more and its
+  owner logs an error naming the range once, while the owner's other partitions go on;
+- with ``bus.skip_lost = true`` the partition goes on after the gap: the owner reads it as an
+  empty batch up to where the items left start, which its audiences and journeys commit like
+  any other, and logs the range as an error. Those events' journey steps and segment changes
+  are missed (``safar audiences repair`` recomputes audiences from the log), and so are
+  handovers among them: instances of customers merged into another partition in that range
+  stay filed under this one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from safar.errors import FeedGap
+from safar.model.work import WorkBatch, WorkItem
+from safar.ports import WorkFeed
+
+log = logging.getLogger(__name__)
+
+
+class GapsHandled:
+    """A :class:`~safar.ports.WorkFeed` whose reads meet a partition's missing items as the
+    module docstring says, instead of raising :class:`~safar.errors.FeedGap`."""
+
+    def __init__(self, feed: WorkFeed, *, skip: bool) -> None:
+        self._feed = feed
+        self._skip = skip
+        self.partitions = feed.partitions
+        #: (partition, after_seq, since) of the gaps already logged while waiting.
+        self._reported: set[tuple[int, int, int]] = set()
+
+    def read_many(self, after: Mapping[int, int], limit: int) -> dict[int, list[WorkBatch]]:
+        try:
+            return self._feed.read_many(after, limit)
+        except FeedGap:
+            # One partition's gap must not hold up the others: each is read on its own.
+            return {partition: self.read(partition, seq, limit) for partition, seq in after.items()}
+
+    def read(self, partition: int, after_seq: int, limit: int) -> list[WorkBatch]:
+        try:
+            return self._feed.read(partition, after_seq, limit)
+        except FeedGap as gap:
+            if self._skip:
+                log.error(
+                    "partition %d: the work feed lost its items in seq (%d, %d] before they"
+                    " were read; going on after them (bus.skip_lost): those events' journey"
+                    " steps and segment changes are missed",
+                    partition,
+                    gap.after_seq,
+                    gap.since,
+                )
+                return [WorkBatch(upto=gap.since, since=gap.after_seq)]
+            if (partition, gap.after_seq, gap.since) not in self._reported:
+                self._reported.add((partition, gap.after_seq, gap.since))
+                log.error("%s", gap)
+            return []
+
+    def published_seq(self) -> int:
+        return self._feed.published_seq()
+
+    def publish(self, upto: int, items: Mapping[int, Sequence[WorkItem]]) -> None:
+        self._feed.publish(upto, items)
+
+    def trim(self, partition: int, upto: int) -> None:
+        self._feed.trim(partition, upto)
+
+    def close(self) -> None:
+        self._feed.close()
