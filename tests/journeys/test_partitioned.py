@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from safar.runtime.catalog import publish
 from safar.runtime.partitioned import PartitionWorker
 from safar.runtime.partitions import PARTITION_PREFIX
 from safar.runtime.worker import Worker
-from safar.stores.bundle import open_sqlite_stores
+from safar.stores.bundle import Stores, open_sqlite_stores
 from safar.stores.memory.work import MemoryWorkFeed
 from safar.testing import FakeClock
 from safar.testing.journeys import JourneyHarness, RecordingChannel
@@ -276,19 +278,7 @@ def test_an_idle_owner_asks_only_for_the_published_position_until_it_moves(
 def test_an_owner_trims_the_feed_up_to_what_it_committed(tmp_path: Path) -> None:
     from safar.errors import StoreError
 
-    clock = FakeClock()
-    settings = load_settings(data_dir=tmp_path, environ={})
-    stores = open_sqlite_stores(settings, clock)
-    feed = MemoryWorkFeed(2)
-    try:
-        publish(stores.journeys, reminder(), clock.now_ms())
-        stepper = Worker(stores, settings, clock, feed=feed)
-        owner = PartitionWorker(stores, settings, clock, feed, owner="w1")
-        for n in range(8):  # a batch each
-            stores.events.append(
-                [_event(f"a{n}", "track", f"c{n}", clock.now_ms(), name="Product Added")]
-            )
-            stepper.step_once()
+    with fed_owner(tmp_path, 8) as (stores, feed, owner):
         batches = {p: len(feed.read(p, 0, 99)) for p in range(2)}
         assert sum(batches.values()) >= 8
         while owner.step_once():
@@ -301,28 +291,13 @@ def test_an_owner_trims_the_feed_up_to_what_it_committed(tmp_path: Path) -> None
             if count > 1:  # all but the last batch are gone
                 with pytest.raises(StoreError, match="expired or were removed"):
                     feed.read(partition, 0, 99)
-    finally:
-        stores.close()
 
 
 @pytest.mark.parametrize("skip", [False, True], ids=["waits", "skips"])
 def test_a_partition_whose_items_are_gone_waits_or_goes_on_after_them(
     tmp_path: Path, skip: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock()
-    settings = load_settings(data_dir=tmp_path, environ={})
-    settings.bus.skip_lost = skip
-    stores = open_sqlite_stores(settings, clock)
-    feed = MemoryWorkFeed(2)
-    try:
-        publish(stores.journeys, reminder(), clock.now_ms())
-        stepper = Worker(stores, settings, clock, feed=feed)
-        owner = PartitionWorker(stores, settings, clock, feed, owner="w1")
-        for n in range(12):  # a batch each
-            stores.events.append(
-                [_event(f"a{n}", "track", f"c{n}", clock.now_ms(), name="Product Added")]
-            )
-            stepper.step_once()
+    with fed_owner(tmp_path, 12, skip_lost=skip) as (stores, feed, owner):
         customers = {f"c{n}": stores.profiles.find(("user_id", f"c{n}")) for n in range(12)}
         home = {user: partition_of(p.id, 2) for user, p in customers.items() if p is not None}
         batches = {p: feed.read(p, 0, 99) for p in range(2)}
@@ -351,5 +326,29 @@ def test_a_partition_whose_items_are_gone_waits_or_goes_on_after_them(
         else:
             assert not entered & mine
             assert stores.runs.processed_seq(lossy) == stores.audiences.processed_seq(lossy) == 0
+
+
+@contextmanager
+def fed_owner(
+    tmp_path: Path, customers: int, **bus: Any
+) -> Iterator[tuple[Stores, MemoryWorkFeed, PartitionWorker]]:
+    """SQLite stores, a memory feed of 2 partitions holding a batch for each of ``customers``
+    customers (c0, c1, …, each adding a product to a cart), and a partition owner (with these
+    ``bus`` settings) that has read none of it."""
+    clock = FakeClock()
+    settings = load_settings(data_dir=tmp_path, environ={})
+    settings.bus = msgspec.structs.replace(settings.bus, **bus)
+    stores = open_sqlite_stores(settings, clock)
+    feed = MemoryWorkFeed(2)
+    try:
+        publish(stores.journeys, reminder(), clock.now_ms())
+        stepper = Worker(stores, settings, clock, feed=feed)
+        owner = PartitionWorker(stores, settings, clock, feed, owner="w1")
+        for n in range(customers):  # a batch each
+            stores.events.append(
+                [_event(f"a{n}", "track", f"c{n}", clock.now_ms(), name="Product Added")]
+            )
+            stepper.step_once()
+        yield stores, feed, owner
     finally:
         stores.close()
