@@ -1,11 +1,11 @@
-"""What a partition owner does when some of a partition's feed items are gone (ADR 12, 7).
+"""What a partition owner does when some of a partition's feed items are gone (ADR 12,
+decision 9).
 
 By default the stream keeps a partition's items until its owner has committed past them, so
 none are ever gone. They can be when ``bus.max_age_hours`` lets them expire, or when someone
 removes them by hand or the stream is lost. They cannot be published again as they were: an
 item went to the partition of its customer *when it was published*, and merges since have
-changed that (ADR 12, decision 9). So the owner either waits, or goes on
-without them:
+changed that. So the owner either waits, or goes on without them:
 
 - by default (``bus.skip_lost = false``) the partition waits: it reads nothing more and its
   owner logs an error naming the range once, while the owner's other partitions go on;

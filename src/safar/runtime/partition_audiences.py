@@ -6,9 +6,8 @@ cursor, caches and scans. A round reads the feed once for all of them and commit
 batches in one transaction (:meth:`~safar.ports.AudienceStore.commit_all`), so it costs the
 same few round trips however many partitions the owner holds, and hands what it read to the
 journeys of the same round (:attr:`Round.read`), which would read the same batches again. A
-processor is built afresh
-when its partition comes back at another lease epoch (another owner held it meanwhile, so what
-it cached is stale) and dropped with the partition.
+processor is built afresh when its partition comes back at another lease epoch (another owner
+held it meanwhile, so what it cached is stale) and dropped with the partition.
 """
 
 from __future__ import annotations

@@ -24,10 +24,10 @@ from safar.core.identity import IdentityRules
 from safar.model.leases import Fence
 from safar.ports import Clock, WorkFeed
 from safar.runtime.audiences import AudienceProcessor
+from safar.runtime.feed_gaps import GapsHandled
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.partition_audiences import PartitionAudiences
 from safar.runtime.partitions import PartitionLeases
-from safar.runtime.feed_gaps import GapsHandled
 from safar.runtime.plans import PlanBook
 from safar.runtime.turns import attempt, run_turns
 from safar.stores.bundle import Stores
