@@ -211,6 +211,38 @@ def test_a_partitioned_scan_pages_through_the_partitions_profiles_only(
         assert first == store.find(("user_id", f"u{first.id[1:]}"))
 
 
+def test_a_profile_merged_away_while_a_page_is_read_does_not_end_the_scan(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(store)
+    store.apply(
+        ProfileUpdate(
+            after_seq=4,
+            processed_seq=5,
+            placements={("user_id", "u3"): Placement("p3", "c3")},
+            seen={("user_id", "u3"): (400, 400)},
+            profiles=[ProfileState(id="p3")],
+            timeline=[(("user_id", "u3"), 5)],
+        )
+    )
+    # p1 disappears between the read of the page's ids and the loading of its profiles, as
+    # when the profile processor merges it into another meanwhile.
+    if isinstance(store, MemoryProfileStore):
+        find = store.find
+        monkeypatch.setattr(store, "find", lambda i: None if i == A1 else find(i))
+    elif isinstance(store, SqliteProfileStore):
+        find_many = store.find_many
+        monkeypatch.setattr(
+            store,
+            "find_many",
+            lambda ids: {i: p for i, p in find_many(ids).items() if p.id != "p1"},
+        )
+    else:
+        pytest.skip("no way to slip a merge between this store's two reads")
+    # A full page still: a short one would tell the caller the walk is over.
+    assert [p.id for p in store.scan("", 2)] == ["p2", "p3"]
+
+
 def test_timeline_is_newest_first_across_identifiers_and_pages(store: ProfileStore) -> None:
     seed(store)
     assert store.timeline("p1", 10) == [4, 2, 1]
