@@ -7,8 +7,9 @@ removes them by hand or the stream is lost. They cannot be published again as th
 item went to the partition of its customer *when it was published*, and merges since have
 changed that. So the owner either waits, or goes on without them:
 
-- by default (``bus.skip_lost = false``) the partition waits: it reads nothing more and its
-  owner logs an error naming the range once, while the owner's other partitions go on;
+- by default (``bus.skip_lost = false``) the partition waits: its owner logs an error naming
+  the range once and does not ask the feed for it again until restarted, while its other
+  partitions go on;
 - with ``bus.skip_lost = true`` the partition goes on after the gap: the owner reads it as an
   empty batch up to where the items left start, which its audiences and journeys commit like
   any other, and logs the range as an error. Those events' journey steps and segment changes
@@ -37,15 +38,21 @@ class GapsHandled:
         self._feed = feed
         self._skip = skip
         self.partitions = feed.partitions
-        #: (partition, after_seq, since) of the gaps already logged while waiting.
-        self._reported: set[tuple[int, int, int]] = set()
+        #: Partition -> the cursor it waits at for lost items (logged once), when waiting.
+        self._waiting: dict[int, int] = {}
 
     def read_many(self, after: Mapping[int, int], limit: int) -> dict[int, list[WorkBatch]]:
+        # A partition still waiting at the same cursor is not asked again.
+        found: dict[int, list[WorkBatch]] = {
+            p: [] for p, seq in after.items() if self._waiting.get(p) == seq
+        }
+        rest = {p: seq for p, seq in after.items() if p not in found}
         try:
-            return self._feed.read_many(after, limit)
+            found.update(self._feed.read_many(rest, limit) if rest else {})
         except FeedGap:
             # One partition's gap must not hold up the others: each is read on its own.
-            return {partition: self.read(partition, seq, limit) for partition, seq in after.items()}
+            found.update({p: self.read(p, seq, limit) for p, seq in rest.items()})
+        return found
 
     def read(self, partition: int, after_seq: int, limit: int) -> list[WorkBatch]:
         try:
@@ -61,8 +68,8 @@ class GapsHandled:
                     gap.since,
                 )
                 return [WorkBatch(upto=gap.since, since=gap.after_seq)]
-            if (partition, gap.after_seq, gap.since) not in self._reported:
-                self._reported.add((partition, gap.after_seq, gap.since))
+            if self._waiting.get(partition) != after_seq:
+                self._waiting[partition] = after_seq
                 log.error("%s", gap)
             return []
 
