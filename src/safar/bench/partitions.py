@@ -156,6 +156,7 @@ def _run(postgres: str, nats: str, customers: int, owners: int, audiences: bool)
             ]
             for proc in procs:
                 proc.start()
+            feed = None
             try:
                 for _ in procs:
                     if not ready.acquire(timeout=120):
@@ -173,9 +174,6 @@ def _run(postgres: str, nats: str, customers: int, owners: int, audiences: bool)
                 seconds = time.perf_counter() - started
                 segments, _ = live_definitions(stores.audience_catalog.all())
                 members = {s.id: stores.audiences.count(s.id) for s in segments}
-                if feed is not None:
-                    feed.close()
-                    delete_streams_at(nats, [settings.bus.stream])
             finally:
                 stop.set()
                 cpu = dict(used.get(timeout=60) for _ in procs)
@@ -183,6 +181,10 @@ def _run(postgres: str, nats: str, customers: int, owners: int, audiences: bool)
                     proc.join(60)
                     if proc.is_alive():
                         proc.kill()
+                if feed is not None:
+                    # Once no process reads it any more (they logged failures to find it).
+                    feed.close()
+                    delete_streams_at(nats, [settings.bus.stream])
     return {
         "owners": owners,
         "events": last,
