@@ -49,6 +49,7 @@ def create_app(*, stores: Stores, settings: Settings, clock: Clock) -> Starlette
             audience_catalog=stores.audience_catalog,
             audiences=stores.audiences,
             warehouse_path=Path(settings.data_dir) / WAREHOUSE_FILE,
+            partitions=settings.bus.partitions if settings.bus.url else 0,
         ),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))

@@ -166,10 +166,12 @@ def make_app(
     links: Links | None = None,
     templates_dir: Path | None = TEMPLATES,
     audiences: MemoryAudienceStores | None = None,
+    partitions: int = 0,
 ) -> Starlette:
     """The management app; journey, run, outbox and delivery routes on ``stores`` (default: new
     empty ones), link routes with ``links`` (default: signed with :data:`LINK_SECRET`), audience
-    routes on ``audiences`` (default: new empty ones)."""
+    routes on ``audiences`` (default: new empty ones), kept by ``partitions`` work-feed
+    partitions (0: none)."""
     stores = stores if stores is not None else MemoryJourneyStores()
     audiences = audiences if audiences is not None else MemoryAudienceStores()
     routes = management_routes(
@@ -186,6 +188,7 @@ def make_app(
         templates_dir=templates_dir,
         audience_catalog=audiences,
         audiences=audiences,
+        partitions=partitions,
     )
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 

@@ -72,6 +72,27 @@ def test_profile_by_user_id(
     }
 
 
+def test_a_profile_is_as_current_as_the_slowest_audience_partition(
+    keys: MemoryKeyStore,
+    events: MemoryEventLog,
+    profiles: FakeProfiles,
+    clock: FakeClock,
+    read_headers: dict[str, str],
+) -> None:
+    """On scale-out the partition owners keep audiences, each at its own cursor."""
+    audiences = MemoryAudienceStores()
+    app = make_app(
+        keys=keys, events=events, profiles=profiles, clock=clock, audiences=audiences, partitions=3
+    )
+    sara(profiles)
+    profiles.processed = 17
+    for partition, seq in enumerate((30, 12, 25)):
+        audiences.commit(AudienceUpdate(after_seq=0, processed_seq=seq, partition=partition))
+    with asgi_client(app) as client:
+        response = client.get("/v1/profiles/user_id:42", headers=read_headers)
+    assert response.json()["processed_seq"] == 12
+
+
 @pytest.mark.parametrize(
     "ref",
     [

@@ -49,6 +49,7 @@ def management_routes(
     audience_catalog: AudienceCatalog | None = None,
     audiences: AudienceStore | None = None,
     warehouse_path: Path | None = None,
+    partitions: int = 0,
 ) -> list[BaseRoute]:
     """Every management route: ``/``, ``/healthz``, ``/openapi.json``, ``/docs``, ``/v1/profiles``,
     and those of the stores given:
@@ -64,7 +65,8 @@ def management_routes(
       :class:`~safar.runtime.audience_view.AudienceReader` (computed traits among ``traits``,
       and ``segments``), refreshed at once when a definition is published or archived here.
       Previews are answered over a warehouse kept in the DuckDB file ``warehouse_path``, or in
-      memory when it is None (:mod:`safar.runtime.warehouse_keeper`).
+      memory when it is None (:mod:`safar.runtime.warehouse_keeper`). ``partitions``: the work
+      feed's (0 without one), where partition owners keep audiences.
 
     The app serving them should register :data:`safar.api.errors.EXCEPTION_HANDLERS`, so errors
     become JSON. Ingestion routes are separate (``safar.ingest``). ``identity`` (default: the
@@ -78,7 +80,7 @@ def management_routes(
         *openapi_routes(),
     ]
     if audience_catalog is not None and audiences is not None:
-        reader = AudienceReader(plain, audiences, audience_catalog, clock)
+        reader = AudienceReader(plain, audiences, audience_catalog, clock, partitions=partitions)
         profiles = reader
         routes += audience_routes(
             auth,

@@ -38,11 +38,16 @@ class AudienceReader:
         store: AudienceStore,
         catalog: AudienceCatalog,
         clock: Clock,
+        *,
+        partitions: int = 0,
     ) -> None:
+        """``partitions``: the work feed's, when audiences are kept by partition (ADR 12), so
+        :meth:`processed_seq` is the least of their cursors; 0 without a feed."""
         self._profiles = profiles
         self._store = store
         self._catalog = catalog
         self._clock = clock
+        self._partitions = partitions
         self._read_at: int | None = None
         #: Computed traits whose history is complete: name -> aggregate; the keys their folds
         #: are stored under -> aggregate key; aggregate key -> aggregate.
@@ -103,7 +108,12 @@ class AudienceReader:
     # -- ProfileReader ------------------------------------------------------------------------
 
     def processed_seq(self) -> int:
-        return min(self._profiles.processed_seq(), self._store.processed_seq())
+        store = self._store
+        if self._partitions:
+            audiences = min(store.processed_seq(n) for n in range(self._partitions))
+        else:
+            audiences = store.processed_seq()
+        return min(self._profiles.processed_seq(), audiences)
 
     def find(self, identifier: Identifier) -> Profile | None:
         profile = self._profiles.find(identifier)

@@ -54,7 +54,7 @@ class PartitionWorker:
         feed = GapsHandled(feed, skip=settings.bus.skip_lost)
         self._feed = feed
         self.owner = owner
-        self.reader = audience_reader(stores, clock)
+        self.reader = audience_reader(stores, clock, settings)
         rules = IdentityRules(settings.identity)
         self.audiences = PartitionAudiences(
             stores.audiences,

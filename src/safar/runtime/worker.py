@@ -102,9 +102,12 @@ def webhook_caller(settings: Settings, clock: Clock) -> WebhookCaller:
     return refuse
 
 
-def audience_reader(stores: Stores, clock: Clock) -> AudienceReader:
+def audience_reader(stores: Stores, clock: Clock, settings: Settings) -> AudienceReader:
     """Profiles with their computed traits and segments, as journeys and messages see them."""
-    return AudienceReader(stores.profiles, stores.audiences, stores.audience_catalog, clock)
+    partitions = settings.bus.partitions if settings.bus.url else 0
+    return AudienceReader(
+        stores.profiles, stores.audiences, stores.audience_catalog, clock, partitions=partitions
+    )
 
 
 def build_dispatcher(
@@ -122,7 +125,7 @@ def build_dispatcher(
     return Dispatcher(
         stores.outbox,
         stores.delivery,
-        audience_reader(stores, clock),
+        audience_reader(stores, clock, settings),
         stores.events,
         channels if channels is not None else build_channels(ch, stores.delivery, clock),
         TemplateRenderer(load_templates(settings)),
@@ -182,7 +185,7 @@ class Worker:
             partitions=self._settings.bus.partitions,
         )
         self.publisher: FeedPublisher | None = None
-        self.reader = audience_reader(stores, clock)
+        self.reader = audience_reader(stores, clock, self._settings)
         self.runtime = JourneyRuntime(
             stores.events,
             self.reader,
