@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from safar.config import IdentitySettings
 from safar.core.identity import (
     IdentityRules,
+    Memo,
     edge_key,
     extract,
     normalize_email,
@@ -52,6 +53,26 @@ def event(
         received_at=ts,
         body=msgspec.json.encode(body),
     )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["track", "page", "identify", "alias"]),
+            st.sampled_from([None, "u1", " u2 ", "null", ""]),
+            st.sampled_from([None, "a1", "a2"]),
+            st.sampled_from([{}, {"traits": {"email": "E1@x.io"}}, {"previousId": "a3"}]),
+        ),
+        max_size=30,
+    )
+)
+def test_a_memo_extracts_what_extract_does(
+    stream: list[tuple[str, str | None, str | None, dict[str, Any]]],
+) -> None:
+    memo = Memo(RULES)
+    for n, (kind, user, anon, body) in enumerate(stream):
+        one = event(kind, user=user, anon=anon, mid=f"m{n}", **body)
+        assert memo.extract(one) == extract(one, RULES)
 
 
 def edge(ts: int, mid: str, *identifiers: Identifier) -> Edge:

@@ -153,6 +153,31 @@ def extract(event: Event, rules: IdentityRules) -> Extracted:
     return Extracted(identifiers, user_traits)
 
 
+#: Entries a :class:`Memo` holds before it starts again empty.
+MEMO_LIMIT = 200_000
+
+
+class Memo:
+    """:func:`extract` for a stream of events, remembering the answer for events that do not
+    :func:`reads_body` by their ``userId`` / ``anonymousId``: the same people recur batch after
+    batch, and those are most events."""
+
+    def __init__(self, rules: IdentityRules) -> None:
+        self.rules = rules
+        self._pairs: dict[tuple[str | None, str | None], Extracted] = {}
+
+    def extract(self, event: Event) -> Extracted:
+        if reads_body(event):
+            return extract(event, self.rules)
+        pair = (event.user_id, event.anonymous_id)
+        found = self._pairs.get(pair)
+        if found is None:
+            if len(self._pairs) >= MEMO_LIMIT:
+                self._pairs.clear()
+            found = self._pairs[pair] = Extracted(ids_only(*pair, self.rules), None)
+        return found
+
+
 def reads_body(event: Event) -> bool:
     """Whether ``event`` may carry identifiers or traits beyond ``userId`` / ``anonymousId``.
 

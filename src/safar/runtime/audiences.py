@@ -48,7 +48,7 @@ import msgspec
 
 from safar.core import aggregates as ag
 from safar.core.assignment import partition_of
-from safar.core.identity import IdentityRules, extract
+from safar.core.identity import IdentityRules, Memo
 from safar.core.segments import (
     AudiencePlan,
     Compile,
@@ -219,7 +219,7 @@ class AudienceProcessor:
         self._delivery = delivery
         self._catalog = catalog
         self._store = store
-        self._rules = rules
+        self._identities = Memo(rules)
         self._clock = clock
         self._owner = owner
         #: The lease this processor works under, sent with every commit (see
@@ -475,7 +475,7 @@ class AudienceProcessor:
         by_head: dict[Identifier, _Touch] = {}
         feeding: list[tuple[Event, Identifier, list[tuple[str, Any]]]] = []
         for event in events:
-            extracted = extract(event, self._rules)
+            extracted = self._identities.extract(event)
             if not extracted.identifiers:
                 continue
             head = extracted.identifiers[0]
@@ -869,7 +869,7 @@ class AudienceProcessor:
                 if not ag.alive(aggregate, event.timestamp, now):
                     continue
                 if head is None:
-                    identifiers = extract(event, self._rules).identifiers
+                    identifiers = self._identities.extract(event).identifiers
                     if not identifiers:
                         break
                     head, payload = identifiers[0], event.payload()
