@@ -292,7 +292,9 @@ class _Step:
                 continue
             head = identifiers[0]
             pid = (placements.get(head) or stored[head]).profile_id
-            state = self.states.setdefault(pid, ProfileState(id=pid))
+            state = self.states.get(pid)
+            if state is None:
+                state = self.states[pid] = ProfileState(id=pid)
             ts, mid = event.timestamp, event.message_id
             for key, value in traits.items():
                 writes.append(
