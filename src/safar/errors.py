@@ -94,6 +94,27 @@ class StaleBatch(StoreError):
     whole, and computed again from the new state. Processes racing meet it; it is no failure."""
 
 
+def cursor_moved(
+    processor: str, after_seq: int | None, current: int, partition: int | None
+) -> StoreError:
+    """What a store raises when a batch computed after ``after_seq`` finds its cursor (of
+    ``partition``, None: the one without) at ``current``: another ``processor`` ("audience
+    processor", "journey runtime") has committed meanwhile."""
+    where = "" if partition is None else f" in partition {partition}"
+    return StoreError(
+        f"{processor.split()[0]} batch read events after seq {after_seq}{where}, but the store"
+        f" is at {current}: another {processor} is running"
+    )
+
+
+def job_moved(name: str, expected: str | None, stored: str | None) -> StaleBatch:
+    """What an audience store raises when a batch expected job ``name`` at ``expected``."""
+    return StaleBatch(
+        f"audience batch expected job {name!r} at {expected!r}, but the store has {stored!r}:"
+        " another audience processor changed it"
+    )
+
+
 class FeedGap(StoreError):
     """A work-feed partition's items after ``after_seq`` are gone: its oldest batch left
     starts after ``since`` (ADR 12: expired or removed before the partition's owner read them).

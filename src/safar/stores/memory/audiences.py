@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from safar.errors import StaleBatch, StoreError, ValidationError
+from safar.errors import ValidationError, cursor_moved, job_moved
 from safar.model.audiences import AudienceVersion, ComputedTrait, Fold, Membership, Segment
 from safar.model.events import Event
 from safar.ports import AudienceUpdate
@@ -248,18 +248,11 @@ class MemoryAudienceStores:
         if update.after_seq is not None:
             cursor = self._cursor(update.partition)
             if update.after_seq != cursor:
-                where = "" if update.partition is None else f" in partition {update.partition}"
-                raise StoreError(
-                    f"audience batch read events after seq {update.after_seq}{where}, but the"
-                    f" store is at {cursor}: another audience processor is running"
-                )
+                raise cursor_moved("audience processor", update.after_seq, cursor, update.partition)
         for name, expected in update.expect.items():
             held = self._jobs.get(name)
             if held != expected:
-                raise StaleBatch(
-                    f"audience batch expected job {name!r} at {expected!r}, but the store has"
-                    f" {held!r}: another audience processor changed it"
-                )
+                raise job_moved(name, expected, held)
 
     def _put(self, membership: Membership, data: bytes, partition: int) -> None:
         old = self._drop(membership.profile_id)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from safar.errors import StoreError, ValidationError
+from safar.errors import ValidationError, cursor_moved
 from safar.model.journeys import JourneyVersion
 from safar.model.messages import Consent, Decision, InboxItem, SentRecord
 from safar.model.runs import Command, EntryRecord, Instance, OutboxEntry, Visit
@@ -206,10 +206,8 @@ class MemoryJourneyStores:
                     continue
                 current = cursors.get(update.partition, self._cursor(update.partition))
                 if update.after_seq != current:
-                    where = "" if update.partition is None else f" in partition {update.partition}"
-                    raise StoreError(
-                        f"journey batch read events after seq {update.after_seq}, but the store"
-                        f" is at {current}{where}: another journey runtime is running"
+                    raise cursor_moved(
+                        "journey runtime", update.after_seq, current, update.partition
                     )
                 if update.processed_seq is not None:
                     cursors[update.partition] = update.processed_seq

@@ -60,7 +60,7 @@ from typing import Any, Literal
 import msgspec
 import psycopg
 
-from safar.errors import StaleBatch, StoreError, ValidationError
+from safar.errors import ValidationError, cursor_moved, job_moved
 from safar.model.audiences import (
     AudienceVersion,
     ComputedTrait,
@@ -72,7 +72,7 @@ from safar.model.audiences import (
 from safar.model.events import Event
 from safar.ports import AudienceUpdate
 from safar.stores.postgres.db import PgDatabase, PgMigration
-from safar.stores.postgres.journeys import read_cursor, scalar
+from safar.stores.postgres.journeys import claim_params, read_cursor, scalar
 from safar.stores.postgres.leases import check_fence
 
 _MIGRATIONS: list[PgMigration] = [
@@ -385,13 +385,7 @@ class PgAudienceStore:
     ) -> list[Membership]:
         if limit <= 0:
             return []
-        params = {
-            "now": now,
-            "limit": limit,
-            "owner": owner,
-            "until": now + lease_ms,
-            "partition": partition,
-        }
+        params = claim_params(now, limit, owner, lease_ms, partition)
         query = _CLAIM_ALL_DUE if partition is None else _CLAIM_PARTITION_DUE
         with self._db.write() as conn:
             rows = conn.execute(query, params).fetchall()
@@ -519,11 +513,7 @@ def _check_cursor(conn: psycopg.Connection, partition: int | None, after_seq: in
             partition,
         )
     if current != after_seq:
-        where = "" if partition is None else f" in partition {partition}"
-        raise StoreError(
-            f"audience batch read events after seq {after_seq}{where}, but the store is at"
-            f" {current}: another audience processor is running"
-        )
+        raise cursor_moved("audience processor", after_seq, current, partition)
 
 
 def _set_cursor(conn: psycopg.Connection, partition: int | None, seq: int) -> None:
@@ -550,10 +540,7 @@ def _check_jobs(
     stored.update(_lock_jobs(conn, sorted(expect.keys() - progress.keys()), "SHARE"))
     for name, expected in sorted(expect.items()):
         if stored.get(name) != expected:
-            raise StaleBatch(
-                f"audience batch expected job {name!r} at {expected!r}, but the store has"
-                f" {stored.get(name)!r}: another audience processor changed it"
-            )
+            raise job_moved(name, expected, stored.get(name))
 
 
 def _lock_jobs(

@@ -219,6 +219,19 @@ def read_cursor(conn: psycopg.Connection, processor: str, partition: int | None)
     return seq
 
 
+def claim_params(
+    now: int, limit: int, owner: str, lease_ms: int, partition: int | None
+) -> dict[str, Any]:
+    """The named parameters of a claim of due rows (timers, memberships) with leases."""
+    return {
+        "now": now,
+        "limit": limit,
+        "owner": owner,
+        "until": now + lease_ms,
+        "partition": partition,
+    }
+
+
 def columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     """``rows`` as one list per column: the arrays ``unnest(%b::text[], …)`` takes."""
     return [list(column) for column in zip(*rows, strict=True)]

@@ -28,11 +28,18 @@ import msgspec
 import psycopg
 from msgspec.structs import astuple
 
-from safar.errors import StoreError
+from safar.errors import cursor_moved
 from safar.model.runs import EntryRecord, Instance, OutboxEntry, Visit
 from safar.ports import JourneyUpdate
 from safar.stores.postgres.db import PgDatabase
-from safar.stores.postgres.journeys import columns, encode, migrate, read_cursor, scalar
+from safar.stores.postgres.journeys import (
+    claim_params,
+    columns,
+    encode,
+    migrate,
+    read_cursor,
+    scalar,
+)
 from safar.stores.postgres.leases import check_fences
 
 _decode_instance = msgspec.json.Decoder(Instance).decode
@@ -190,13 +197,7 @@ class PgRunStore:
     ) -> list[Instance]:
         if limit <= 0:
             return []
-        params = {
-            "now": now,
-            "limit": limit,
-            "owner": owner,
-            "until": now + lease_ms,
-            "partition": partition,
-        }
+        params = claim_params(now, limit, owner, lease_ms, partition)
         query = _CLAIM_ALL_TIMERS if partition is None else _CLAIM_PARTITION_TIMERS
         with self._db.write() as conn:
             rows = conn.execute(query, params).fetchall()
@@ -343,11 +344,7 @@ def _check_all(conn: psycopg.Connection, updates: Sequence[JourneyUpdate]) -> No
     for update in checked:
         current = stored[update.partition]
         if current != update.after_seq:
-            where = "" if update.partition is None else f" in partition {update.partition}"
-            raise StoreError(
-                f"journey batch read events after seq {update.after_seq}{where}, but the store"
-                f" is at {current}: another journey runtime is running"
-            )
+            raise cursor_moved("journey runtime", update.after_seq, current, update.partition)
         if update.processed_seq is not None:
             stored[update.partition] = update.processed_seq  # the next update of it builds on it
     check_fences(conn, [u.fence for u in updates if u.fence is not None])

@@ -46,7 +46,7 @@ from typing import Literal
 import msgspec
 
 from safar.core.identity import by_type
-from safar.errors import StaleBatch, StoreError, ValidationError
+from safar.errors import ValidationError, cursor_moved, job_moved
 from safar.model.audiences import (
     AudienceVersion,
     ComputedTrait,
@@ -380,21 +380,14 @@ def _check(conn: sqlite3.Connection, update: AudienceUpdate) -> None:
     if update.after_seq is not None:
         current = cursor(conn, "audience", update.partition)
         if current != update.after_seq:
-            where = "" if update.partition is None else f" in partition {update.partition}"
-            raise StoreError(
-                f"audience batch read events after seq {update.after_seq}{where}, but the store"
-                f" is at {current}: another audience processor is running"
-            )
+            raise cursor_moved("audience processor", update.after_seq, current, update.partition)
     if update.fence is not None:
         check_fence(conn, update.fence)
     for name, expected in sorted(update.expect.items()):
         row = conn.execute("SELECT progress FROM audience_jobs WHERE name = ?", (name,)).fetchone()
         stored = None if row is None else row[0]
         if stored != expected:
-            raise StaleBatch(
-                f"audience batch expected job {name!r} at {expected!r}, but the store has"
-                f" {stored!r}: another audience processor changed it"
-            )
+            raise job_moved(name, expected, stored)
 
 
 def _due(now: int, partition: int | None, limit: int) -> tuple[str, tuple[int, ...]]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import msgspec
 from msgspec.structs import astuple
 
-from safar.errors import StoreError
+from safar.errors import cursor_moved
 from safar.model.runs import EntryRecord, Instance, Visit
 from safar.ports import JourneyUpdate
 from safar.stores.sqlite.db import Database
@@ -260,11 +260,7 @@ def _apply(conn: sqlite3.Connection, update: JourneyUpdate, rows: _Rows) -> None
     if update.after_seq is not None:
         current = cursor(conn, "journey", partition)
         if current != update.after_seq:
-            where = "" if partition is None else f" in partition {partition}"
-            raise StoreError(
-                f"journey batch read events after seq {update.after_seq}, but the store"
-                f" is at {current}{where}: another journey runtime is running"
-            )
+            raise cursor_moved("journey runtime", update.after_seq, current, partition)
     if update.fence is not None:
         check_fence(conn, update.fence)
     if rows.instances:
