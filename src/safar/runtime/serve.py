@@ -229,7 +229,7 @@ def run_child(role: str, encoded_settings: bytes, stop: Connection, parent_pid: 
         if role == WAREHOUSE:
             from safar.runtime.warehouse_keeper import WAREHOUSE_FILE, KeptWarehouse, keep_warm
 
-            os.nice(10)  # copying is never more urgent than ingestion, stepping or delivery
+            _lowest_priority()
             kept = KeptWarehouse(
                 stores.events,
                 stores.profiles,
@@ -299,3 +299,13 @@ def _open_feed_waiting(settings: Settings, halt: threading.Event) -> WorkFeed | 
             print(f"safar: cannot open the work feed, will retry: {exc}", file=sys.stderr)
             halt.wait(FEED_RETRY_S)
     return None
+
+
+def _lowest_priority() -> None:
+    """Copying to the warehouse is never more urgent than ingestion, stepping or delivery: on
+    Linux the process runs only on a core nothing else wants (``SCHED_IDLE``; nice 10 still
+    took a fifth of a core from them under load), elsewhere at nice 10."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(10)
