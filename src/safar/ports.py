@@ -65,6 +65,11 @@ class EventLog(Protocol):
         """The events with these ``seq`` numbers, ascending; unknown numbers are left out."""
         ...
 
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these ``(source_id, message_id)`` keys an append now would skip as
+        duplicates: those appended within the dedupe window."""
+        ...
+
     def last_seq(self) -> int:
         """The highest committed ``seq``, or 0 when the log is empty."""
         ...
@@ -360,7 +365,7 @@ class Outbox(Protocol):
     - ``claim`` returns entries with ``due <= now`` that are pending and not leased (or whose
       lease expired), earliest due first, and leases them to ``owner`` until ``now + lease_ms``.
       An entry is delivered at least once: after a crash its lease expires and it is claimed
-      again. Its ``attempts`` counts earlier ``retry`` settlements.
+      again, marked ``reclaimed``. Its ``attempts`` counts earlier ``retry`` settlements.
     - ``settle`` stores the settlements, their decisions and sent records in one transaction.
       Settling a key that is not pending (already settled) changes nothing for that key.
     """

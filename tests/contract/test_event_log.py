@@ -182,6 +182,21 @@ def test_duplicate_from_another_writer(event_backend: Backend) -> None:
     assert [e.seq for e in read_all(second)] == [1, 2, 3, 4, 5, 6]
 
 
+def test_seen_names_keys_appended_within_the_window(
+    event_backend: Backend, clock: FakeClock
+) -> None:
+    first = event_backend.event_log(dedupe_window_ms=WINDOW_MS)
+    assert first.seen([]) == set()
+    first.append([event("a"), event("b", source_id="src_ios")])
+    asked = [("src_web", "a"), ("src_web", "b"), ("src_ios", "b"), ("src_web", "c")]
+    assert first.seen(asked) == {("src_web", "a"), ("src_ios", "b")}
+    # What another writer appended counts too (a dispatcher asks about receipts another wrote).
+    second = event_backend.event_log(dedupe_window_ms=WINDOW_MS)
+    second.append([event("c")])
+    assert first.seen(asked) == {("src_web", "a"), ("src_ios", "b"), ("src_web", "c")}
+    assert first.append([event("c")]).duplicates == 1
+
+
 def test_duplicate_within_window_is_skipped(event_backend: Backend, clock: FakeClock) -> None:
     log = event_backend.event_log(dedupe_window_ms=WINDOW_MS)
     log.append([event("a")])
@@ -370,9 +385,12 @@ def test_window_bounds(
         else:
             now = clock.now_ms()
             before = log.last_seq()
+            seen = log.seen([("src_web", m) for m in arg])
             log.append([event(m) for m in arg])
             stored = message_ids(log.read(before, 100))
             assert len(stored) == len(set(stored))
+            # ``seen`` names exactly the keys the append then skipped.
+            assert {m for _, m in seen} == set(arg) - set(stored)
             for m in dict.fromkeys(arg):
                 age = now - stored_at[m] if m in stored_at else None
                 if age is not None and age < WINDOW_MS:

@@ -95,12 +95,15 @@ def test_a_lease_blocks_other_owners_until_it_expires(
 ) -> None:
     now = clock.now_ms()
     put(stores, outbox_entry("k1", due=now))
-    assert keys(stores.outbox.claim(now, 10, "d1", LEASE_MS)) == ["k1"]
+    (first,) = stores.outbox.claim(now, 10, "d1", LEASE_MS)
+    assert first.key == "k1" and not first.reclaimed
     assert stores.outbox.claim(clock.advance(ms=LEASE_MS - 1), 10, "d2", LEASE_MS) == []
-    # d1 crashed before settling: the entry is delivered again (at least once).
+    # d1 crashed before settling: the entry is delivered again (at least once), marked as
+    # possibly handed over already.
     again = stores.outbox.claim(clock.advance(ms=1), 10, "d2", LEASE_MS)
     assert keys(again) == ["k1"]
     assert again[0].attempts == 0  # a lapsed lease is not a retry
+    assert again[0].reclaimed
 
 
 def test_retry_counts_an_attempt_and_waits_for_its_due_time(
@@ -115,11 +118,12 @@ def test_retry_counts_an_attempt_and_waits_for_its_due_time(
     # The retry released the lease; the entry waits for its new due time, not for the lease.
     assert stores.outbox.claim(now + 999, 10, "d1", LEASE_MS) == []
     (entry,) = stores.outbox.claim(now + 1000, 10, "d2", LEASE_MS)
-    assert (entry.key, entry.due, entry.attempts, entry.last_error) == (
+    assert (entry.key, entry.due, entry.attempts, entry.last_error, entry.reclaimed) == (
         "k1",
         now + 1000,
         1,
         "timeout",
+        False,  # settled in between: a retry is not a reclaim
     )
     stores.outbox.settle([Settlement(key="k1", status="retry", due=now + 5000, error="503")])
     (entry,) = stores.outbox.claim(now + 5000, 10, "d2", LEASE_MS)
@@ -298,6 +302,7 @@ def test_claims_and_settlements_never_redeliver_or_lose_an_entry(
             assert len(got) == min(limit, len(free)), "left a free due entry behind"
             for entry in got:
                 assert entry.attempts == attempts[entry.key]
+                assert entry.reclaimed == (entry.key in leased), "reclaimed is wrong"
                 leased[entry.key] = now + LEASE_MS
                 claimed.append(entry.key)
         elif kind == "settle":

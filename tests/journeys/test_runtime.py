@@ -374,8 +374,8 @@ def test_a_new_version_keeps_or_moves_customers_inside(mode: str, template: str)
 
 def test_a_crash_between_send_and_settle_hands_over_the_same_key_again() -> None:
     """The dispatcher delivers at least once: when it dies after the channel accepted a message
-    but before settling it, the lease expires and the entry goes out again under the same
-    idempotency key, which the provider uses to drop the repeat."""
+    but before its receipt reached the log, the lease expires and the entry goes out again
+    under the same idempotency key, which the provider uses to drop the repeat."""
     from safar.errors import StoreError
     from safar.runtime.dispatch import LEASE_MS
 
@@ -383,16 +383,16 @@ def test_a_crash_between_send_and_settle_hands_over_the_same_key_again() -> None
     h = JourneyHarness(channels={"email": email})
     h.publish(welcome())
     customer(h, "u")
-    settle = h.stores.outbox.settle
+    append = h.stores.events.append
     crashes = [1]
 
-    def crash_once(settlements: Any) -> None:
-        if crashes:
+    def crash_once(events: Any) -> Any:
+        if crashes and any(e.name == "Message Sent" for e in events):
             crashes.pop()
             raise StoreError("power cut")
-        settle(settlements)
+        return append(events)
 
-    h.stores.outbox.settle = crash_once  # type: ignore[method-assign]
+    h.stores.events.append = crash_once  # type: ignore[method-assign]
     with pytest.raises(StoreError):
         h.track("u", "Signed Up")
     assert email.attempts == 1 and h.stores.outbox.pending() == 1
@@ -519,29 +519,13 @@ def test_an_opt_out_made_before_a_merge_still_holds_after_it() -> None:
     assert decision.rule == "consent"
 
 
-def test_a_crash_repeats_at_most_one_settle_group_of_deliveries() -> None:
-    from safar.errors import StoreError
-    from safar.runtime.dispatch import LEASE_MS, SETTLE_EVERY
+def _signed_up_together(h: JourneyHarness, customers: int) -> None:
+    """``customers`` Signed Up events in one append, so one dispatcher claim holds every
+    welcome message."""
     from safar.runtime.internal import internal_event
 
-    email = RecordingChannel("email")
-    h = JourneyHarness(channels={"email": email})
-    for i in range(3 * SETTLE_EVERY):
-        customer(h, f"u{i}")
-    h.runtime.refresh()
-    settle = h.stores.outbox.settle
-    crashes = [1]
-
-    def crash_once(settlements: Any) -> None:
-        if crashes:
-            crashes.pop()
-            raise StoreError("power cut")
-        settle(settlements)
-
-    h.publish(welcome())
-    h.stores.outbox.settle = crash_once  # type: ignore[method-assign]
     now = h.clock.now_ms()
-    h.stores.events.append(  # one batch, so that one dispatcher claim holds every message
+    h.stores.events.append(
         [
             internal_event(
                 key=f"s{i}",
@@ -551,13 +535,85 @@ def test_a_crash_repeats_at_most_one_settle_group_of_deliveries() -> None:
                 received_at=now,
                 name="Signed Up",
             )
-            for i in range(3 * SETTLE_EVERY)
+            for i in range(customers)
         ]
     )
+
+
+def _crash_once(method: Any) -> tuple[Any, list[int]]:
+    """``method``, failing on its first call with StoreError; and the list of calls so far."""
+    from safar.errors import StoreError
+
+    calls: list[int] = []
+
+    def crashing(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreError("power cut")
+        return method(*args)
+
+    return crashing, calls
+
+
+def test_a_crash_repeats_at_most_the_deliveries_whose_receipts_were_not_logged() -> None:
+    from safar.errors import StoreError
+    from safar.runtime.dispatch import LEASE_MS, SETTLE_EVERY
+
+    email = RecordingChannel("email")
+    h = JourneyHarness(channels={"email": email})
+    for i in range(3 * SETTLE_EVERY):
+        customer(h, f"u{i}")
+    h.runtime.refresh()
+    h.publish(welcome())
+    append = h.stores.events.append
+    receipts: list[int] = []
+
+    def crash_on_second_receipts(events: Any) -> Any:
+        if any(e.name == "Message Sent" for e in events):
+            receipts.append(1)
+            if len(receipts) == 2:
+                raise StoreError("power cut")
+        return append(events)
+
+    h.stores.events.append = crash_on_second_receipts  # type: ignore[method-assign]
+    _signed_up_together(h, 3 * SETTLE_EVERY)
     with pytest.raises(StoreError):
         h.run()
-    assert email.attempts == SETTLE_EVERY
+    assert email.attempts == 2 * SETTLE_EVERY
+    assert h.stores.outbox.pending() == 3 * SETTLE_EVERY  # nothing settled yet
     h.restart_dispatcher()  # the process died: what it had not recorded is gone
     h.advance(ms=LEASE_MS)
     assert len(email.sent) == 3 * SETTLE_EVERY
-    assert email.attempts == 4 * SETTLE_EVERY  # only the first group was handed over twice
+    # The first group's receipts were logged: not handed over again. The second's were not.
+    assert email.attempts == 4 * SETTLE_EVERY
+    assert h.stores.outbox.pending() == 0
+
+
+def test_a_crash_before_the_settlement_sends_nothing_twice() -> None:
+    from safar.errors import StoreError
+    from safar.runtime.dispatch import LEASE_MS, SETTLE_EVERY
+
+    email = RecordingChannel("email")
+    h = JourneyHarness(channels={"email": email})
+    customers = 3 * SETTLE_EVERY + 5
+    for i in range(customers):
+        customer(h, f"u{i}")
+    h.runtime.refresh()
+    h.publish(welcome())
+    h.stores.outbox.settle, settles = _crash_once(h.stores.outbox.settle)  # type: ignore[method-assign]
+    _signed_up_together(h, customers)
+    with pytest.raises(StoreError):
+        h.run()
+    assert email.attempts == customers and settles == [1]  # one settlement, at the batch's end
+    h.restart_dispatcher()
+    h.advance(ms=LEASE_MS - 1)
+    assert h.stores.outbox.pending() == customers  # still leased to the dispatcher that died
+    h.advance(ms=1)
+    # Every receipt was logged: every message is settled as sent, none handed over again.
+    assert email.attempts == customers and h.stores.outbox.pending() == 0
+    for i in range(customers):
+        (decision,) = h.decisions(f"u{i}")
+        assert decision.outcome == "sent" and "before a restart" in decision.detail
+    # They count as sent for frequency caps and the like.
+    profile_ids = [h.profile(f"u{i}").id for i in range(customers)]
+    assert len(h.stores.delivery.sends(profile_ids, 0)) == customers

@@ -169,3 +169,6 @@ class OutboxEntry(msgspec.Struct, kw_only=True):
     due: int
     attempts: int = 0
     last_error: str | None = None
+    #: Claimed before and never settled: the dispatcher holding it stopped (or stalled past its
+    #: lease), so it may have been handed to its provider already.
+    reclaimed: bool = False

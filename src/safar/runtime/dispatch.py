@@ -7,12 +7,19 @@ Per claimed batch:
   suppression conditions); those that go are rendered and handed to their channel;
 - webhook steps are called; those that wait for the reply get it as a ``Webhook Replied`` event;
 - journey events (emits, profile updates) are appended to the event log;
-- receipts (``Message Sent``, ``Message Failed``) go to the event log too, then every entry is
-  settled in one transaction with its decision and sent record.
+- receipts (``Message Sent``, ``Message Failed``) go to the event log every
+  :data:`SETTLE_EVERY` deliveries; the batch's entries are settled once, at its end, in one
+  transaction with their decisions and sent records.
 
-Events are appended before the settlement: a crash between the two makes the entry be claimed
-again, and the log deduplicates the events by their deterministic messageIds. A channel may
-see a message again after such a crash; it gets the same idempotency key both times.
+The receipt in the log is what proves a message was handed over. A crash makes the batch's
+unsettled entries be claimed again once their lease lapses, marked ``reclaimed``; a reclaimed
+message whose ``Message Sent`` receipt the log holds is settled as sent without being sent
+again. So a crash repeats at most the :data:`SETTLE_EVERY` deliveries whose receipts were not
+appended yet (the channel gets the same idempotency key both times), while the state database
+sees one write transaction per batch instead of one per group (under load, the dispatcher
+spent over half its time in those; ADR 9). Webhook calls
+have no receipt, so a group with one is settled at once, as before. Events are appended before
+the settlement, and the log deduplicates them by their deterministic messageIds.
 
 A store that fails while the dispatcher records what the channels accepted (a database restart)
 is not a crash: the dispatcher keeps that record and writes it before it claims anything more,
@@ -40,7 +47,7 @@ from safar.model.policy import Policy
 from safar.model.profiles import Profile
 from safar.model.runs import EventCommand, OutboxEntry, SendCommand, WebhookCommand
 from safar.ports import Channel, Clock, DeliveryStore, EventLog, Outbox, ProfileReader, Settlement
-from safar.runtime.internal import internal_event, track_event
+from safar.runtime.internal import SOURCE_ID, internal_event, track_event
 from safar.runtime.journeys import WEBHOOK_REPLY_EVENT
 from safar.runtime.links import Links
 from safar.runtime.render import address_for, render_webhook
@@ -48,7 +55,8 @@ from safar.runtime.render import address_for, render_webhook
 log = logging.getLogger(__name__)
 
 LEASE_MS = 60_000
-#: Deliveries recorded together: the most a crash can make providers see twice.
+#: Deliveries whose receipts are appended together: the most a crash can make providers see
+#: twice.
 SETTLE_EVERY = 20
 #: Seconds to wait after an unexpected error before trying again.
 ERROR_WAIT = 1.0
@@ -87,11 +95,15 @@ class _Round:
     events: list[Event] = field(default_factory=list)
     #: Entries handed to a provider since the last flush.
     handed: int = 0
+    #: Of those, the ones no receipt records (webhook calls): their settlement is the record.
+    unreceipted: int = 0
 
-    def delivered(self) -> None:
+    def delivered(self, *, receipt: bool = True) -> None:
         """One more entry reached a provider; record the group once it is big enough, so a
         crash repeats at most :data:`SETTLE_EVERY` deliveries, not a whole batch."""
         self.handed += 1
+        if not receipt:
+            self.unreceipted += 1
         if self.handed >= SETTLE_EVERY:
             self.flush(self)
 
@@ -158,28 +170,32 @@ class Dispatcher:
             command = entry.command
             if isinstance(command, WebhookCommand):
                 self._webhook(entry, command, work)
-                work.delivered()
+                work.delivered(receipt=False)
             elif isinstance(command, EventCommand):
                 work.events.append(_journey_event(command, now))
                 work.settlements.append(Settlement(key=entry.key, status="done"))
-        self._flush(work)
+        self._flush(work, settle=True)
         return len(entries)
 
-    def _flush(self, work: _Round) -> None:
-        """Hand the round's receipts and settlements over to :meth:`_record`."""
+    def _flush(self, work: _Round, *, settle: bool = False) -> None:
+        """Hand the round's receipts and settlements over to :meth:`_record`, which settles at
+        the end of the round (``settle``) or when a delivery since the last flush has no receipt
+        to prove it."""
         self._owed_events += work.events
         self._owed_settlements += work.settlements
-        work.events, work.settlements, work.handed = [], [], 0
-        self._record()
+        settle = settle or work.unreceipted > 0
+        work.events, work.settlements, work.handed, work.unreceipted = [], [], 0, 0
+        self._record(settle=settle)
 
-    def _record(self) -> None:
-        """Append the receipts owed, then settle: a crash in between is redone harmlessly (the
-        log drops repeated receipts by messageId). What the store refuses stays owed, and is
+    def _record(self, *, settle: bool = True) -> None:
+        """Append the receipts owed, then (with ``settle``) settle: a crash in between is redone
+        harmlessly (the log drops repeated receipts by messageId, and a reclaimed message with
+        its receipt logged is not sent again). What the store refuses stays owed, and is
         written first on the next try (see the module docstring)."""
         if self._owed_events:
             self._events.append(self._owed_events)
             self._owed_events = []
-        if self._owed_settlements:
+        if settle and self._owed_settlements:
             self._outbox.settle(self._owed_settlements)
             self._owed_settlements = []
 
@@ -209,6 +225,12 @@ class Dispatcher:
     # -- messages -----------------------------------------------------------------------------
 
     def _messages(self, entries: Sequence[OutboxEntry], work: _Round) -> None:
+        sent = self._sent_before(entries)
+        if sent:
+            for entry in entries:
+                if entry.key in sent:
+                    self._settle_sent_before(entry, _message(entry), work)
+            entries = [e for e in entries if e.key not in sent]
         messages = [_message(e) for e in entries]
         profiles = self._profiles.find_many({m.identifier for m in messages})
         recipients: list[Recipient] = []
@@ -232,6 +254,27 @@ class Dispatcher:
             self._settle_message(entry, message, verdict, profiles.get(message.identifier), work)
             if verdict.kind == "go":
                 work.delivered()
+
+    def _sent_before(self, entries: Sequence[OutboxEntry]) -> set[str]:
+        """The keys of the reclaimed entries whose ``Message Sent`` receipt the log holds:
+        handed to their provider by a dispatcher that stopped before settling them."""
+        receipts = {
+            (SOURCE_ID, _receipt_key(e.key, "Message Sent")): e.key for e in entries if e.reclaimed
+        }
+        if not receipts:
+            return set()
+        return {receipts[key] for key in self._events.seen(receipts.keys())}
+
+    def _settle_sent_before(self, entry: OutboxEntry, message: Message, work: _Round) -> None:
+        now = work.now
+        decision = message.decision(
+            now, "sent", "", "handed to the provider before a restart (its receipt is logged)"
+        )
+        work.settlements.append(
+            Settlement(
+                key=entry.key, status="done", decision=decision, sent=message.sent_record(now)
+            )
+        )
 
     def _facts(self, profiles: list[Profile], now: int) -> dict[str, Facts]:
         # Choices and sends recorded under profile ids since merged into a customer are theirs.
@@ -341,15 +384,17 @@ class Dispatcher:
             "c": message.channel,
             "g": message.category,
         }
-        html = rendered.html
-        if html is not None and message.channel == "email":
-            html = self._links.track_html(html, claims)
-        return msgspec.structs.replace(
-            rendered,
-            html=html,
-            unsubscribe_url=self._links.unsubscribe_url(claims),
-            status_url=self._links.status_url(claims),
-        )
+        # Only the links a channel uses are signed (a signature is ~10 µs): e-mail tracks its
+        # HTML and carries List-Unsubscribe; SMS asks its provider for status callbacks.
+        if message.channel == "email":
+            html = rendered.html
+            if html is not None:
+                html = self._links.track_html(html, claims)
+            unsubscribe = self._links.unsubscribe_url(claims)
+            return msgspec.structs.replace(rendered, html=html, unsubscribe_url=unsubscribe)
+        if message.channel == "sms":
+            return msgspec.structs.replace(rendered, status_url=self._links.status_url(claims))
+        return rendered
 
     def _done(self, entry: OutboxEntry, decision: Decision, work: _Round) -> None:
         work.settlements.append(Settlement(key=entry.key, status="done", decision=decision))
@@ -430,14 +475,18 @@ def _receipt(message: Message, name: str, now: int, **extra: Any) -> Event:
         "category": message.category,
     }
     properties.update({k: v for k, v in extra.items() if v is not None})
-    suffix = name.split()[-1].lower()
     return track_event(
-        key=f"{message.key}:{suffix}",
+        key=_receipt_key(message.key, name),
         identifier=message.identifier,
         name=name,
         properties=properties,
         at=now,
     )
+
+
+def _receipt_key(message_key: str, name: str) -> str:
+    """The messageId of a message's receipt: ``<key>:sent``, ``<key>:failed``."""
+    return f"{message_key}:{name.split()[-1].lower()}"
 
 
 def _journey_event(command: EventCommand, now: int) -> Event:

@@ -49,6 +49,11 @@ class MemoryEventLog:
             self._events.extend(stored)
             return AppendResult(len(stored), len(events) - len(stored), seq)
 
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        with self._lock:
+            self._expire(self._clock.now_ms())
+            return {key for key in keys if key in self._seen}
+
     def _expire(self, now: int) -> None:
         seen = self._seen
         cutoff = now - self._window

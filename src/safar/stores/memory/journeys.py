@@ -57,7 +57,7 @@ class _Letter:
     order: int
     lease_until: int | None = None
 
-    def entry(self, key: str) -> OutboxEntry:
+    def entry(self, key: str, *, reclaimed: bool = False) -> OutboxEntry:
         assert self.command is not None  # only delivered entries drop their command
         return OutboxEntry(
             key=key,
@@ -66,6 +66,7 @@ class _Letter:
             due=self.due,
             attempts=self.attempts,
             last_error=self.last_error,
+            reclaimed=reclaimed,
         )
 
 
@@ -306,9 +307,12 @@ class MemoryJourneyStores:
                 if (letter := self._outbox[key]).due <= now and _free(letter.lease_until, now)
             ]
             claimed = [key for _, _, key in heapq.nsmallest(limit, due)]
+            entries = []
             for key in claimed:
-                self._outbox[key].lease_until = now + lease_ms
-            return [self._outbox[key].entry(key) for key in claimed]
+                letter = self._outbox[key]
+                entries.append(letter.entry(key, reclaimed=letter.lease_until is not None))
+                letter.lease_until = now + lease_ms
+            return entries
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
         with self._lock:

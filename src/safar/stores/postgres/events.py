@@ -106,6 +106,12 @@ _REMEMBER_KEYS = (
     " ON CONFLICT (source_id, message_id) DO UPDATE"
     " SET seen_at = greatest(d.seen_at, excluded.seen_at)"
 )
+#: The keys among those given that were stored after ``expired``: an append would skip them.
+_SEEN_KEYS = (
+    "SELECT d.source_id, d.message_id FROM event_dedupe AS d"
+    " JOIN unnest(%(sources)s::text[], %(messages)s::text[]) AS k(source_id, message_id)"
+    " USING (source_id, message_id) WHERE d.seen_at > %(expired)s"
+)
 _READ = "SELECT seq, event FROM events WHERE seq > %s ORDER BY seq LIMIT %s"
 _GET = "SELECT seq, event FROM events WHERE seq = ANY(%s::bigint[]) ORDER BY seq"
 # SKIP LOCKED: a key an appender is claiming again is left for the next purge, so a purge never
@@ -217,6 +223,18 @@ class PgEventLog:
         with self._db.read() as conn:
             rows = conn.execute(_GET, (list(seqs),), binary=True).fetchall()
         return _decode_rows(rows)
+
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        sources, messages = _key_columns(set(keys))
+        params = {
+            "sources": sources,
+            "messages": messages,
+            "expired": self._clock.now_ms() - self._window,
+        }
+        with self._db.read() as conn:
+            return {(source, message) for source, message in conn.execute(_SEEN_KEYS, params)}
 
     def last_seq(self) -> int:
         return self._head_value(_LAST_SEQ)

@@ -40,15 +40,15 @@ _ENTRY_COLUMNS = "key, command, profile_id, due, attempts, last_error"
 #: the limit (see the run store's timer claim, which has the same shape).
 _CLAIM = (
     "WITH due AS ("
-    " SELECT key FROM journey_outbox"
+    " SELECT key, lease_until IS NOT NULL AS reclaimed FROM journey_outbox"
     " WHERE status = 'pending' AND due <= %(now)s"
     " AND (lease_until IS NULL OR lease_until <= %(now)s)"
     " ORDER BY due LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     "), leased AS ("
     " UPDATE journey_outbox AS o SET lease_owner = %(owner)s, lease_until = %(until)s"
     " FROM due WHERE o.key = due.key"
-    " RETURNING o.key, o.command, o.profile_id, o.due, o.attempts, o.last_error"
-    f") SELECT {_ENTRY_COLUMNS} FROM leased ORDER BY due"
+    " RETURNING o.key, o.command, o.profile_id, o.due, o.attempts, o.last_error, due.reclaimed"
+    f") SELECT {_ENTRY_COLUMNS}, reclaimed FROM leased ORDER BY due"
 )
 #: Sorted before locked, so settlers lock overlapping keys in one order.
 _LOCK_PENDING = (
@@ -116,7 +116,7 @@ class PgOutbox:
         params = {"now": now, "limit": limit, "owner": owner, "until": now + lease_ms}
         with self._db.write() as conn:
             rows = conn.execute(_CLAIM, params).fetchall()
-        return [_entry(row) for row in rows]
+        return [_entry(row[:-1], reclaimed=row[-1]) for row in rows]
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
         if not settlements:
@@ -214,7 +214,7 @@ def _write_outcomes(conn: psycopg.Connection, outcomes: dict[str, _Outcome]) -> 
     conn.execute(_SETTLE, columns(rows))
 
 
-def _entry(row: tuple[Any, ...]) -> OutboxEntry:
+def _entry(row: tuple[Any, ...], *, reclaimed: bool = False) -> OutboxEntry:
     key, command, profile_id, due, attempts, last_error = row
     return OutboxEntry(
         key=key,
@@ -223,4 +223,5 @@ def _entry(row: tuple[Any, ...]) -> OutboxEntry:
         due=due,
         attempts=attempts,
         last_error=last_error,
+        reclaimed=reclaimed,
     )

@@ -195,6 +195,21 @@ class SqliteEventLog:
                     self._flush()
         return AppendResult(len(rows), len(events) - len(rows), last)
 
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        # In a write transaction, as an append would be: it brings ``recent`` and the filter up
+        # to date with what other processes appended. Rare (a dispatcher recovering after a
+        # crash asks), so it need not be cheap.
+        unique = list(set(keys))
+        if not unique:
+            return set()
+        joined = [source_id + _SEP + message_id for source_id, message_id in unique]
+        with self._lock, self._transaction() as conn:
+            fresh = self._fresh(conn, joined, self._prepare(conn))
+        if fresh is None:
+            return set()
+        new = set(fresh)
+        return {key for index, key in enumerate(unique) if index not in new}
+
     def close(self) -> None:
         """Write the in-memory dedupe keys to the database. Does not close ``db``.
 

@@ -25,7 +25,7 @@ _decode_command = msgspec.json.Decoder(Command).decode
 
 _ENTRY_COLUMNS = "key, command, profile_id, due, attempts, last_error"
 _DUE = (
-    f"SELECT rowid, {_ENTRY_COLUMNS} FROM journey_outbox"
+    f"SELECT rowid, {_ENTRY_COLUMNS}, lease_until IS NOT NULL FROM journey_outbox"
     " WHERE status = 'pending' AND due <= ? AND (lease_until IS NULL OR lease_until <= ?)"
     " ORDER BY due LIMIT ?"
 )
@@ -63,7 +63,7 @@ class SqliteOutbox:
                 "UPDATE journey_outbox SET lease_owner = ?, lease_until = ? WHERE rowid = ?",
                 [(owner, now + lease_ms, row[0]) for row in rows],
             )
-        return [_entry(row[1:]) for row in rows]
+        return [_entry(row[1:-1], reclaimed=bool(row[-1])) for row in rows]
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
         if not settlements:
@@ -143,7 +143,7 @@ def _last_dead_seq(conn: sqlite3.Connection) -> int:
     return seq
 
 
-def _entry(row: _Row) -> OutboxEntry:
+def _entry(row: _Row, *, reclaimed: bool = False) -> OutboxEntry:
     key, command, profile_id, due, attempts, last_error = row
     return OutboxEntry(
         key=key,
@@ -152,4 +152,5 @@ def _entry(row: _Row) -> OutboxEntry:
         due=due,
         attempts=attempts,
         last_error=last_error,
+        reclaimed=reclaimed,
     )
