@@ -407,14 +407,26 @@ class AudienceProcessor:
 
     def _run_events(self, max_events: int) -> int:
         after = self._store.processed_seq()
+        if not (self.plan.reads or self.plan.aggregates):
+            # Nothing reads events: the cursor follows the profile processor's without reading
+            # them (decoding them was most of the processor's time in that case).
+            upto = min(self._profiles.processed_seq(), after + max_events)
+            if upto <= after:
+                return 0
+            self._commit(
+                _Batch(
+                    now=self._clock.now_ms(),
+                    update=AudienceUpdate(after_seq=after, processed_seq=upto),
+                )
+            )
+            return upto - after
         events = read_applied(self._events, self._profiles, after, max_events)
         if not events:
             return 0
         now = self._clock.now_ms()
         update = AudienceUpdate(after_seq=after, processed_seq=events[-1].seq)
         batch = _Batch(now=now, update=update)
-        if self.plan.reads or self.plan.aggregates:
-            self._handle(batch, events, after, events[-1].seq)
+        self._handle(batch, events, after, events[-1].seq)
         self._commit(batch)
         return len(events)
 
