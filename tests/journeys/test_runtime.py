@@ -617,3 +617,42 @@ def test_a_crash_before_the_settlement_sends_nothing_twice() -> None:
     # They count as sent for frequency caps and the like.
     profile_ids = [h.profile(f"u{i}").id for i in range(customers)]
     assert len(h.stores.delivery.sends(profile_ids, 0)) == customers
+
+
+@pytest.mark.parametrize(("seconds_per_send", "later_claims"), [(1.0, 15), (0.0, 2000)])
+def test_a_claim_takes_what_the_dispatcher_delivers_in_a_quarter_of_the_lease(
+    monkeypatch: pytest.MonkeyPatch, seconds_per_send: float, later_claims: int
+) -> None:
+    """A slow channel (SMTP at tens of ms a message) must settle its batch long before the
+    lease lapses and another dispatcher claims it again; a fast one claims big batches."""
+    from safar.runtime import dispatch
+
+    timer = [0.0]
+    monkeypatch.setattr(dispatch, "monotonic", lambda: timer[0])
+
+    class PacedChannel(RecordingChannel):
+        def send(self, message: Any) -> Any:
+            timer[0] += seconds_per_send
+            return super().send(message)
+
+    email = PacedChannel("email")
+    h = JourneyHarness(channels={"email": email})
+    customers = dispatch.FIRST_CLAIM + 30
+    for i in range(customers):
+        customer(h, f"u{i}")
+    h.runtime.refresh()
+    h.publish(welcome())
+    claim = h.stores.outbox.claim
+    limits: list[int] = []
+
+    def recording_claim(now: int, limit: int, owner: str, lease_ms: int) -> Any:
+        limits.append(limit)
+        return claim(now, limit, owner, lease_ms)
+
+    h.stores.outbox.claim = recording_claim  # type: ignore[method-assign]
+    _signed_up_together(h, customers)
+    h.run()
+    assert len(email.sent) == customers
+    # 60 s lease / 4 at 1 s a message: 15 a claim after the first.
+    assert limits[0] == dispatch.FIRST_CLAIM
+    assert set(limits[1:]) == {later_claims}

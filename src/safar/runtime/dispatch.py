@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any, Protocol
 
 import msgspec
@@ -58,6 +59,16 @@ LEASE_MS = 60_000
 #: Deliveries whose receipts are appended together: the most a crash can make providers see
 #: twice.
 SETTLE_EVERY = 20
+#: The most entries one claim takes: each claimed batch costs two write transactions (claim,
+#: settle) and a query per kind of fact, whatever its size, so under load bigger batches
+#: deliver more per second (at 5,000 messages/s, 2,000 cut the latency to a sixth of 500's).
+MAX_CLAIM = 2000
+#: What the first claim takes, before the dispatcher has seen how fast it delivers.
+FIRST_CLAIM = 100
+#: After that, a claim takes no more entries than the dispatcher delivers in this share of the
+#: lease at its recent pace, so that a slow channel (SMTP at tens of milliseconds a message)
+#: settles its batch long before the lease lapses and another dispatcher claims it again.
+LEASE_SHARE = 0.25
 #: Seconds to wait after an unexpected error before trying again.
 ERROR_WAIT = 1.0
 #: Recent events read per customer for event-based suppression rules.
@@ -127,7 +138,7 @@ class Dispatcher:
         backoff: Backoff = default_backoff,
         links: Links | None = None,
         owner: str = "dispatcher",
-        batch: int = 500,
+        batch: int = MAX_CLAIM,
     ) -> None:
         self._outbox = outbox
         self._delivery = delivery
@@ -143,6 +154,8 @@ class Dispatcher:
         self._links = links
         self._owner = owner
         self._batch = batch
+        #: Seconds per entry of recent batches (None before the first).
+        self._pace: float | None = None
         #: Receipts and settlements of deliveries done that the store has not recorded yet.
         self._owed_events: list[Event] = []
         self._owed_settlements: list[Settlement] = []
@@ -159,7 +172,8 @@ class Dispatcher:
         """Deliver one batch of due entries; returns how many were claimed."""
         self._record()  # what an earlier round could not record, first
         now = self._clock.now_ms()
-        entries = self._outbox.claim(now, self._batch, self._owner, LEASE_MS)
+        started = monotonic()
+        entries = self._outbox.claim(now, self._claim_size(), self._owner, LEASE_MS)
         if not entries:
             return 0
         work = _Round(now, self._flush)
@@ -175,7 +189,25 @@ class Dispatcher:
                 work.events.append(_journey_event(command, now))
                 work.settlements.append(Settlement(key=entry.key, status="done"))
         self._flush(work, settle=True)
+        self._note_pace((monotonic() - started) / len(entries))
         return len(entries)
+
+    def _claim_size(self) -> int:
+        """How many entries to claim: :data:`FIRST_CLAIM`, then as many as fit in
+        :data:`LEASE_SHARE` of the lease at the recent pace, at most ``batch``."""
+        if self._pace is None:
+            return min(self._batch, FIRST_CLAIM)
+        fits = LEASE_MS / 1000 * LEASE_SHARE / max(self._pace, 1e-6)
+        return max(1, min(self._batch, int(fits)))
+
+    def _note_pace(self, seconds_per_entry: float) -> None:
+        # A slower batch counts at once; a faster one only halfway: the next batch may hold
+        # the slow kind of message again.
+        pace = self._pace
+        if pace is None or seconds_per_entry >= pace:
+            self._pace = seconds_per_entry
+        else:
+            self._pace = (pace + seconds_per_entry) / 2
 
     def _flush(self, work: _Round, *, settle: bool = False) -> None:
         """Hand the round's receipts and settlements over to :meth:`_record`, which settles at
