@@ -17,9 +17,9 @@ message whose ``Message Sent`` receipt the log holds is settled as sent without 
 again. So a crash repeats at most the :data:`SETTLE_EVERY` deliveries whose receipts were not
 appended yet (the channel gets the same idempotency key both times), while the state database
 sees one write transaction per batch instead of one per group (under load, the dispatcher
-spent over half its time in those; ADR 9). Webhook calls
-have no receipt, so a group with one is settled at once, as before. Events are appended before
-the settlement, and the log deduplicates them by their deterministic messageIds.
+spent over half its time in those; ADR 9). Webhook calls have no receipt, so a group with one
+is settled at once, as before. Events are appended before the settlement, and the log
+deduplicates them by their deterministic messageIds.
 
 A store that fails while the dispatcher records what the channels accepted (a database restart)
 is not a crash: the dispatcher keeps that record and writes it before it claims anything more,
@@ -291,7 +291,9 @@ class Dispatcher:
         """The keys of the reclaimed entries whose ``Message Sent`` receipt the log holds:
         handed to their provider by a dispatcher that stopped before settling them."""
         receipts = {
-            (SOURCE_ID, _receipt_key(e.key, "Message Sent")): e.key for e in entries if e.reclaimed
+            (SOURCE_ID, _receipt_key(_message(e).key, "Message Sent")): e.key
+            for e in entries
+            if e.reclaimed
         }
         if not receipts:
             return set()
