@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 from safar.stores.sqlite.db import Database
@@ -36,9 +35,7 @@ def test_writes_reach_the_database_file_without_a_commit_checkpointing(tmp_path:
     for n in range(50):
         with db.write() as conn:
             conn.execute("INSERT INTO t VALUES (?)", (n,))
-    deadline = time.monotonic() + 10
-    while _rows_in_main_file(path) < 50 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert db.checkpointed(timeout=10)
     assert _rows_in_main_file(path) == 50
     assert len(_checkpointers(path)) == 1
     db.close()
@@ -46,9 +43,7 @@ def test_writes_reach_the_database_file_without_a_commit_checkpointing(tmp_path:
     # Used again after close: checkpoints resume.
     with db.write() as conn:
         conn.execute("INSERT INTO t VALUES (50)")
-    deadline = time.monotonic() + 10
-    while _rows_in_main_file(path) < 51 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert db.checkpointed(timeout=10)
     assert _rows_in_main_file(path) == 51
     db.close()
 

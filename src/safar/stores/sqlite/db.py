@@ -163,6 +163,12 @@ class Database:
                 (component, len(migrations)),
             )
 
+    def checkpointed(self, timeout: float) -> bool:
+        """Wait until what this process committed so far has been checkpointed (as far as a
+        ``PASSIVE`` checkpoint could: not past an open reader); False after ``timeout``
+        seconds. For tests and tools: writers never wait for checkpoints."""
+        return self._checkpointer is None or self._checkpointer.wait(timeout)
+
     def close(self) -> None:
         """Close every connection this object opened (the last one to close checkpoints)."""
         if self._checkpointer is not None:
@@ -202,50 +208,70 @@ class _Checkpointer:
     def __init__(self, path: Path, synchronous: str) -> None:
         self._path = path
         self._synchronous = synchronous
-        self._dirty = threading.Event()
-        self._lock = threading.Lock()
+        #: Guards the counts and the thread; notified when either count moves or on stop.
+        self._changed = threading.Condition()
+        self._writes = 0
+        #: The writes the last checkpoint started after.
+        self._checkpointed = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def wrote(self) -> None:
-        if not self._dirty.is_set():
-            self._dirty.set()
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    # An event per thread: a database closed and then used again gets a new one.
-                    self._stop = threading.Event()
-                    self._thread = threading.Thread(
-                        target=self._run,
-                        args=(self._stop,),
-                        name=f"safar-checkpoint-{self._path.name}",
-                        daemon=True,
-                    )
-                    self._thread.start()
+        with self._changed:
+            self._writes += 1
+            self._changed.notify_all()
+            if self._thread is None:
+                # An event per thread: a database closed and then used again gets a new one.
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._stop,),
+                    name=f"safar-checkpoint-{self._path.name}",
+                    daemon=True,
+                )
+                self._thread.start()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until a checkpoint started after every write so far has run; False on
+        timeout."""
+        with self._changed:
+            target = self._writes
+            return self._changed.wait_for(lambda: self._checkpointed >= target, timeout)
 
     def stop(self) -> None:
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        self._dirty.set()
-        if thread is not threading.current_thread():
+        with self._changed:
+            thread, self._thread, stop = self._thread, None, self._stop
+            stop.set()
+            self._changed.notify_all()
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10)
 
     def _run(self, stop: threading.Event) -> None:
+        conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        except sqlite3.Error:
-            return  # the writers' own connections report what is wrong with the file
-        try:
-            while not stop.is_set():
-                self._dirty.wait()
+            while True:
+                with self._changed:
+                    self._changed.wait_for(
+                        lambda: stop.is_set() or self._writes > self._checkpointed
+                    )
                 if stop.wait(CHECKPOINT_EVERY_S):
-                    break
-                self._dirty.clear()
-                with suppress(sqlite3.Error):
+                    return
+                with self._changed:
+                    target = self._writes
+                # A failure (the file unreachable for a moment) is tried again next time; the
+                # writers' own connections report what is wrong with the file.
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(
+                            self._path, isolation_level=None, check_same_thread=False
+                        )
+                        conn.execute(f"PRAGMA synchronous={self._synchronous}")
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    continue
+                with self._changed:
+                    self._checkpointed = target
+                    self._changed.notify_all()
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
