@@ -7,6 +7,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
+from safar.stores.sqlite import db as db_module
 from safar.stores.sqlite.db import Database
 
 
@@ -59,3 +62,30 @@ def test_a_database_dropped_without_close_stops_its_checkpointer(tmp_path: Path)
     del db, conn
     gc.collect()
     assert _checkpointers(path) == []
+
+
+def test_the_wal_starts_over_under_steady_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``PASSIVE`` checkpoint never catches up with commits that keep coming, so SQLite would
+    append to the WAL for ever (each commit here adds about four times its row to it); the
+    checkpointer's ``RESTART`` lets a later write start the WAL over, so the file stops
+    growing."""
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY_S", 0.01)
+    monkeypatch.setattr(db_module, "RESTART_FRAMES", 64)
+    path = tmp_path / "busy.db"
+    db = Database(path, synchronous="normal")
+    with db.write() as conn:
+        conn.execute("CREATE TABLE t(x)")
+    row = b"x" * 3000
+    written = 0
+    for _ in range(16_000):
+        with db.write() as conn:
+            conn.execute("INSERT INTO t VALUES (?)", (row,))
+        written += len(row)
+        # A reader between the writes, as the processors read between their commits.
+        with db.read() as conn:
+            conn.execute("SELECT length(x) FROM t ORDER BY rowid DESC LIMIT 1").fetchone()
+    wal = path.with_name(path.name + "-wal").stat().st_size
+    db.close()
+    assert wal < 2 * written, f"WAL {wal} bytes after {written} bytes of rows"
