@@ -37,9 +37,9 @@ CHECKPOINT_EVERY_S = 0.25
 #: A WAL holding more frames than this (16 MiB of 4 KiB pages) after a ``PASSIVE`` checkpoint
 #: is started over by a ``RESTART`` one (see :class:`_Checkpointer`).
 RESTART_FRAMES = 4096
-#: How long a ``RESTART`` checkpoint waits for the write lock and for readers of the old WAL;
-#: writers wait behind it meanwhile.
-RESTART_WAIT_MS = 50
+#: How long the checkpointer keeps trying a ``RESTART`` checkpoint, and the pause between tries.
+RESTART_TRYING_S = 0.05
+RESTART_PAUSE_S = 0.0005
 #: The first and the longest pause between tries for the write lock.
 _FIRST_PAUSE_S = 0.0001
 _LONGEST_PAUSE_S = 0.002
@@ -214,10 +214,13 @@ class _Checkpointer:
     only when a write begins after a checkpoint copied all of it, and a ``PASSIVE`` copy taking
     longer than the gap between commits never catches up (the journeys' latency load grew one
     to 1.7 GB in 23 s, and every read slowed down with it). So once a ``PASSIVE`` checkpoint
-    leaves more than :data:`RESTART_FRAMES` frames, a ``RESTART`` one follows: it holds new
-    writers back until it has copied everything and the readers of the old WAL are done (at most
-    :data:`RESTART_WAIT_MS`, else it is tried again next time), so the next write starts the
-    WAL over.
+    leaves more than :data:`RESTART_FRAMES` frames, a ``RESTART`` one follows: once it has copied
+    everything and the readers of the old WAL are done, the next write starts the WAL over.
+    It is tried without SQLite's busy handler, every :data:`RESTART_PAUSE_S` for up to
+    :data:`RESTART_TRYING_S`: the handler sleeps 1, 2, 5, 10 ms … between its tries and holds
+    new writers back all the while, so a restart held every writer 30-40 ms, four times a
+    second under the latency load; a try that finds a writer or a reader in the way returns at
+    once, holding no one.
     """
 
     def __init__(self, path: Path, synchronous: str) -> None:
@@ -278,10 +281,9 @@ class _Checkpointer:
                 try:
                     if conn is None:
                         conn = sqlite3.connect(
-                            self._path, isolation_level=None, check_same_thread=False
+                            self._path, isolation_level=None, check_same_thread=False, timeout=0
                         )
                         conn.execute(f"PRAGMA synchronous={self._synchronous}")
-                        conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
                     _checkpoint(conn)
                 except sqlite3.Error:
                     continue
@@ -296,5 +298,10 @@ class _Checkpointer:
 def _checkpoint(conn: sqlite3.Connection) -> None:
     """A ``PASSIVE`` checkpoint, then a ``RESTART`` one when the WAL is still long."""
     _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    if frames > RESTART_FRAMES:
-        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    if frames <= RESTART_FRAMES:
+        return
+    until = time.monotonic() + RESTART_TRYING_S
+    while conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]:  # 1: busy
+        if time.monotonic() > until:
+            return
+        time.sleep(RESTART_PAUSE_S)
