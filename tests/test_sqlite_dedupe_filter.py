@@ -3,13 +3,17 @@ from the tables (which stalled every writer of the log)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safar.model.events import Event
+from safar.stores.sqlite import events as events_module
 from safar.stores.sqlite.db import Database
-from safar.stores.sqlite.events import SqliteEventLog, _KeyFilter
+from safar.stores.sqlite.events import SqliteEventLog, _KeyFilter, _Layer
 from safar.testing import FakeClock
 
 
@@ -60,3 +64,53 @@ def test_the_log_never_reads_its_tables_again_as_they_grow(
     assert log.append([_event(i) for i in ids]).appended == 0
     fresh = SqliteEventLog(Database(tmp_path / "events.db"), clock, flush_threshold=200)
     assert fresh.append([_event(i) for i in ids[::7]]).appended == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0, 1]), st.lists(st.integers(0, 150), max_size=12)),
+        max_size=40,
+    )
+)
+def test_two_writers_flushing_in_slices_store_each_key_once(
+    appends: list[tuple[int, list[int]]],
+) -> None:
+    """Two processes' logs on one file, flushing every 20 keys in slices of 7 keys (a slice per
+    append): every append stores exactly the keys no one stored before, whichever of them is
+    flushing, and so does a log opened afterwards."""
+    original = events_module.FLUSH_SLICE
+    events_module.FLUSH_SLICE = 7
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "events.db"
+            clock = FakeClock(1_000)
+            logs = [
+                SqliteEventLog(Database(path, synchronous="off"), clock, flush_threshold=20)
+                for _ in range(2)
+            ]
+            stored: set[str] = set()
+            for writer, numbers in appends:
+                ids = [f"m{n}" for n in numbers]
+                new = list(dict.fromkeys(i for i in ids if i not in stored))
+                result = logs[writer].append([_event(i) for i in ids])
+                assert result.appended == len(new)
+                stored.update(new)
+            later = SqliteEventLog(Database(path, synchronous="off"), clock, flush_threshold=20)
+            every = [f"m{n}" for n in range(151)]
+            assert later.append([_event(i) for i in every]).appended == len(
+                [i for i in every if i not in stored]
+            )
+    finally:
+        events_module.FLUSH_SLICE = original
+
+
+def test_a_layer_sets_the_same_bits_for_a_big_batch_as_key_by_key() -> None:
+    keys = [f"src\x1fm-{n}" for n in range(5_000)]  # past the size NumPy adds
+    at_once, one_by_one = _Layer(100_000), _Layer(100_000)
+    at_once.add(keys)
+    for key in keys:
+        one_by_one.add([key])
+    assert at_once.maybe(keys) == keys
+    assert at_once._bits == one_by_one._bits
+    assert at_once.count == one_by_one.count == 5_000

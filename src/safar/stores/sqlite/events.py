@@ -21,10 +21,11 @@ has no secondary index, and deduplication is split into a cheap hot part and a b
   duplicate if it is in ``recent``, earlier in the same call, or - when the filter says it may be
   there - found by ``SELECT … WHERE key IN (…)`` in a non-empty generation table; store the rest
   as one segment with explicit gap-free seqs; commit.
-- Once ``recent`` holds ``flush_threshold`` keys (and on :meth:`SqliteEventLog.close`), the keys of
-  the events past ``flushed_seq`` (exactly ``recent``) are inserted, sorted, into the current
-  generation (so each leaf page is written once), added to the filter, and ``flushed_seq`` moves
-  up.
+- Once ``recent`` holds ``flush_threshold`` keys, the keys of the events past ``flushed_seq``
+  (exactly ``recent``) are inserted, sorted, into the current generation (so each leaf page is
+  written once) and added to the filter, :data:`FLUSH_SLICE` keys after each append, in
+  transactions of their own; after the last slice ``flushed_seq`` moves up
+  (:meth:`SqliteEventLog._flush_slice`). :meth:`SqliteEventLog.close` flushes all at once.
 - Generations are ``dedupe_window_ms`` long and aligned: the first write after the current one has
   run a full window flushes into it, empties the older table and makes that current. A key
   therefore lives between one and two windows. After two idle windows both tables are emptied.
@@ -52,8 +53,11 @@ import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
+
+import numpy as np
 
 from safar.errors import StoreError
 from safar.model.events import AppendResult, Event
@@ -63,8 +67,13 @@ from safar.stores.sqlite.db import Database, Migration
 
 DEFAULT_DEDUPE_WINDOW_MS = 24 * 3600 * 1000
 DEFAULT_FLUSH_THRESHOLD = 200_000
+#: Keys a flush writes per transaction: the log's write lock is held ~15 ms at a time, not for
+#: the whole flush (~0.25 s for 200k keys, which every other writer of the log waited out).
+FLUSH_SLICE = 10_000
 
 _SEP = "\x1f"
+#: Keys from which a filter adds them with NumPy rather than one by one.
+_VECTOR_ADD = 1_000
 #: Values bound per ``IN (…)``; far below SQLite's limit, big enough to keep round trips few.
 _CHUNK = 500
 
@@ -151,6 +160,7 @@ class SqliteEventLog:
         self._stale = True
         self._filter = _KeyFilter(0)
         self._filter_generation: int | None = None  # None: the filter must be rebuilt
+        self._slicing: _Slicing | None = None  # a flush under way, a slice per append
         db.migrate("events", _MIGRATIONS)
 
     # -- writing -------------------------------------------------------------------------------
@@ -188,11 +198,11 @@ class SqliteEventLog:
                     eventrows.insert(conn, base + 1, rows)
                 self._seen_seq = base + len(rows)
             last = self._seen_seq
-            if len(self._recent) >= self._flush_threshold:
+            if self._slicing is not None or len(self._recent) >= self._flush_threshold:
                 # The events are committed: a failed flush must not report them as not stored.
-                # Its keys stay in the log's tail and the next append (or start) flushes them.
+                # Its keys stay in the log's tail and a later append (or start) flushes them.
                 with suppress(StoreError):
-                    self._flush()
+                    self._flush_slice()
         return AppendResult(len(rows), len(events) - len(rows), last)
 
     def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -246,9 +256,11 @@ class SqliteEventLog:
             self._reload(conn, stored.flushed_seq)
         elif stored.flushed_seq != self._flushed_seq:
             # Another process flushed: those keys are in the tables now, so the filter must know.
-            self._filter.add(
-                eventrows.keys_after(conn, self._flushed_seq, up_to=stored.flushed_seq)[1]
-            )
+            # `recent`, brought up to the end of the log, holds them (and later ones, which the
+            # filter may as well hold): cheaper than decoding them again.
+            self._seen_seq, tail = eventrows.keys_after(conn, self._seen_seq)
+            self._recent.update(tail)
+            self._filter.add(self._recent)
             self._reload(conn, stored.flushed_seq)
         else:
             self._seen_seq, tail = eventrows.keys_after(conn, self._seen_seq)
@@ -325,7 +337,52 @@ class SqliteEventLog:
                 )
         return found
 
+    def _flush_slice(self) -> None:
+        """One slice of a flush: the next :data:`FLUSH_SLICE` keys of the sorted snapshot of
+        ``recent`` taken when it began, in a transaction of their own; the last slice moves
+        ``flushed_seq`` up to the snapshot and drops its keys from ``recent``.
+
+        Until then every key of the snapshot is still in ``recent``, so deduplication never
+        depends on a slice. Slices of one sorted snapshot write each leaf page of the table
+        about once, as one big insert would. A flush is dropped, and done again later from a
+        new snapshot, when a transaction fails or the tables rotated; it is over when another
+        process's flush covered the snapshot. Each slice's rows are counted in the meta row as
+        they are written, so the counts stay exact whoever finishes.
+        """
+        slicing = self._slicing
+        try:
+            with self._transaction() as conn:
+                meta = self._prepare(conn)
+                if slicing is None:
+                    if len(self._recent) < self._flush_threshold:
+                        return
+                    slicing = _Slicing(self._seen_seq, sorted(self._recent), meta.generation)
+                if meta.flushed_seq >= slicing.upto or meta.generation != slicing.generation:
+                    self._slicing = None
+                    return
+                table = meta.generation % 2
+                end = slicing.done + FLUSH_SLICE
+                chunk = slicing.keys[slicing.done : end]
+                added = self._insert_keys(conn, chunk, table)
+                meta = meta.with_count(table, meta.counts()[table] + added)
+                last = end >= len(slicing.keys)
+                if last:
+                    meta = meta._replace(flushed_seq=slicing.upto)
+                conn.execute(_SET_META, meta)
+        except BaseException:
+            self._slicing = None
+            raise
+        self._filter.add(chunk)
+        if last:
+            self._recent.difference_update(slicing.keys)
+            self._flushed_seq = slicing.upto
+            self._slicing = None
+        else:
+            slicing.done = end
+            self._slicing = slicing
+
     def _flush(self) -> None:
+        self._slicing = None  # all of `recent`, at once
         with self._transaction() as conn:
             meta = self._prepare(conn)
             if self._recent:
@@ -335,14 +392,19 @@ class SqliteEventLog:
         """Insert the keys past ``flushed_seq`` into the current generation; the new meta row."""
         table = meta.generation % 2
         # Sorted, so the B-tree is filled in order and each leaf page is written once.
+        added = self._insert_keys(conn, sorted(self._recent), table)
+        self._filter.add(self._recent)
+        return self._flushed(meta.with_count(table, meta.counts()[table] + added))
+
+    @staticmethod
+    def _insert_keys(conn: sqlite3.Connection, keys: list[str], table: int) -> int:
+        """Insert ``keys`` (sorted) into a generation table; how many were not there yet."""
         added = 0
-        keys = sorted(self._recent)
         # Multi-row VALUES, not executemany, which hands the GIL over around every row.
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             added += conn.execute(_flush_sql(len(chunk), table), chunk).rowcount
-        self._filter.add(self._recent)
-        return self._flushed(meta.with_count(table, meta.counts()[table] + added))
+        return added
 
     def _flushed(self, meta: _Meta) -> _Meta:
         """``meta`` once every event up to ``_seen_seq`` is in a generation table, or expired."""
@@ -385,6 +447,17 @@ class SqliteEventLog:
         with self._db.read() as conn:
             value: int = conn.execute(eventrows.COUNT).fetchone()[0]
         return value
+
+
+@dataclass
+class _Slicing:
+    """A flush under way: the sorted keys of ``recent`` when it began, the seq they reach, the
+    generation they go into, and how many are written."""
+
+    upto: int
+    keys: list[str]
+    generation: int
+    done: int = 0
 
 
 class _KeyFilter:
@@ -438,11 +511,19 @@ class _Layer:
 
     def add(self, keys: Collection[str]) -> None:
         bits, mask = self._bits, self._mask
-        for key in keys:
-            h = hash(key)
-            a, b = h & mask, (h >> 32) & mask
-            bits[a >> 3] |= 1 << (a & 7)
-            bits[b >> 3] |= 1 << (b & 7)
+        if len(keys) >= _VECTOR_ADD:
+            # The same bits, set by NumPy: 0.02 s instead of 0.09 for 200k keys, which a
+            # process adds at once when another one flushed.
+            hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
+            view = np.frombuffer(bits, dtype=np.uint8)
+            for position in (hashes & mask, (hashes >> 32) & mask):
+                np.bitwise_or.at(view, position >> 3, (1 << (position & 7)).astype(np.uint8))
+        else:
+            for key in keys:
+                h = hash(key)
+                a, b = h & mask, (h >> 32) & mask
+                bits[a >> 3] |= 1 << (a & 7)
+                bits[b >> 3] |= 1 << (b & 7)
         self.count += len(keys)
 
     def maybe(self, keys: list[str]) -> list[str]:
