@@ -76,11 +76,11 @@ def test_the_log_never_reads_its_tables_again_as_they_grow(
 def test_two_writers_flushing_in_slices_store_each_key_once(
     appends: list[tuple[int, list[int]]],
 ) -> None:
-    """Two processes' logs on one file, flushing every 20 keys in slices of 7 keys (a slice per
-    append): every append stores exactly the keys no one stored before, whichever of them is
+    """Two processes' logs on one file, flushing from 20 to 30 keys in slices of 7 keys (a slice
+    per append): every append stores exactly the keys no one stored before, whichever of them is
     flushing, and so does a log opened afterwards."""
-    original = events_module.FLUSH_SLICE
-    events_module.FLUSH_SLICE = 7
+    original = events_module.FLUSH_SLICE, events_module.FLUSH_PAUSE_S
+    events_module.FLUSH_SLICE, events_module.FLUSH_PAUSE_S = 7, 0.0
     try:
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "events.db"
@@ -102,7 +102,7 @@ def test_two_writers_flushing_in_slices_store_each_key_once(
                 [i for i in every if i not in stored]
             )
     finally:
-        events_module.FLUSH_SLICE = original
+        events_module.FLUSH_SLICE, events_module.FLUSH_PAUSE_S = original
 
 
 def test_a_layer_sets_the_same_bits_for_a_big_batch_as_key_by_key() -> None:

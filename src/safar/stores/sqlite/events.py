@@ -49,8 +49,10 @@ threshold (200k) keeps it near 30 MB.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -70,6 +72,9 @@ DEFAULT_FLUSH_THRESHOLD = 200_000
 #: Keys a flush writes per transaction: the log's write lock is held ~15 ms at a time, not for
 #: the whole flush (~0.25 s for 200k keys, which every other writer of the log waited out).
 FLUSH_SLICE = 10_000
+#: Seconds at least between two slices of a flush, so that other writers get the lock between
+#: them (appends come every few ms under load; back to back, 20 slices held it 0.3 s).
+FLUSH_PAUSE_S = 0.05
 
 _SEP = "\x1f"
 #: Keys from which a filter adds them with NumPy rather than one by one.
@@ -134,7 +139,8 @@ class SqliteEventLog:
     """The event log in the shared SQLite database; see the module docstring for the design.
 
     ``flush_threshold`` is how many keys are kept in memory (and re-read from the tail of the log
-    on start) before they are written to the dedupe tables.
+    on start) before they are written to the dedupe tables; each instance draws its own, up to
+    1.5 times as many.
     """
 
     def __init__(
@@ -153,6 +159,11 @@ class SqliteEventLog:
         self._clock = clock
         self._window = dedupe_window_ms
         self._flush_threshold = flush_threshold
+        # Every process writing the log holds the same keys in `recent`, so with one threshold
+        # they would all start flushing them together. Each draws its own, up to 1.5 times
+        # the setting: the lowest flushes, the others find it done.
+        self._flush_at = flush_threshold + random.randrange(flush_threshold // 2 + 1)
+        self._next_slice = 0.0
         self._lock = threading.Lock()
         self._recent: set[str] = set()
         self._seen_seq = 0
@@ -198,7 +209,10 @@ class SqliteEventLog:
                     eventrows.insert(conn, base + 1, rows)
                 self._seen_seq = base + len(rows)
             last = self._seen_seq
-            if self._slicing is not None or len(self._recent) >= self._flush_threshold:
+            slicing = self._slicing
+            if (slicing is None and len(self._recent) >= self._flush_at) or (
+                slicing is not None and time.monotonic() >= self._next_slice
+            ):
                 # The events are committed: a failed flush must not report them as not stored.
                 # Its keys stay in the log's tail and a later append (or start) flushes them.
                 with suppress(StoreError):
@@ -354,7 +368,7 @@ class SqliteEventLog:
             with self._transaction() as conn:
                 meta = self._prepare(conn)
                 if slicing is None:
-                    if len(self._recent) < self._flush_threshold:
+                    if len(self._recent) < self._flush_at:
                         return
                     slicing = _Slicing(self._seen_seq, sorted(self._recent), meta.generation)
                 if meta.flushed_seq >= slicing.upto or meta.generation != slicing.generation:
@@ -373,6 +387,7 @@ class SqliteEventLog:
             self._slicing = None
             raise
         self._filter.add(chunk)
+        self._next_slice = time.monotonic() + FLUSH_PAUSE_S
         if last:
             self._recent.difference_update(slicing.keys)
             self._flushed_seq = slicing.upto
