@@ -1,5 +1,5 @@
-"""The SQLite event log's filter over its dedupe tables grows by layers instead of being rebuilt
-from the tables (which stalled every writer of the log)."""
+"""The SQLite event log's dedupe without stalls: its filter grows by layers instead of being
+rebuilt from the tables, and its flushes go in slices, each in a transaction of its own."""
 
 from __future__ import annotations
 
