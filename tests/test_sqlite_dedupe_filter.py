@@ -10,24 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safar.model.events import Event
 from safar.stores.sqlite import events as events_module
 from safar.stores.sqlite.db import Database
 from safar.stores.sqlite.events import SqliteEventLog, _KeyFilter, _Layer
 from safar.testing import FakeClock
-
-
-def _event(message_id: str) -> Event:
-    return Event(
-        source_id="src",
-        message_id=message_id,
-        type="track",
-        name="Tick",
-        user_id="u1",
-        timestamp=1_000,
-        received_at=2_000,
-        body=b'{"event":"Tick"}',
-    )
+from tests.contract.test_event_log import event as _event
 
 
 def test_a_filter_past_its_capacity_adds_a_layer_and_forgets_nothing() -> None:

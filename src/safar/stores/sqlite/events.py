@@ -74,7 +74,7 @@ DEFAULT_FLUSH_THRESHOLD = 200_000
 #: Against 10,000 keys every 50 ms, ingestion's request p99 was 31-33 ms instead of 37-38.
 FLUSH_SLICE = 5_000
 #: Seconds at least between two slices of a flush, so that other writers get the lock between
-#: them (appends come every few ms under load; back to back, 20 slices held it 0.3 s).
+#: them (appends come every few ms under load; back to back, one flush's slices held it 0.3 s).
 FLUSH_PAUSE_S = 0.025
 
 _SEP = "\x1f"
@@ -172,7 +172,7 @@ class SqliteEventLog:
         self._stale = True
         self._filter = _KeyFilter(0)
         self._filter_generation: int | None = None  # None: the filter must be rebuilt
-        self._slicing: _Slicing | None = None  # a flush under way, a slice per append
+        self._slicing: _Slicing | None = None  # a flush under way (see _flush_slice)
         db.migrate("events", _MIGRATIONS)
 
     # -- writing -------------------------------------------------------------------------------
