@@ -47,7 +47,9 @@ def scan(
     identifiers is a good part of a batch's cost.
     """
     parsed: list[tuple[Event, tuple[Identifier, ...], dict[str, Any] | None]] = []
-    spans: dict[Identifier, list[int]] = {}
+    # Tuples replaced when they widen, not lists converted at the end: most identifiers come up
+    # once a batch, and the conversion was a tenth of the scan.
+    spans: dict[Identifier, tuple[int, int]] = {}
     edges: dict[str, Edge] = {}
     if keys is None:
         keys = {}
@@ -79,19 +81,18 @@ def scan(
         for identifier in identifiers:
             span = spans.get(identifier)
             if span is None:
-                spans[identifier] = [ts, ts]
+                spans[identifier] = (ts, ts)
             elif ts < span[0]:
-                span[0] = ts
+                spans[identifier] = (ts, span[1])
             elif ts > span[1]:
-                span[1] = ts
+                spans[identifier] = (span[0], ts)
         if key is not None:
             known = edges.get(key)
             if known is None or (ts, event.message_id) < (known.timestamp, known.message_id):
                 edges[key] = Edge(
                     key=key, identifiers=identifiers, timestamp=ts, message_id=event.message_id
                 )
-    seen = {identifier: (span[0], span[1]) for identifier, span in spans.items()}
-    return Scanned(parsed, seen, edges)
+    return Scanned(parsed, spans, edges)
 
 
 class Group(NamedTuple):

@@ -37,8 +37,9 @@ class KnownState:
         seq: int,
         identifiers: Collection[Identifier],
         edge_keys: Collection[str],
-    ) -> IdentityView:
-        """What ``store.load`` would return at ``seq``, asking the store only for what is new.
+    ) -> tuple[IdentityView, list[Identifier]]:
+        """What ``store.load`` would return at ``seq``, asking the store only for what is new,
+        and which of ``identifiers`` the store has never placed.
 
         The view may hold more than was asked for, and is valid until :meth:`applied`.
         """
@@ -52,7 +53,9 @@ class KnownState:
             loaded = store.load(missing, unknown)
             placements.update(loaded.placements)
             edges.update(loaded.edges)
-        return IdentityView(placements=placements, edges=edges)
+        # Of the missing ones only: looking up every identifier again was a pass over the batch.
+        unplaced = [i for i in missing if i not in placements]
+        return IdentityView(placements=placements, edges=edges), unplaced
 
     def placement(self, identifier: Identifier) -> Placement | None:
         """Where ``identifier`` is placed, if known."""

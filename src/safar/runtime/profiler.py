@@ -192,8 +192,11 @@ class ProfileProcessor:
             timeline=[(identifiers[0], event.seq) for event, identifiers, _ in scanned.events],
         )
         if scanned.events:
-            view = self._known.load(self._store, after, scanned.seen.keys(), scanned.edges.keys())
-            _Step(self._store, self._rules, self._new_id, self._clock, scanned, view, update).run()
+            view, unknown = self._known.load(
+                self._store, after, scanned.seen.keys(), scanned.edges.keys()
+            )
+            step = _Step(self._store, self._rules, self._new_id, self._clock, scanned, view, update)
+            step.run(unknown)
         return update, scanned
 
 
@@ -221,9 +224,9 @@ class _Step:
         self.changed: set[str] = set()
         self.recompute: dict[str, tuple[Identifier, ...]] = {}
 
-    def run(self) -> None:
+    def run(self, unknown: list[Identifier]) -> None:
+        """Compute the update; ``unknown``: the batch's identifiers the store has never placed."""
         view, update = self.view, self.update
-        unknown = [i for i in self.scanned.seen if i not in view.placements]
         regroups: list[Group] = []
         for group in groups(new_edges(self.scanned, view), unknown, view.placements):
             if within_profiles(group, view):

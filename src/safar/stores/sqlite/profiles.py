@@ -27,6 +27,7 @@ import heapq
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -122,6 +123,8 @@ _MIGRATIONS = [
     """,
 ]
 
+#: The first item of a row: its sort key where that is unique.
+_FIRST = itemgetter(0)
 _IN_JSON = "IN (SELECT value FROM json_each(?))"
 #: Keys bound per JSON array; keeps each array and its result set modest.
 _CHUNK = 2000
@@ -410,14 +413,20 @@ class SqliteProfileStore:
                 [(k, v, p.profile_id, p.cluster_id) for (k, v), p in update.placements.items()],
             )
         ids = self._ids
-        if not ids.keys() >= update.seen.keys():
+        try:
+            seen = [(ids[i], first, last) for i, (first, last) in update.seen.items()]
+        except KeyError:  # identifiers placed by this update, or not remembered
             self._resolve(conn, update.seen.keys(), resolved)
+            seen = [(ids[i], first, last) for i, (first, last) in update.seen.items()]
+        # In row id order, for the B-tree's sake; by the id alone, which is unique (comparing
+        # whole tuples took twice as long).
+        seen.sort(key=_FIRST)
         conn.executemany(
             "INSERT INTO profile_seen(identity, first_seen, last_seen) VALUES (?, ?, ?)"
             " ON CONFLICT(identity) DO UPDATE SET"
             " first_seen = min(first_seen, excluded.first_seen),"
             " last_seen = max(last_seen, excluded.last_seen)",
-            sorted([(ids[i], first, last) for i, (first, last) in update.seen.items()]),
+            seen,
         )
         if update.edges:
             conn.executemany(
