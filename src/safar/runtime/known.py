@@ -51,6 +51,12 @@ class KnownState:
         unknown = [k for k in edge_keys if k not in edges]
         if missing or unknown:
             loaded = store.load(missing, unknown)
+            # Our own tuples as keys first (an update keeps a key's first object): the batches
+            # to come look them up by these very objects, which compare at once.
+            for identifier in missing:
+                placement = loaded.placements.get(identifier)
+                if placement is not None:
+                    placements[identifier] = placement
             placements.update(loaded.placements)
             edges.update(loaded.edges)
         # Of the missing ones only: looking up every identifier again was a pass over the batch.

@@ -501,8 +501,14 @@ class SqliteProfileStore:
         ``resolved``; raises if any has no row."""
         wanted = [i for i in identifiers if i not in self._ids]
         found = _ids(conn, wanted)
-        self._ids.update(found)
-        resolved.extend(found)
+        # Keyed by the caller's tuples, not the equal ones built from the rows: the processor
+        # hands the same objects batch after batch, and a key that is the very object looked
+        # up compares at once (comparing the strings took a third of each batch's lookups).
+        for identifier in wanted:
+            identity = found.get(identifier)
+            if identity is not None:
+                self._ids[identifier] = identity
+                resolved.append(identifier)
         if len(found) < len(wanted):
             unplaced = set(wanted) - found.keys()
             raise StoreError(f"profile update names identifiers never placed: {unplaced}")
