@@ -156,13 +156,14 @@ def groups(
 
 
 def one_new_profile(group: Group, rules: IdentityRules) -> bool:
-    """Whether the group is one edge between identifiers never seen before that no limit stops
-    from sharing a profile: a new person's first event, which needs no regrouping."""
-    if (
-        group.clusters
-        or len(group.edges) != 1
-        or len(group.nodes) != len(group.edges[0].identifiers)
-    ):
+    """Whether the group is identifiers never seen before, linked by its edges, that no limit
+    stops from sharing a profile: a new person's first events (an identify and the tracks
+    after it, say), which need no regrouping.
+
+    Replaying the edges could refuse a join only if the cells joined held more values of a type
+    than its limit; when all of the group's identifiers together do not, no join is refused,
+    and the edges (which connect the group) make one cell of them all."""
+    if group.clusters or not group.edges:
         return False
     counts: dict[str, int] = {}
     for kind, _ in group.nodes:
