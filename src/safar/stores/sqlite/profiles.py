@@ -502,8 +502,9 @@ class SqliteProfileStore:
         wanted = [i for i in identifiers if i not in self._ids]
         found = _ids(conn, wanted)
         # Keyed by the caller's tuples, not the equal ones built from the rows: the processor
-        # hands the same objects batch after batch, and a key that is the very object looked
-        # up compares at once (comparing the strings took a third of each batch's lookups).
+        # hands the same objects batch after batch (its memo of each sender's identifiers), and
+        # a key that is the very object looked up compares at once (comparing the strings was
+        # about a quarter of the time of these lookups).
         for identifier in wanted:
             identity = found.get(identifier)
             if identity is not None:
