@@ -48,7 +48,7 @@ def scan(
     """
     parsed: list[tuple[Event, tuple[Identifier, ...], dict[str, Any] | None]] = []
     # Tuples replaced when they widen, not lists converted at the end: most identifiers come up
-    # once a batch, and the conversion was a tenth of the scan.
+    # once a batch, and the conversion was about a seventh of the scan.
     spans: dict[Identifier, tuple[int, int]] = {}
     edges: dict[str, Edge] = {}
     if keys is None:
