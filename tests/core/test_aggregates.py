@@ -47,6 +47,17 @@ def test_windowed_count_expires_exactly_at_the_window_end() -> None:
     assert ag.expire(fold, aggregate, 1000 + DAY_MS) and ag.empty(fold)
 
 
+def test_a_window_keeps_its_entries_in_time_order_whatever_the_arrival_order() -> None:
+    aggregate = Aggregate(event="Bought", within_ms=HOUR)
+    fold = Fold()
+    for timestamp, seq in ((3000, 1), (1000, 2), (3000, 0), (5000, 3)):
+        assert ag.add(fold, aggregate, timestamp, seq, None, now=5000)
+    assert [(e[0], e[1]) for e in fold.entries] == [(1000, 2), (3000, 0), (3000, 1), (5000, 3)]
+    assert ag.next_change(fold, aggregate, 5000) == 1000 + HOUR
+    assert ag.expire(fold, aggregate, 1000 + HOUR)
+    assert ag.value(fold, aggregate, 1000 + HOUR) == len(fold.entries) == 3
+
+
 def test_an_event_already_outside_its_window_is_not_folded() -> None:
     aggregate = Aggregate(event="Bought", within_ms=HOUR)
     fold = Fold()

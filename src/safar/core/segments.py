@@ -45,6 +45,9 @@ Compile = Callable[[str, tuple[str, ...]], Predicate]
 #: A CEL condition mentioning ``now`` reads the clock (a mention inside a string literal only
 #: costs needless timers).
 _READS_NOW: Final = re.compile(r"\bnow\b")
+#: A ``where`` that may read an event's ``timestamp`` or ``receivedAt``: naming either, or
+#: reading ``event`` other than by a field (``event[name]``, ``size(event)``).
+_READS_TIMES: Final = re.compile(r"\b(timestamp|receivedAt)\b|\bevent\b(?!\s*\.)")
 #: How far ahead the next change of a CEL condition that reads ``now`` is looked for; a
 #: customer is evaluated again at least this often while a live segment has one.
 CLOCK_HORIZON_MS: Final = 86_400_000
@@ -114,6 +117,17 @@ class CompiledAggregate:
     aggregate: Aggregate
     where: Predicate | None
     key: str
+
+
+def reads_times(aggregate: Aggregate) -> bool:
+    """Whether folding events into ``aggregate`` may read their ``timestamp`` or
+    ``receivedAt`` (as its value or in its ``where``)."""
+    if aggregate.value is not None and aggregate.value.split(".")[0] in _TIME_FIELDS:
+        return True
+    return aggregate.where is not None and _READS_TIMES.search(aggregate.where) is not None
+
+
+_TIME_FIELDS: Final = frozenset({"timestamp", "receivedAt"})
 
 
 class CustomerFolds(Mapping[str, Fold]):
@@ -228,6 +242,8 @@ class AudiencePlan:
         self._compile = compile
         self.aggregates: dict[str, CompiledAggregate] = {}
         self.by_event: dict[str, list[CompiledAggregate]] = {}
+        #: Event names some aggregate fed by them reads the time fields of (:func:`reads_times`).
+        self.timed_events: set[str] = set()
         self.reads: dict[str, Reads] = {}
         self._tests: dict[str, Callable[[View], bool]] = {}
         #: The CEL leaves that read ``now``, each as view -> (instant -> its result then).
@@ -272,6 +288,8 @@ class AudiencePlan:
             compiled = CompiledAggregate(aggregate, where, key)
             self.aggregates[key] = compiled
             self.by_event.setdefault(aggregate.event, []).append(compiled)
+            if reads_times(aggregate):
+                self.timed_events.add(aggregate.event)
         return key
 
     def _condition(self, node: Condition) -> Callable[[View], bool]:

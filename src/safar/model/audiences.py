@@ -60,10 +60,22 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
     def key(self) -> str:
         """A stable name for this aggregate's state: equal aggregates share it, wherever they
         are used (a computed trait, several segments)."""
-        encoded = msgspec.json.encode(
-            [self.event, self.kind, self.where, self.value, self.within_ms]
-        )
-        return "ag_" + hashlib.blake2b(encoded, digest_size=10).hexdigest()
+        # Remembered: evaluating a segment reads the keys of the computed traits it compares.
+        found = _AGGREGATE_KEYS.get(self)
+        if found is None:
+            if len(_AGGREGATE_KEYS) >= _AGGREGATE_KEYS_KEPT:
+                _AGGREGATE_KEYS.clear()
+            encoded = msgspec.json.encode(
+                [self.event, self.kind, self.where, self.value, self.within_ms]
+            )
+            found = "ag_" + hashlib.blake2b(encoded, digest_size=10).hexdigest()
+            _AGGREGATE_KEYS[self] = found
+        return found
+
+
+#: :attr:`Aggregate.key` by aggregate; emptied when full (drafts previewed add their own).
+_AGGREGATE_KEYS: dict[Aggregate, str] = {}
+_AGGREGATE_KEYS_KEPT: Final = 10_000
 
 
 # -- Segment conditions ---------------------------------------------------------------------

@@ -31,14 +31,17 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes
     seq: int = 0
 
-    def payload(self) -> dict[str, Any]:
-        """The event as a Segment-shaped JSON object, with Safar's normalized fields applied."""
+    def payload(self, *, times: bool = True) -> dict[str, Any]:
+        """The event as a Segment-shaped JSON object, with Safar's normalized fields applied;
+        without ``timestamp`` and ``receivedAt`` when not ``times`` (for a reader known not to
+        look at them: formatting them is a fifth of the work)."""
         data: dict[str, Any] = msgspec.json.decode(self.body)
         data.pop("writeKey", None)
         data["type"] = self.type
         data["messageId"] = self.message_id
-        data["timestamp"] = iso(self.timestamp)
-        data["receivedAt"] = iso(self.received_at)
+        if times:
+            data["timestamp"] = iso(self.timestamp)
+            data["receivedAt"] = iso(self.received_at)
         if self.user_id is not None:
             data["userId"] = self.user_id
         if self.anonymous_id is not None:

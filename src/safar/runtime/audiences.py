@@ -497,7 +497,8 @@ class AudienceProcessor:
             fed = self._feeds(event, batch.now)
             if fed:
                 feeding.append((event, head, fed))
-                touch.aggregates.update(key for key, _ in fed)
+                for key, _ in fed:
+                    touch.aggregates.add(key)
             # An event naming two identifiers may merge profiles (see _evaluate).
             if len(extracted.identifiers) > 1 or event.type == "alias":
                 touch.traits = touch.identifiers = True
@@ -602,7 +603,7 @@ class AudienceProcessor:
             if not ag.alive(aggregate, event.timestamp, now):
                 continue
             if payload is None:
-                payload = event.payload()
+                payload = event.payload(times=event.name in self.plan.timed_events)
             if compiled.where is not None and not compiled.where({"event": payload}):
                 continue
             usable, value = ag.extract(aggregate, payload)
@@ -644,9 +645,11 @@ class AudienceProcessor:
 
     def _load_folds(self, batch: _Batch, profiles: Iterable[Profile]) -> None:
         identifiers: set[Identifier] = set()
+        add = identifiers.add
         for profile in profiles:
             for kind, values in profile.identifiers.items():
-                identifiers.update([(kind, value) for value in values])
+                for value in values:
+                    add((kind, value))
         if identifiers:
             batch.folds.update(self._cache.folds(identifiers))
 
@@ -690,18 +693,25 @@ class AudienceProcessor:
         view = View(profile=profile, traits=traits, folds=combined, consents=consents, now=now)
         after = self.plan.evaluate(view, set(before), touched) if touched else set(before)
         after &= self.plan.ids
-        segments = {sid: before.get(sid, now) for sid in after}
         wake = self.plan.wake_at(combined, now, view)
         identifier = _identifier(profile)
+        if (
+            held is not None
+            and not (store or merged)
+            and held.wake_at == wake
+            and held.identifier == identifier
+            and held.segments.keys() == after
+        ):
+            # Unchanged (most evaluations): the held membership stands, and nothing is stored.
+            return
         membership = Membership(
             profile_id=profile.id,
             identifier=identifier,
-            segments=segments,
+            segments={sid: before.get(sid, now) for sid in after},
             wake_at=wake,
             evaluated_at=now,
         )
-        if store or held is None or held.segments != segments or held.wake_at != wake:
-            batch.update.memberships.append(membership)
+        batch.update.memberships.append(membership)
         batch.memberships[profile.id] = membership
         for sid in sorted(after - before.keys()):
             batch.update.emits.append(self._change(SEGMENT_ENTERED, sid, profile, identifier, now))
@@ -739,28 +749,34 @@ class AudienceProcessor:
     def _prepare(self, batch: _Batch) -> None:
         """Complete ``batch.update`` for its commit, and what the cache keeps after it."""
         update = batch.update
-        kept = [k for k in self.plan.aggregates if k in self._jobs.folds]
-        current = {self._jobs.storage_key(k): k for k in kept}
-        current.update({self._jobs.history_key(k): k for k in kept})
+        # Storage key -> (a history part?, its aggregate), for the current generations.
+        current: dict[str, tuple[bool, Aggregate]] = {}
+        for key, compiled in self.plan.aggregates.items():
+            if key in self._jobs.folds:
+                current[self._jobs.storage_key(key)] = (False, compiled.aggregate)
+                current[self._jobs.history_key(key)] = (True, compiled.aggregate)
         remembered: dict[Identifier, dict[str, Fold]] = {}
         for identifier in batch.changed | batch.historic:
             # The live and the history part, each rewritten only if the batch changed it.
-            parts: dict[bool, dict[str, Fold]] = {False: {}, True: {}}
-            for storage, fold in batch.folds.get(identifier, {}).items():
-                historic = is_history(storage)
-                if identifier in (batch.historic if historic else batch.changed):
-                    key = current.get(storage)
-                    if key is None:
+            rewrite = (identifier in batch.changed, identifier in batch.historic)
+            parts: tuple[dict[str, Fold], dict[str, Fold]] = ({}, {})
+            held = batch.folds.get(identifier, {})
+            for storage, fold in held.items():
+                found = current.get(storage)
+                historic = is_history(storage) if found is None else found[0]
+                if rewrite[historic]:
+                    if found is None:
                         continue  # an archived aggregate's, or an older generation's
-                    ag.expire(fold, self.plan.aggregates[key].aggregate, batch.now)
+                    ag.expire(fold, found[1], batch.now)
                     if ag.empty(fold):
                         continue
                 parts[historic][storage] = fold
-            if identifier in batch.changed:
+            if rewrite[False]:
                 update.folds[identifier] = parts[False]
-            if identifier in batch.historic:
+            if rewrite[True]:
                 update.history[identifier] = parts[True]
-            remembered[identifier] = {**parts[False], **parts[True]}
+            kept = len(parts[False]) + len(parts[True]) == len(held)
+            remembered[identifier] = held if kept else {**parts[False], **parts[True]}
         batch.remembered = remembered
         update.progress = self._jobs.take()
         update.fence = self.fence
@@ -769,9 +785,10 @@ class AudienceProcessor:
             update.expect = dict(self._expect)
 
     def _remember(self, batch: _Batch) -> None:
-        """Keep in the cache what ``batch`` committed."""
-        memberships = batch.memberships.values()
-        self._cache.committed(batch.remembered, memberships, batch.update.deleted)
+        """Keep in the cache what ``batch`` committed (the memberships it left alone are there
+        already: they were read through the cache)."""
+        update = batch.update
+        self._cache.committed(batch.remembered, update.memberships, update.deleted)
 
     # -- timers -----------------------------------------------------------------------------
 
