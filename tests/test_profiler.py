@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -152,6 +153,27 @@ def test_anonymous_history_merges_into_the_known_profile(harness: Harness) -> No
     )
     assert record.at == harness.clock.now_ms()
     assert harness.store.merges(anonymous.id) == [record]
+
+
+def test_a_batch_placing_thousands_of_identifiers_keeps_each_ones_history(
+    harness: Harness,
+) -> None:
+    people = 2500  # 5,000 identifiers: more than one statement of placements in SQLite
+    harness.send(
+        *(
+            ev("identify", user=f"u{n}", ts=n, traits={"email": f"p{n}@x.io"})
+            for n in range(people)
+        ),
+        batch=people,
+    )
+    harness.send(*(ev(user=f"u{n}", ts=people + n) for n in range(0, people, 7)))
+    for n in (0, 1, 1999, 2000, 2001, people - 1):
+        profile = harness.find(("email", f"p{n}@x.io"))
+        assert profile.identifiers == {"email": [f"p{n}@x.io"], "user_id": [f"u{n}"]}
+        later = [people + n] if n % 7 == 0 else []
+        assert [
+            harness.log.get([seq])[0].timestamp for seq in harness.store.timeline(profile.id, 10)
+        ] == [*later, n]
 
 
 def test_history_and_identify_in_one_batch(harness: Harness) -> None:
@@ -381,6 +403,20 @@ def test_default_profile_ids_sort_by_creation_time() -> None:
     clock.advance(ms=1)
     second = new_id()
     assert len(first) == 32 and first < second and first != new_id()
+
+
+def test_a_forked_process_makes_other_profile_ids_than_its_parent() -> None:
+    new_id = time_ordered_id(FakeClock())
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read()
+    assert len(theirs) == 32 and theirs != new_id()
 
 
 # -- order independence ---------------------------------------------------------------------------
