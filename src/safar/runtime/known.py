@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from safar.core.batch import Pairs
-from safar.model.profiles import Identifier, IdentityView, Placement, ProfileUpdate
+from safar.model.profiles import (
+    Identifier,
+    IdentityView,
+    Placement,
+    ProfileState,
+    ProfileUpdate,
+)
 from safar.ports import ProfileStore
 
 #: Entries remembered before everything is forgotten at once: about 100 MB per million.
@@ -30,6 +36,8 @@ class KnownState:
         self.edge_keys: dict[tuple[Identifier, ...], str] = {}
         #: Identifiers by (user_id, anonymous_id): never stale either.
         self.pairs: Pairs = {}
+        #: Profiles' stored states (traits), as this processor last wrote them.
+        self._states: dict[str, ProfileState] = {}
 
     def load(
         self,
@@ -63,6 +71,20 @@ class KnownState:
         unplaced = [i for i in missing if i not in placements]
         return IdentityView(placements=placements, edges=edges), unplaced
 
+    def states(self, profile_ids: Collection[str]) -> dict[str, ProfileState] | None:
+        """Copies of these profiles' stored states (an update changes its own), or None
+        unless all of them are known."""
+        held = self._states
+        found: dict[str, ProfileState] = {}
+        for pid in profile_ids:
+            state = held.get(pid)
+            if state is None:
+                return None
+            found[pid] = ProfileState(
+                id=pid, traits=dict(state.traits), merged_from=list(state.merged_from)
+            )
+        return found
+
     def placement(self, identifier: Identifier) -> Placement | None:
         """Where ``identifier`` is placed, if known."""
         return self._placements.get(identifier)
@@ -74,11 +96,20 @@ class KnownState:
             return
         self._placements.update(update.placements)
         self._edges.update({e.key: (e.timestamp, e.message_id) for _, e in update.edges})
+        states = self._states
+        for pid in update.deleted_profiles:
+            states.pop(pid, None)
+        for state in update.profiles:
+            states[state.id] = state
         self.seq = update.processed_seq
-        if (
-            len(self._placements) + len(self._edges) + len(self.edge_keys) + len(self.pairs)
-            > self.limit
-        ):
+        held = (
+            len(self._placements)
+            + len(self._edges)
+            + len(self.edge_keys)
+            + len(self.pairs)
+            + len(states)
+        )
+        if held > self.limit:
             self.forget()
 
     def forget(self) -> None:
@@ -87,3 +118,4 @@ class KnownState:
         self._edges = {}
         self.edge_keys = {}
         self.pairs = {}
+        self._states = {}

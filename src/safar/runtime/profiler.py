@@ -34,7 +34,7 @@ import os
 import random
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
 from safar.config import IdentitySettings
@@ -205,7 +205,16 @@ class ProfileProcessor:
             view, unknown = self._known.load(
                 self._store, after, scanned.seen.keys(), scanned.edges.keys()
             )
-            step = _Step(self._store, self._rules, self._new_id, self._clock, scanned, view, update)
+            step = _Step(
+                self._store,
+                self._rules,
+                self._new_id,
+                self._clock,
+                scanned,
+                view,
+                update,
+                self._known.states,
+            )
             step.run(unknown)
         return update, scanned
 
@@ -222,7 +231,9 @@ class _Step:
         scanned: Scanned,
         view: IdentityView,
         update: ProfileUpdate,
+        known_states: Callable[[Collection[str]], dict[str, ProfileState] | None],
     ) -> None:
+        self.known_states = known_states
         self.store = store
         self.rules = rules
         self.new_id = new_id
@@ -252,10 +263,13 @@ class _Step:
             placement = view.placements.get(identifiers[0])
             if traits and placement is not None and placement.cluster_id not in touched:
                 wanted.add(placement.profile_id)
-        if touched or wanted:
-            loaded = self.store.load_clusters(touched, wanted)
+        # The states of profiles only receiving traits are usually known (this processor wrote
+        # them): the store is read only for regroups and profiles not known.
+        known = None if touched else self.known_states(wanted)
+        if known is not None:
+            loaded = ClusterView(clusters={}, profiles=known)
         else:
-            loaded = ClusterView(clusters={}, profiles={})
+            loaded = self.store.load_clusters(touched, wanted)
         self.states.update(loaded.profiles)
         now = self.clock.now_ms()
         for group in regroups:
