@@ -1,7 +1,8 @@
 """What the profile processor remembers of its store, so a batch loads only what it has not seen.
 
 The processor is the store's only writer, so after each of its updates it knows exactly where
-the identifiers it touched are placed and which edges are stored. That stays true only while
+the identifiers it touched are placed, which edges are stored, and the stored state (traits) of
+each profile it wrote. That stays true only while
 nobody else writes: the memory is tied to the ``processed_seq`` it is valid at, and dropped when
 the store is found elsewhere (another processor ran) or an update fails.
 """
