@@ -2,9 +2,9 @@
 
 The processor is the store's only writer, so after each of its updates it knows exactly where
 the identifiers it touched are placed, which edges are stored, and the stored state (traits) of
-each profile it wrote. That stays true only while
-nobody else writes: the memory is tied to the ``processed_seq`` it is valid at, and dropped when
-the store is found elsewhere (another processor ran) or an update fails.
+each profile it wrote. That stays true only while nobody else writes: the memory is tied to the
+``processed_seq`` it is valid at, and dropped when the store is found elsewhere (another
+processor ran) or an update fails.
 """
 
 from __future__ import annotations
