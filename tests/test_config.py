@@ -52,6 +52,26 @@ def test_the_work_feed_keeps_items_until_read_unless_an_age_is_set() -> None:
         load_settings(environ={"SAFAR_BUS_TRIM_SECONDS": "-2"})
 
 
+def test_the_work_feed_is_none_a_sqlite_file_or_nats(tmp_path: Path) -> None:
+    from safar.stores.bundle import open_feed
+    from safar.stores.sqlite.work import SqliteWorkFeed
+
+    assert load_settings(environ={}).bus.url == ""
+    local = load_settings(data_dir=tmp_path, environ={"SAFAR_BUS_URL": "sqlite:"})
+    feed = open_feed(local)
+    try:
+        assert isinstance(feed, SqliteWorkFeed)
+        assert feed.partitions == local.bus.partitions
+        assert (tmp_path / "work.db").exists()
+    finally:
+        assert feed is not None
+        feed.close()
+    assert load_settings(environ={"SAFAR_BUS_URL": "nats://127.0.0.1:4222"}).bus.url
+    for wrong in ("sqlite:/tmp/feed.db", "redis://127.0.0.1", "sqlite"):
+        with pytest.raises(ConfigError, match=r"bus\.url must be empty .* 'sqlite:'"):
+            load_settings(environ={"SAFAR_BUS_URL": wrong})
+
+
 def test_the_preview_warehouse_refresh_is_off_or_positive() -> None:
     assert load_settings(environ={}).server.warehouse_refresh_seconds == 10
     with pytest.raises(ConfigError, match=r"server\.warehouse_refresh_seconds"):

@@ -4,6 +4,7 @@ merge across partitions hands the merged customer over (ADR 12)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +15,7 @@ from safar.core.assignment import partition_of
 from safar.core.identity import IdentityRules
 from safar.model.events import Event
 from safar.model.work import WorkItem
-from safar.runtime.publisher import FeedPublisher
+from safar.runtime.publisher import PUBLISH_BATCH, FeedPublisher
 from safar.stores.memory.profiles import MemoryProfileStore
 from safar.stores.memory.work import MemoryWorkFeed
 from tests.test_profiler import Harness, ev
@@ -103,6 +104,39 @@ def test_remembered_routes_spare_the_lookups(monkeypatch: pytest.MonkeyPatch) ->
     setup.publish()
     assert lookups == [2]
     assert sum(len(found) for found in setup.items().values()) == 12
+
+
+def test_published_routes_are_taken_out_of_the_processors_memory() -> None:
+    setup = Setup(partitions=4)
+    setup.send(*(ev(user=f"u{n}", event="Viewed") for n in range(10)))
+    routes = setup.harness.processor.routes
+    assert routes is not None and len(routes) == 10
+    setup.publish(batch=4)
+    assert routes == {}
+
+
+def test_a_stepper_with_a_feed_publishes_a_whole_batch_a_turn_without_lookups(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from safar.config import load_settings
+    from safar.runtime.worker import Worker
+    from safar.stores.bundle import memory_stores
+    from safar.testing import FakeClock
+
+    clock = FakeClock()
+    stores = memory_stores(clock)
+    feed = MemoryWorkFeed(4)
+    worker = Worker(stores, load_settings(data_dir=tmp_path, environ={}), clock, feed=feed)
+    lookups: list[int] = []
+    find_many = stores.profiles.find_many
+    monkeypatch.setattr(
+        stores.profiles, "find_many", lambda ids: lookups.append(len(ids)) or find_many(ids)
+    )
+    events = [ev(user=f"u{n % 300}", event="Viewed", ts=n) for n in range(PUBLISH_BATCH + 1000)]
+    stores.events.append(events)
+    worker.step_once()  # the very first turn: the processor's routes are kept from its start
+    assert feed.published_seq() == len(events)
+    assert lookups == []
 
 
 @pytest.mark.parametrize("routes", [True, False])

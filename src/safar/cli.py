@@ -160,8 +160,12 @@ def _parser() -> argparse.ArgumentParser:
     parts = bench_sub.add_parser(
         "partitions", parents=[common], help="journeys stepped by 0, 1 and 2 partition owners"
     )
-    parts.add_argument("--postgres", metavar="URL", required=True, help="scratch schemas here")
-    parts.add_argument("--nats", metavar="URL", help="NATS with JetStream (default: a private one)")
+    parts.add_argument(
+        "--postgres", metavar="URL", help="scratch schemas here (default: SQLite, SQLite feed)"
+    )
+    parts.add_argument(
+        "--nats", metavar="URL", help="with --postgres: NATS JetStream (default: a private one)"
+    )
     parts.add_argument("--customers", type=int, default=20_000)
     parts.add_argument(
         "--owners", default="0,1,2", help="partition owners per run, comma-separated (0: none)"

@@ -13,7 +13,7 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -99,9 +99,14 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lease_seconds: float = 15.0
 
 
+#: ``bus.url`` for the work feed in a SQLite file of the data directory.
+SQLITE_FEED: Final = "sqlite:"
+
+
 class BusSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Empty: no work feed. ``nats://host:4222``: the profile processor publishes every event
     #: to its customer's partition of a NATS JetStream stream (docs/deploy.md, ADR 12).
+    #: ``sqlite:``: to a SQLite file in the data directory, for workers on one machine (ADR 15).
     url: str = ""
     #: The JetStream stream, and the subject prefix of its partitions (``<subject>.<n>``).
     stream: str = "SAFAR_WORK"
@@ -138,6 +143,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def database_path(self) -> Path:
         """The SQLite file holding state: profiles, keys (and later journeys)."""
         return Path(self.data_dir) / "safar.db"
+
+    @property
+    def work_feed_path(self) -> Path:
+        """The SQLite file holding the work feed when ``bus.url`` is ``sqlite:``."""
+        return Path(self.data_dir) / "work.db"
 
     @property
     def events_database_path(self) -> Path:
@@ -209,8 +219,13 @@ def load_settings(
         raise ConfigError(
             "storage.url must be empty (the embedded SQLite store) or a postgresql:// URL"
         )
-    if settings.bus.url and not settings.bus.url.startswith(("nats://", "tls://")):
-        raise ConfigError("bus.url must be empty (no work feed) or a nats:// URL")
+    if settings.bus.url and not (
+        settings.bus.url.startswith(("nats://", "tls://")) or settings.bus.url == SQLITE_FEED
+    ):
+        raise ConfigError(
+            f"bus.url must be empty (no work feed), {SQLITE_FEED!r} (a feed in the data"
+            " directory, for workers on this machine) or a nats:// URL"
+        )
     if settings.server.warehouse_refresh_seconds < 0:
         raise ConfigError("server.warehouse_refresh_seconds must be 0 (off) or above")
     if not 1 <= settings.bus.partitions <= 4096:

@@ -1,9 +1,11 @@
-"""The :class:`safar.ports.WorkFeed` contract, run against every adapter: in memory, and on NATS
-JetStream (``SAFAR_TEST_NATS_URL``, else a private nats-server; see :mod:`safar.testing.nats`)."""
+"""The :class:`safar.ports.WorkFeed` contract, run against every adapter: in memory, in a SQLite
+file, and on NATS JetStream (``SAFAR_TEST_NATS_URL``, else a private nats-server; see
+:mod:`safar.testing.nats`)."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +56,26 @@ class MemoryFeeds(Feeds):
         return self._feed
 
 
+class SqliteFeeds(Feeds):
+    """Feeds on a SQLite file of their own, each open a connection of its own."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="safar-feed-")
+        self._opened: list[WorkFeed] = []
+
+    def open(self, partitions: int = PARTITIONS) -> WorkFeed:
+        from safar.stores.sqlite.work import SqliteWorkFeed
+
+        feed = SqliteWorkFeed(f"{self._dir.name}/work.db", partitions=partitions)
+        self._opened.append(feed)
+        return feed
+
+    def close(self) -> None:
+        while self._opened:
+            self._opened.pop().close()
+        self._dir.cleanup()
+
+
 class JetStreamFeeds(Feeds):
     """Feeds on a stream and subject of their own on the test NATS server."""
 
@@ -95,6 +117,7 @@ class JetStreamFeeds(Feeds):
 
 FEED_KINDS = [
     pytest.param(MemoryFeeds, id="memory"),
+    pytest.param(SqliteFeeds, id="sqlite"),
     pytest.param(JetStreamFeeds, id="jetstream"),
 ]
 
@@ -307,14 +330,17 @@ def test_what_was_published_is_there_when_the_feed_is_opened_again(feeds: Feeds)
     assert again.published_seq() == 15
 
 
-def test_a_feed_opened_with_another_partition_count_is_refused(
-    jetstream_feeds: JetStreamFeeds,
-) -> None:
-    feed = jetstream_feeds.open(partitions=4)
-    feed.publish(5, {1: items(5)})
-    with pytest.raises(ConfigError, match=r"has 4 partitions, not 6"):
-        jetstream_feeds.open(partitions=6)
-    assert jetstream_feeds.open(partitions=4).read(1, 0, 10) == feed.read(1, 0, 10)
+@pytest.mark.parametrize("kind", [SqliteFeeds, JetStreamFeeds], ids=["sqlite", "jetstream"])
+def test_a_feed_opened_with_another_partition_count_is_refused(kind: type[Feeds]) -> None:
+    feeds = kind()
+    try:
+        feed = feeds.open(partitions=4)
+        feed.publish(5, {1: items(5)})
+        with pytest.raises(ConfigError, match=r"has 4 partitions, not 6"):
+            feeds.open(partitions=6)
+        assert feeds.open(partitions=4).read(1, 0, 10) == feed.read(1, 0, 10)
+    finally:
+        feeds.close()
 
 
 # -- two publishers, and reads from anywhere -----------------------------------------------------
@@ -435,6 +461,33 @@ def test_concurrent_publishers_never_duplicate_or_reorder(feeds: Feeds) -> None:
         thread.join(60)
     assert not failures
     check_complete(feeds.open(), log, len(log))
+
+
+# -- SQLite only ----------------------------------------------------------------------------------
+
+
+def test_sqlite_drops_batches_older_than_max_age_when_it_next_publishes(tmp_path: Any) -> None:
+    from safar.stores.sqlite.work import SqliteWorkFeed
+    from safar.testing import FakeClock
+
+    clock = FakeClock(1_000_000)
+    feed = SqliteWorkFeed(tmp_path / "work.db", partitions=2, max_age_s=60, clock=clock)
+    try:
+        feed.publish(5, {0: items(2, 5), 1: items(3)})
+        clock.advance(seconds=30)
+        feed.publish(9, {0: items(7)})
+        clock.advance(seconds=31)  # the batches up to 5 are 61 s old, the one up to 9 is 31 s old
+        feed.publish(12, {0: items(12)})
+        # Partition 1's only batch stays: publishing goes on from its ``upto``.
+        assert feed.read(1, 0, EVERYTHING) == [WorkBatch(5, (item(3),), since=0)]
+        with pytest.raises(FeedGap, match="partition 0's items after seq 0"):
+            feed.read(0, 0, EVERYTHING)
+        assert feed.read(0, 5, EVERYTHING) == [
+            WorkBatch(9, (item(7),), since=5),
+            WorkBatch(12, (item(12),), since=9),
+        ]
+    finally:
+        feed.close()
 
 
 # -- JetStream only -------------------------------------------------------------------------------

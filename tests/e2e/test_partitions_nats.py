@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from safar.clock import SystemClock
-from safar.runtime.partitions import PARTITION_PREFIX
 from safar.stores.bundle import Stores
 from safar.testing import wait_until
 from safar.testing.nats import NatsServer
@@ -24,7 +22,8 @@ from tests.e2e.workers import (
     Worker,
     assert_every_customer_done,
     installation,
-    sent_keys,
+    partition_owners,
+    shared_partitions,
     sign_up,
 )
 from tests.services import postgres_schema_url
@@ -49,32 +48,13 @@ def partitioned(
         yield found
 
 
-def partition_owners(stores: Stores) -> dict[int, str]:
-    """Partition -> the process holding its lease now."""
-    holders = stores.leases.holders(SystemClock().now_ms())
-    return {
-        int(name[len(PARTITION_PREFIX) :]): owner
-        for name, owner in holders.items()
-        if name.startswith(PARTITION_PREFIX)
-    }
-
-
 def test_partition_owners_share_the_work_and_survive_a_kill_and_a_nats_restart(
     partitioned: tuple[LiveServer, list[Worker], Stores], private_nats: NatsServer
 ) -> None:
     api, workers, stores = partitioned
     nats = private_nats
     acked = sign_up(api, 0, 10)
-    shared = wait_until(
-        lambda: (
-            len(owners := partition_owners(stores)) == PARTITIONS
-            and len(set(owners.values())) == 2
-            and owners
-        ),
-        timeout=60,
-        what="both workers own partitions",
-    )
-    wait_until(lambda: len(sent_keys(workers)) >= 5, timeout=60, what="the first messages")
+    shared = shared_partitions(stores, PARTITIONS, workers)
 
     # Kill one partition owner mid-load: the other worker takes its partitions over.
     victim = sorted(set(shared.values()))[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 
 from safar.clock import SystemClock
+from safar.runtime.partitions import PARTITION_PREFIX
 from safar.stores.bundle import Stores, open_stores
 from safar.testing import wait_until
 from tests.e2e.live import LiveServer
@@ -139,6 +140,32 @@ def _sign_up_request(api: LiveServer, n: int) -> tuple[str, str, bytes, dict[str
     ]
     body = msgspec.json.encode({"batch": batch})
     return "POST", "/v1/batch", body, {"Authorization": api.basic}
+
+
+def partition_owners(stores: Stores) -> dict[int, str]:
+    """Partition -> the process holding its lease now."""
+    holders = stores.leases.holders(SystemClock().now_ms())
+    return {
+        int(name[len(PARTITION_PREFIX) :]): owner
+        for name, owner in holders.items()
+        if name.startswith(PARTITION_PREFIX)
+    }
+
+
+def shared_partitions(stores: Stores, partitions: int, workers: list[Worker]) -> dict[int, str]:
+    """Wait until two workers hold all ``partitions`` between them and the first messages went
+    out; returns who holds which."""
+    shared: dict[int, str] = wait_until(
+        lambda: (
+            len(owners := partition_owners(stores)) == partitions
+            and len(set(owners.values())) == 2
+            and owners
+        ),
+        timeout=60,
+        what="both workers own partitions",
+    )
+    wait_until(lambda: len(sent_keys(workers)) >= 5, timeout=60, what="the first messages")
+    return shared
 
 
 def sent_keys(workers: list[Worker]) -> Counter[str]:

@@ -17,12 +17,14 @@ import pytest
 from safar.config import load_settings
 from safar.core.assignment import partition_of
 from safar.model.journeys import Entry, Journey, Send, Wait
+from safar.ports import WorkFeed
 from safar.runtime.catalog import publish
 from safar.runtime.partitioned import PartitionWorker
 from safar.runtime.partitions import PARTITION_PREFIX
 from safar.runtime.worker import Worker
 from safar.stores.bundle import Stores, open_sqlite_stores
 from safar.stores.memory.work import MemoryWorkFeed
+from safar.stores.sqlite.work import SqliteWorkFeed
 from safar.testing import FakeClock
 from safar.testing.journeys import JourneyHarness, RecordingChannel
 
@@ -136,8 +138,9 @@ def test_a_schedule_enters_customers_through_entry_requests() -> None:
 # -- partition workers on SQLite ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("feed_kind", ["memory", "sqlite"])
 def test_two_partition_workers_share_the_partitions_and_one_takes_over_from_a_dead_one(
-    tmp_path: Path,
+    tmp_path: Path, feed_kind: str
 ) -> None:
     clock = FakeClock()
     settings = load_settings(data_dir=tmp_path, environ={})
@@ -147,7 +150,11 @@ def test_two_partition_workers_share_the_partitions_and_one_takes_over_from_a_de
     settings.journeys.templates_dir = str(ROOT / "examples/templates")
     stores = open_sqlite_stores(settings, clock)
     email = RecordingChannel("email")
-    feed = MemoryWorkFeed(4)
+    feed: WorkFeed = (
+        MemoryWorkFeed(4)
+        if feed_kind == "memory"
+        else SqliteWorkFeed(tmp_path / "w.db", partitions=4)
+    )
     try:
         publish(stores.journeys, reminder(template="welcome_1"), clock.now_ms())
         stepper = Worker(stores, settings, clock, channels={"email": email}, feed=feed)
@@ -192,6 +199,7 @@ def test_two_partition_workers_share_the_partitions_and_one_takes_over_from_a_de
         sent = Counter(m.to for m in email.sent)
         assert sent == Counter({f"c{n}@shop.example": 1 for n in range(40)})
     finally:
+        feed.close()
         stores.close()
 
 

@@ -1,6 +1,8 @@
-"""Partitioned stepping on PostgreSQL and NATS JetStream: the journey workload of ``safar bench
-journeys`` (phase A: every customer's events through profiles, audiences and the abandoned-cart
-journey's entries and goal exits) with 0, 1 and 2 partition owners, each a process of its own.
+"""Partitioned stepping: the journey workload of ``safar bench journeys`` (phase A: every
+customer's events through profiles, audiences and the abandoned-cart journey's entries and goal
+exits) with 0, 1 and 2 partition owners, each a process of its own. On PostgreSQL and NATS
+JetStream (``postgres``), or on the embedded SQLite stores with the work feed in a SQLite file
+(``bus.url = "sqlite:"``).
 
 - ``0``: one stepper does everything, journeys included (ADR 11, no work feed): the baseline.
 - ``N``: the stepper folds profiles and audiences and publishes to a feed of
@@ -19,11 +21,13 @@ told to go. A run ends when every event has gone through journeys: the stepper's
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import resource
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,7 @@ from safar.bench.journeys_e2e import (
     expected_entries,
 )
 from safar.bench.postgres import scratch_schema
-from safar.config import Settings, load_settings
+from safar.config import SQLITE_FEED, Settings, load_settings
 from safar.testing.nats import delete_streams_at
 
 PARTITIONS = 8
@@ -62,7 +66,7 @@ GIVE_UP_S = 1800
 
 
 def run_partitions_bench(
-    postgres: str,
+    postgres: str | None,
     nats: str | None,
     *,
     customers: int,
@@ -103,7 +107,11 @@ def run_partitions_bench(
         print(msgspec.json.encode(document).decode())
         return 0
     kept = f", {len(AUDIENCES)} audience definitions" if audiences else ""
-    print(f"partitioned journeys, {customers:,} customers, {PARTITIONS} partitions, phase A{kept}")
+    store = "PostgreSQL and NATS" if postgres else "SQLite"
+    print(
+        f"partitioned journeys on {store}, {customers:,} customers, {PARTITIONS} partitions,"
+        f" phase A{kept}"
+    )
     for r in results:
         ratio = f"  ×{r['vs_one_stepper']:.2f}" if "vs_one_stepper" in r else ""
         label = "one stepper (no feed)" if r["owners"] == 0 else f"{r['owners']} partition owner(s)"
@@ -117,7 +125,9 @@ def run_partitions_bench(
     return 0
 
 
-def _run(postgres: str, nats: str, customers: int, owners: int, audiences: bool) -> dict[str, Any]:
+def _run(
+    postgres: str | None, nats: str, customers: int, owners: int, audiences: bool
+) -> dict[str, Any]:
     from safar.clock import SystemClock
     from safar.definitions import parse_audience, parse_journey
     from safar.runtime import audience_catalog
@@ -125,7 +135,7 @@ def _run(postgres: str, nats: str, customers: int, owners: int, audiences: bool)
     from safar.runtime.catalog import publish
     from safar.stores.bundle import open_feed, open_stores
 
-    with tempfile.TemporaryDirectory() as data, scratch_schema(postgres, f"p{owners}") as url:
+    with tempfile.TemporaryDirectory() as data, _schema(postgres, f"p{owners}") as url:
         settings = _settings(Path(data), url, nats if owners else "", owners)
         with open_stores(settings, SystemClock()) as stores:
             journey = parse_journey(JOURNEY.read_text(encoding="utf-8"), str(JOURNEY))
@@ -184,7 +194,8 @@ def _run(postgres: str, nats: str, customers: int, owners: int, audiences: bool)
                 if feed is not None:
                     # Once no process reads it any more (they logged failures to find it).
                     feed.close()
-                    delete_streams_at(nats, [settings.bus.stream])
+                    if nats != SQLITE_FEED:
+                        delete_streams_at(nats, [settings.bus.stream])
     return {
         "owners": owners,
         "events": last,
@@ -198,6 +209,16 @@ def _run(postgres: str, nats: str, customers: int, owners: int, audiences: bool)
         # Segment -> its members at the end (with ``audiences``): the same in every run.
         "members": members,
     }
+
+
+@contextlib.contextmanager
+def _schema(postgres: str | None, label: str) -> Iterator[str]:
+    """A scratch schema's URL on ``postgres``, or ``""`` (the SQLite stores) without one."""
+    if postgres is None:
+        yield ""
+        return
+    with scratch_schema(postgres, label) as url:
+        yield url
 
 
 def _settings(data: Path, url: str, nats: str, owners: int) -> Settings:

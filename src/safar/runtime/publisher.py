@@ -24,7 +24,7 @@ process holds the profile processor's lease.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 import msgspec
 
@@ -51,19 +51,19 @@ class FeedPublisher:
         rules: IdentityRules,
         *,
         behind: Sequence[Callable[[], int]] = (),
-        routes: Mapping[int, str] | None = None,
+        routes: MutableMapping[int, str] | None = None,
     ) -> None:
         """``behind``: the cursors of other processors (the audience processor's, say) the
         feed must not get ahead of, besides the profile processor's. ``routes``: event seq ->
         its profile when the profile processor applied it, for events it remembers
         (:attr:`~safar.runtime.profiler.ProfileProcessor.routes`), so that only the others
-        are looked up."""
+        are looked up; the publisher removes those it has routed."""
         self._events = events
         self._profiles = profiles
         self._feed = feed
         self._rules = rules
         self._behind = behind
-        self._routes: Mapping[int, str] = routes if routes is not None else {}
+        self._routes: MutableMapping[int, str] = routes if routes is not None else {}
 
     def run_once(self, max_events: int = PUBLISH_BATCH) -> int:
         """Publish the next range; returns how many events it held (0: nothing to do)."""
@@ -87,7 +87,9 @@ class FeedPublisher:
         reshaped = set(self._profiles.reshaped(after, ready))
         # Each event's profile: remembered from the profile processor unless a merge or move
         # may have changed it since (then, and for events not remembered, looked up now).
-        pids = [self._routes.get(event.seq) for event in events]
+        # Taken out, not read: routes left behind would grow to the processor's limit, which
+        # then forgets all of them, those not yet published too.
+        pids = [self._routes.pop(event.seq, None) for event in events]
         heads: dict[int, Identifier] = {}
         for n, (event, pid) in enumerate(zip(events, pids, strict=True)):
             if pid is None or pid in reshaped:

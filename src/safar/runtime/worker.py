@@ -172,6 +172,10 @@ class Worker:
         self.profiler = ProfileProcessor(
             stores.events, stores.profiles, self._settings.identity, clock
         )
+        if self._feed is not None:
+            # From the first batch on, so that the publisher, built when it first publishes,
+            # looks up no profile the processor just placed.
+            self.profiler.keep_routes()
         self.audiences = AudienceProcessor(
             stores.events,
             stores.profiles,
@@ -247,7 +251,8 @@ class Worker:
                     IdentityRules(self._settings.identity),
                     routes=self.profiler.keep_routes(),
                 )
-            return self.publisher.run_once()
+            # As much as the profile processor's batch, so that publishing keeps up with it.
+            return self.publisher.run_once(RUN_BATCH)
         except SafarError as exc:
             if not exc.retryable:
                 raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from safar.config import Settings
+from safar.config import SQLITE_FEED, Settings
 from safar.ports import (
     AudienceCatalog,
     AudienceStore,
@@ -61,10 +61,20 @@ def open_stores(settings: Settings, clock: Clock) -> Stores:
 
 
 def open_feed(settings: Settings) -> WorkFeed | None:
-    """The work feed ``settings.bus.url`` names (NATS JetStream), or None when it is empty."""
+    """The work feed ``settings.bus.url`` names (NATS JetStream, or ``sqlite:`` in the data
+    directory), or None when it is empty."""
     bus = settings.bus
     if not bus.url:
         return None
+    if bus.url == SQLITE_FEED:
+        from safar.stores.sqlite.work import SqliteWorkFeed
+
+        return SqliteWorkFeed(
+            settings.work_feed_path,
+            partitions=bus.partitions,
+            synchronous=settings.storage.synchronous,
+            max_age_s=bus.max_age_hours * 3600,
+        )
     from safar.stores.nats import JetStreamWorkFeed
 
     return JetStreamWorkFeed(
