@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run e2e and latency on scratch schemas of this PostgreSQL database, DBOS beside it",
     )
     journeys.add_argument(
-        "--bus", metavar="URL", help="latency with a work feed on this NATS server (nats://…)"
+        "--bus", metavar="URL", help="latency with a work feed: nats://… or sqlite: (ADR 15)"
     )
     journeys.add_argument("--json", action="store_true", help="print the result as JSON")
     journeys.set_defaults(run=_bench_journeys)

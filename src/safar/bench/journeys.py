@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from safar.config import Settings
+from safar.config import SQLITE_FEED, Settings
 
 PARTS = ("e2e", "dbos", "latency", "waiting")
 #: (section, key, comparison, target) reported as met or not.
@@ -143,7 +143,7 @@ def run_journeys_bench(
                             warmup=min(3.0, latency_seconds / 4),
                         )
                     finally:
-                        if bus:
+                        if bus and bus != SQLITE_FEED:  # a SQLite feed goes with its data dir
                             from safar.testing.nats import delete_streams_at
 
                             delete_streams_at(bus, [fresh.bus.stream])
