@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,6 +105,34 @@ def test_remembered_routes_spare_the_lookups(monkeypatch: pytest.MonkeyPatch) ->
     setup.publish()
     assert lookups == [2]
     assert sum(len(found) for found in setup.items().values()) == 12
+
+
+def test_a_range_whose_routes_are_all_remembered_is_published_without_reading_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    setup = Setup(partitions=4)
+    reads: list[int] = []
+    read = setup.harness.log.read
+    monkeypatch.setattr(
+        setup.harness.log, "read", lambda after, limit: reads.append(after) or read(after, limit)
+    )
+    setup.send(*(ev(user=f"u{n}", event="Viewed") for n in range(10)))
+    setup.send(*(msgspec.structs.replace(ev(user=f"v{n}"), name="Bought") for n in range(2)))
+    reads.clear()  # the profile processor's own reads
+    setup.publish(batch=4)
+    assert reads == []
+    items = setup.items()
+    assert sorted(i.seq for found in items.values() for i in found) == list(range(1, 13))
+    names = {i.seq: i.name for found in items.values() for i in found}
+    assert names == {**dict.fromkeys(range(1, 11), ""), 11: "Bought", 12: "Bought"}
+
+    setup.send(ev(user="u1", event="Viewed"), ev(user="u2"))
+    assert setup.harness.processor.routes is not None
+    del setup.harness.processor.routes[14]  # one forgotten: the range is read
+    reads.clear()
+    setup.publish()
+    assert reads == [12]
+    assert sum(len(found) for found in setup.items().values()) == 14
 
 
 def test_published_routes_are_taken_out_of_the_processors_memory() -> None:

@@ -76,6 +76,8 @@ DEFAULT_BATCH = 5000
 RUN_BATCH = 20_000
 #: Events whose profile :attr:`ProfileProcessor.routes` remembers before forgetting them all.
 ROUTES_LIMIT = 200_000
+#: What :attr:`ProfileProcessor.routes` remembers of an event: its profile id and its name.
+Route = tuple[str, str]
 
 
 def time_ordered_id(clock: Clock) -> Callable[[], str]:
@@ -128,12 +130,13 @@ class ProfileProcessor:
         self._clock = clock
         self._new_id = new_id or time_ordered_id(clock)
         self._known = KnownState()
-        #: Event seq -> the profile it was attributed to, for the events of recent batches,
-        #: once :meth:`keep_routes` is called: the feed publisher running beside the processor
-        #: routes them without a query (a hint: the store stays the authority, and merges
-        #: since are looked up again). None without a publisher: it was a seventh of the
-        #: processor's time.
-        self.routes: dict[int, str] | None = None
+        #: Event seq -> the profile it was attributed to and the event's name (``""`` for
+        #: none), for the events of recent batches, once :meth:`keep_routes` is called: the
+        #: feed publisher running beside the processor routes them without a query, or without
+        #: reading them again when it has them all (a hint: the store stays the authority, and
+        #: merges since are looked up again). None without a publisher: it was a seventh of
+        #: the processor's time.
+        self.routes: dict[int, Route] | None = None
         #: The lease this processor works under, sent with every update (see
         #: :class:`~safar.model.leases.Fence`); None when it runs alone.
         self.fence: Fence | None = None
@@ -156,14 +159,14 @@ class ProfileProcessor:
             self._route(self.routes, update, scanned)
         return len(events)
 
-    def keep_routes(self) -> dict[int, str]:
+    def keep_routes(self) -> dict[int, Route]:
         """Remember from now on the profile of each event processed (:attr:`routes`), for a
         feed publisher beside the processor; returns them."""
         if self.routes is None:
             self.routes = {}
         return self.routes
 
-    def _route(self, routes: dict[int, str], update: ProfileUpdate, scanned: Scanned) -> None:
+    def _route(self, routes: dict[int, Route], update: ProfileUpdate, scanned: Scanned) -> None:
         """Remember each event's profile as of this batch."""
         if len(routes) > ROUTES_LIMIT:
             routes.clear()
@@ -171,7 +174,7 @@ class ProfileProcessor:
         for event, identifiers, _ in scanned.events:
             placed = placements.get(identifiers[0]) or self._known.placement(identifiers[0])
             if placed is not None:
-                routes[event.seq] = placed.profile_id
+                routes[event.seq] = (placed.profile_id, event.name or "")
 
     def run(
         self, stop: threading.Event, idle_wait: float = 0.05, *, max_events: int = RUN_BATCH

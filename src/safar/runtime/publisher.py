@@ -5,7 +5,9 @@ Per batch:
 
 1. read the events after ``feed.published_seq()``, never past what the profile processor (and
    the audience processor) have applied: the partition owners then see current profiles and
-   segments;
+   segments. When the profile processor remembers the profile and name of every event of the
+   range and no merge touched those profiles (nearly always, in the process that runs both),
+   the range is published from that memory alone, without reading the events again;
 2. each event goes to the partition of its customer's profile id *now*
    (:func:`~safar.core.assignment.partition_of`), so an event published after a merge already
    goes to the merged customer's partition: the profile the profile processor attributed it to
@@ -34,6 +36,7 @@ from safar.model.events import Event
 from safar.model.profiles import Identifier
 from safar.model.work import WorkItem
 from safar.ports import EventLog, ProfileReader, WorkFeed
+from safar.runtime.profiler import Route
 
 #: Events per published range: one message per partition per range, so bigger ranges cost
 #: less per event; a range holds only what the log has, so this adds no latency.
@@ -51,11 +54,11 @@ class FeedPublisher:
         rules: IdentityRules,
         *,
         behind: Sequence[Callable[[], int]] = (),
-        routes: MutableMapping[int, str] | None = None,
+        routes: MutableMapping[int, Route] | None = None,
     ) -> None:
         """``behind``: the cursors of other processors (the audience processor's, say) the
         feed must not get ahead of, besides the profile processor's. ``routes``: event seq ->
-        its profile when the profile processor applied it, for events it remembers
+        its profile when the profile processor applied it and its name, for events it remembers
         (:attr:`~safar.runtime.profiler.ProfileProcessor.routes`), so that only the others
         are looked up; the publisher removes those it has routed."""
         self._events = events
@@ -63,7 +66,7 @@ class FeedPublisher:
         self._feed = feed
         self._rules = rules
         self._behind = behind
-        self._routes: MutableMapping[int, str] = routes if routes is not None else {}
+        self._routes: MutableMapping[int, Route] = routes if routes is not None else {}
 
     def run_once(self, max_events: int = PUBLISH_BATCH) -> int:
         """Publish the next range; returns how many events it held (0: nothing to do)."""
@@ -72,24 +75,55 @@ class FeedPublisher:
         ready = min([applied, *(cursor() for cursor in self._behind)])
         if ready <= after:
             return 0
-        events = self._events.read(after, min(max_events, ready - after))
-        if not events:
-            return 0
-        items = self.route(events, after, applied)
-        self._feed.publish(events[-1].seq, items)
-        return len(events)
+        upto = min(ready, after + max_events)
+        reshaped = set(self._profiles.reshaped(after, applied))
+        items = self._remembered(after, upto, reshaped)
+        if items is None:
+            events = self._events.read(after, upto - after)
+            if not events:
+                return 0
+            upto = events[-1].seq
+            items = self.route(events, after, applied, reshaped)
+        self._feed.publish(upto, items)
+        return upto - after
 
-    def route(self, events: Sequence[Event], after: int, ready: int) -> dict[int, list[WorkItem]]:
-        """The items of these events, by partition, with the handovers their merges need."""
+    def _remembered(
+        self, after: int, upto: int, reshaped: set[str]
+    ) -> dict[int, list[WorkItem]] | None:
+        """The items of the range ``(after, upto]`` from the processor's routes alone, taken
+        out of them; None (taking nothing) unless every seq of it is remembered and no merge
+        touched its profiles."""
+        routes = self._routes
+        seqs = range(after + 1, upto + 1)
+        if not all(seq in routes for seq in seqs):
+            return None
+        if reshaped and any(routes[seq][0] in reshaped for seq in seqs):
+            return None
+        partitions = self._feed.partitions
+        by_partition: dict[int, list[WorkItem]] = defaultdict(list)
+        for seq in seqs:
+            pid, name = routes.pop(seq)
+            by_partition[partition_of(pid, partitions)].append(WorkItem(seq, pid, name=name))
+        return dict(by_partition)
+
+    def route(
+        self, events: Sequence[Event], after: int, ready: int, reshaped: set[str] | None = None
+    ) -> dict[int, list[WorkItem]]:
+        """The items of these events, by partition, with the handovers their merges need.
+        ``reshaped``: the profiles of merges applied after ``after`` up to ``ready``, when the
+        caller has them."""
         # Merges the profile processor applied in a batch that ends after ``after``: any of
         # them may have been caused by an event of this range (ranges and the processor's
         # batches need not line up), so looking too far only adds handovers that move nothing.
-        reshaped = set(self._profiles.reshaped(after, ready))
+        if reshaped is None:
+            reshaped = set(self._profiles.reshaped(after, ready))
         # Each event's profile: remembered from the profile processor unless a merge or move
         # may have changed it since (then, and for events not remembered, looked up now).
         # Taken out, not read: routes left behind would grow to the processor's limit, which
         # then forgets all of them, those not yet published too.
-        pids = [self._routes.pop(event.seq, None) for event in events]
+        pids = [
+            route[0] if (route := self._routes.pop(event.seq, None)) else None for event in events
+        ]
         heads: dict[int, Identifier] = {}
         for n, (event, pid) in enumerate(zip(events, pids, strict=True)):
             if pid is None or pid in reshaped:
