@@ -252,9 +252,12 @@ def _identities(stores: Stores, profiles: list[Profile]) -> dict[str, Any]:
     identifiers = _identifiers(profiles)
     placed = p.load(identifiers, [])
     clusters = {placement.cluster_id for placement in placed.placements.values()}
+    loaded = p.load_clusters(clusters, [prof.id for prof in profiles])
+    for cluster in loaded.clusters.values():
+        cluster.edges.sort(key=lambda e: e.key)  # in no particular order (the core sorts them)
     return {
         "placed": placed,
-        "clusters": p.load_clusters(clusters, [prof.id for prof in profiles]),
+        "clusters": loaded,
         "trait_writes": sorted(
             p.trait_writes(identifiers), key=lambda w: (w.identifier, w.seq, w.key)
         ),

@@ -206,7 +206,8 @@ class ProfileStore(ProfileReader, Protocol):
     ) -> ClusterView:
         """These clusters in full, and the states of their profiles and of ``profile_ids``.
 
-        Unknown ids are left out.
+        Unknown ids are left out. A cluster's edges come in no particular order (identity
+        resolution replays them in stamp order).
         """
         ...
 
