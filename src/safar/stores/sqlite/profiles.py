@@ -8,7 +8,10 @@ Tables:
 - ``profile_seen(identity, first_seen, last_seen)``: updated for nearly every event, so kept
   apart in rows of three integers, which pack ~5x denser than identity rows: a batch's commit
   costs about one page write per page it dirtied, and random pages are what a batch dirties.
-- ``profile_edges``: the distinct identifier sets events linked, per cluster.
+- ``profile_edges``: the distinct identifier sets events linked, per cluster. Rows go in rowid
+  order (appended as they come), found by a unique index on ``key``. Keyed by ``key`` itself, a
+  hash, every new edge (about 200 bytes) landed on a random page of the whole table, so a batch
+  of new people rewrote most of its pages; now only the index's small entries do.
 - ``profiles``: traits (with the stamp of the write that set each) and ``merged_from``.
 - ``profile_timeline(identity, seq)`` and ``profile_trait_writes``: events and trait writes,
   filed under the identifier each event is attributed to. A profile's timeline is the union over
@@ -121,6 +124,23 @@ _MIGRATIONS = [
     """
     ALTER TABLE profile_merges ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX profile_merges_seq ON profile_merges(seq) WHERE refused = 0;
+    """,
+    # Edges in rowid order, found by a unique index on their key (see the module docstring).
+    """
+    CREATE TABLE profile_edges_by_rowid(
+        key TEXT NOT NULL,
+        cluster_id TEXT NOT NULL,
+        identifiers BLOB NOT NULL,
+        timestamp INTEGER NOT NULL,
+        message_id TEXT NOT NULL
+    );
+    INSERT INTO profile_edges_by_rowid(key, cluster_id, identifiers, timestamp, message_id)
+        SELECT key, cluster_id, identifiers, timestamp, message_id FROM profile_edges
+        ORDER BY cluster_id;
+    DROP TABLE profile_edges;
+    ALTER TABLE profile_edges_by_rowid RENAME TO profile_edges;
+    CREATE UNIQUE INDEX profile_edges_key ON profile_edges(key);
+    CREATE INDEX profile_edges_cluster ON profile_edges(cluster_id);
     """,
 ]
 
