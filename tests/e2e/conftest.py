@@ -17,17 +17,21 @@ T = TypeVar("T", NatsServer, PostgresServer)
 @pytest.fixture(
     params=[
         "embedded",
+        "embedded-feed",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("scale-out", marks=pytest.mark.postgres),
     ]
 )
 def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """The environment selecting the configuration, so the end-to-end suite runs on each: the
-    embedded SQLite store; PostgreSQL (a fresh schema); or scale-out, PostgreSQL with a work
-    feed on NATS JetStream (a stream of its own), where ``serve --role all`` also runs a
-    partition owner that keeps audiences and steps journeys (docs/deploy.md)."""
+    embedded SQLite store, without a work feed or with one in a SQLite file (ADR 15);
+    PostgreSQL (a fresh schema); or scale-out, PostgreSQL with a work feed on NATS JetStream (a
+    stream of its own). With a feed, ``serve --role all`` also runs a partition owner that keeps
+    audiences and steps journeys (docs/deploy.md)."""
     if request.param == "embedded":
         return {}
+    if request.param == "embedded-feed":
+        return {"SAFAR_BUS_URL": "sqlite:", "SAFAR_BUS_PARTITIONS": "4"}
     env = {"SAFAR_STORAGE_URL": postgres_schema_url()}
     if request.param == "scale-out":
         url, stream, subject = nats_stream()
