@@ -138,17 +138,22 @@ def test_a_schedule_enters_customers_through_entry_requests() -> None:
 # -- partition workers on SQLite ---------------------------------------------------------------
 
 
+def sqlite_installation(tmp_path: Path, clock: FakeClock) -> tuple[Any, Stores]:
+    """Settings for the shipped templates without quiet hours, and SQLite stores under them."""
+    settings = load_settings(data_dir=tmp_path, environ={})
+    (tmp_path / "policy.yaml").write_text("quiet_hours: false\n", encoding="utf-8")
+    settings.journeys.policy_file = str(tmp_path / "policy.yaml")
+    settings.journeys.templates_dir = str(ROOT / "examples/templates")
+    return settings, open_sqlite_stores(settings, clock)
+
+
 @pytest.mark.parametrize("feed_kind", ["memory", "sqlite"])
 def test_two_partition_workers_share_the_partitions_and_one_takes_over_from_a_dead_one(
     tmp_path: Path, feed_kind: str
 ) -> None:
     clock = FakeClock()
-    settings = load_settings(data_dir=tmp_path, environ={})
+    settings, stores = sqlite_installation(tmp_path, clock)
     settings.workers.lease_seconds = 3
-    (tmp_path / "policy.yaml").write_text("quiet_hours: false\n", encoding="utf-8")
-    settings.journeys.policy_file = str(tmp_path / "policy.yaml")
-    settings.journeys.templates_dir = str(ROOT / "examples/templates")
-    stores = open_sqlite_stores(settings, clock)
     email = RecordingChannel("email")
     feed: WorkFeed = (
         MemoryWorkFeed(4)
@@ -247,11 +252,7 @@ def test_an_idle_owner_asks_only_for_the_published_position_until_it_moves(
     tmp_path: Path,
 ) -> None:
     clock = FakeClock()
-    settings = load_settings(data_dir=tmp_path, environ={})
-    (tmp_path / "policy.yaml").write_text("quiet_hours: false\n", encoding="utf-8")
-    settings.journeys.policy_file = str(tmp_path / "policy.yaml")
-    settings.journeys.templates_dir = str(ROOT / "examples/templates")
-    stores = open_sqlite_stores(settings, clock)
+    settings, stores = sqlite_installation(tmp_path, clock)
     email = RecordingChannel("email")
     feed = CountingFeed(4)
     try:
@@ -358,5 +359,56 @@ def fed_owner(
             )
             stepper.step_once()
         yield stores, feed, owner
+    finally:
+        stores.close()
+
+
+def test_a_sqlite_feed_deleted_is_published_again_and_nothing_is_stepped_twice(
+    tmp_path: Path,
+) -> None:
+    """The feed is not a store of record: without its file, the stepper publishes the whole
+    log again and each partition goes on after what it had committed."""
+    clock = FakeClock()
+    settings, stores = sqlite_installation(tmp_path, clock)
+    email = RecordingChannel("email")
+    path = tmp_path / "work.db"
+
+    def run(count: int, first: int) -> None:
+        feed = SqliteWorkFeed(path, partitions=4)
+        try:
+            stepper = Worker(stores, settings, clock, channels={"email": email}, feed=feed)
+            owner = PartitionWorker(stores, settings, clock, feed, owner="w1")
+            for n in range(first, first + count):
+                traits = {"email": f"c{n}@shop.example"}
+                stores.events.append(
+                    [
+                        _event(f"i{n}", "identify", f"c{n}", clock.now_ms(), traits=traits),
+                        _event(f"a{n}", "track", f"c{n}", clock.now_ms(), name="Product Added"),
+                    ]
+                )
+                stepper.step_once()
+                owner.step_once()
+            while stepper.step_once() + owner.step_once() + stepper.dispatcher.run_once():
+                pass
+        finally:
+            feed.close()
+
+    try:
+        publish(stores.journeys, reminder(template="welcome_1"), clock.now_ms())
+        run(12, 0)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        run(6, 12)
+        again = SqliteWorkFeed(path, partitions=4)
+        try:  # published again from the log's start
+            assert again.published_seq() == stores.events.last_seq()
+            assert min(b.items[0].seq for p in range(4) for b in again.read(p, 0, 99)) == 1
+        finally:
+            again.close()
+        assert email.sent == []
+        clock.advance(ms=HOUR)
+        run(0, 18)
+        sent = Counter(m.to for m in email.sent)
+        assert sent == Counter({f"c{n}@shop.example": 1 for n in range(18)})
     finally:
         stores.close()
