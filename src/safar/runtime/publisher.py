@@ -78,14 +78,15 @@ class FeedPublisher:
         upto = min(ready, after + max_events)
         reshaped = set(self._profiles.reshaped(after, applied))
         items = self._remembered(after, upto, reshaped)
+        held = upto - after  # every seq of the range: remembered
         if items is None:
             events = self._events.read(after, upto - after)
             if not events:
                 return 0
-            upto = events[-1].seq
+            upto, held = events[-1].seq, len(events)
             items = self.route(events, after, applied, reshaped)
         self._feed.publish(upto, items)
-        return upto - after
+        return held
 
     def _remembered(
         self, after: int, upto: int, reshaped: set[str]
