@@ -403,6 +403,8 @@ def _bench_partitions(args: argparse.Namespace, settings: Settings) -> int:
         owners = tuple(int(n) for n in args.owners.split(","))
     except ValueError:
         raise ConfigError(f"--owners takes counts like 0,1,2, not {args.owners!r}") from None
+    if args.nats and not args.postgres:
+        raise ConfigError("--nats goes with --postgres (without, the feed is a SQLite file)")
     return run_partitions_bench(
         args.postgres,
         args.nats,

@@ -23,3 +23,8 @@ def test_on_sqlite_with_a_sqlite_feed_the_owners_end_with_the_stepper_s_members(
     assert {r["events"] for r in runs.values()} == {300}
     assert runs[0]["members"] == runs[1]["members"] == runs[2]["members"]
     assert runs[0]["members"]["buyers"] > 0 and runs[0]["members"]["browsers"] == 60
+
+
+def test_nats_without_postgres_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "partitions", "--nats", "nats://127.0.0.1:4222"]) == 2
+    assert "--nats goes with --postgres" in capsys.readouterr().err
