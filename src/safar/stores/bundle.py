@@ -69,10 +69,12 @@ def open_feed(settings: Settings) -> WorkFeed | None:
     if bus.url == SQLITE_FEED:
         from safar.stores.sqlite.work import SqliteWorkFeed
 
+        # Not synced at every commit: the feed can always be published again from the log, so
+        # a power loss costs at most its last publishes, which the stepper then makes again.
         return SqliteWorkFeed(
             settings.work_feed_path,
             partitions=bus.partitions,
-            synchronous=settings.storage.synchronous,
+            synchronous="normal",
             max_age_s=bus.max_age_hours * 3600,
         )
     from safar.stores.nats import JetStreamWorkFeed
