@@ -59,12 +59,11 @@ def test_the_work_feed_is_none_a_sqlite_file_or_nats(tmp_path: Path) -> None:
     assert load_settings(environ={}).bus.url == ""
     local = load_settings(data_dir=tmp_path, environ={"SAFAR_BUS_URL": "sqlite:"})
     feed = open_feed(local)
+    assert isinstance(feed, SqliteWorkFeed)
     try:
-        assert isinstance(feed, SqliteWorkFeed)
         assert feed.partitions == local.bus.partitions
         assert (tmp_path / "work.db").exists()
     finally:
-        assert feed is not None
         feed.close()
     assert load_settings(environ={"SAFAR_BUS_URL": "nats://127.0.0.1:4222"}).bus.url
     for wrong in ("sqlite:/tmp/feed.db", "redis://127.0.0.1", "sqlite"):

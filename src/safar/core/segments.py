@@ -48,6 +48,8 @@ _READS_NOW: Final = re.compile(r"\bnow\b")
 #: A ``where`` that may read an event's ``timestamp`` or ``receivedAt``: naming either, or
 #: reading ``event`` other than by a field (``event[name]``, ``size(event)``).
 _READS_TIMES: Final = re.compile(r"\b(timestamp|receivedAt)\b|\bevent\b(?!\s*\.)")
+#: The event fields that hold times.
+_TIME_FIELDS: Final = frozenset({"timestamp", "receivedAt"})
 #: How far ahead the next change of a CEL condition that reads ``now`` is looked for; a
 #: customer is evaluated again at least this often while a live segment has one.
 CLOCK_HORIZON_MS: Final = 86_400_000
@@ -125,9 +127,6 @@ def reads_times(aggregate: Aggregate) -> bool:
     if aggregate.value is not None and aggregate.value.split(".")[0] in _TIME_FIELDS:
         return True
     return aggregate.where is not None and _READS_TIMES.search(aggregate.where) is not None
-
-
-_TIME_FIELDS: Final = frozenset({"timestamp", "receivedAt"})
 
 
 class CustomerFolds(Mapping[str, Fold]):

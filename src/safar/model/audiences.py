@@ -15,6 +15,7 @@ Times are milliseconds since the epoch, UTC, as everywhere in Safar.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any, Final, Literal, get_args
 
@@ -61,21 +62,16 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
         """A stable name for this aggregate's state: equal aggregates share it, wherever they
         are used (a computed trait, several segments)."""
         # Remembered: evaluating a segment reads the keys of the computed traits it compares.
-        found = _AGGREGATE_KEYS.get(self)
-        if found is None:
-            if len(_AGGREGATE_KEYS) >= _AGGREGATE_KEYS_KEPT:
-                _AGGREGATE_KEYS.clear()
-            encoded = msgspec.json.encode(
-                [self.event, self.kind, self.where, self.value, self.within_ms]
-            )
-            found = "ag_" + hashlib.blake2b(encoded, digest_size=10).hexdigest()
-            _AGGREGATE_KEYS[self] = found
-        return found
+        return _aggregate_key(self)
 
 
-#: :attr:`Aggregate.key` by aggregate; emptied when full (drafts previewed add their own).
-_AGGREGATE_KEYS: dict[Aggregate, str] = {}
-_AGGREGATE_KEYS_KEPT: Final = 10_000
+@functools.lru_cache(maxsize=10_000)
+def _aggregate_key(aggregate: Aggregate) -> str:
+    """:attr:`Aggregate.key`, remembered per aggregate (drafts previewed add their own)."""
+    encoded = msgspec.json.encode(
+        [aggregate.event, aggregate.kind, aggregate.where, aggregate.value, aggregate.within_ms]
+    )
+    return "ag_" + hashlib.blake2b(encoded, digest_size=10).hexdigest()
 
 
 # -- Segment conditions ---------------------------------------------------------------------
