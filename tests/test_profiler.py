@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -105,12 +105,23 @@ def open_store(kind: str) -> Iterator[ProfileStore]:
 
 
 class Harness:
-    def __init__(self, store: ProfileStore, identity: IdentitySettings | None = None) -> None:
+    def __init__(
+        self,
+        store: ProfileStore,
+        identity: IdentitySettings | None = None,
+        *,
+        pipelined: bool = False,
+    ) -> None:
         self.log = ListLog()
         self.store = store
         self.clock = FakeClock()
         self.processor = ProfileProcessor(
-            self.log, store, identity or IdentitySettings(), self.clock, new_id=counter_ids()
+            self.log,
+            store,
+            identity or IdentitySettings(),
+            self.clock,
+            new_id=counter_ids(),
+            pipelined=pipelined,
         )
 
     def send(self, *events: Event, batch: int = 5000) -> None:
@@ -124,10 +135,16 @@ class Harness:
         return profile
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+#: Where profiles are stored, and whether each update is applied on a thread of its own while
+#: the next batch is computed (ADR 16).
+KINDS = [("memory", False), ("sqlite", False), ("memory", True), ("sqlite", True)]
+
+
+@pytest.fixture(params=KINDS, ids=["memory", "sqlite", "memory, pipelined", "sqlite, pipelined"])
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    with open_store(request.param) as store:
-        yield Harness(store)
+    kind, pipelined = request.param
+    with open_store(kind) as store:
+        yield Harness(store, pipelined=pipelined)
 
 
 # -- behaviour ------------------------------------------------------------------------------------
@@ -301,6 +318,7 @@ def test_blocked_values_never_link_people(harness: Harness) -> None:
 def test_events_naming_nobody_are_counted_and_skipped(harness: Harness) -> None:
     harness.log.append([ev(user=" ", ts=1), ev(anon="null", ts=2), ev(user="u1", ts=3)])
     assert harness.processor.run_once() == 3
+    harness.processor.settle()  # pipelined, the batch was applied in the background
     assert harness.store.processed_seq() == 3
     assert harness.store.timeline(harness.find(U1).id, 10) == [3]
     assert harness.processor.run_once() == 0
@@ -354,7 +372,7 @@ class FlakyStore:
         self.store = store
         self.failures = 1
 
-    def apply(self, update: ProfileUpdate) -> None:
+    def apply(self, update: ProfileUpdate, *, background: bool = False) -> None:
         if self.failures:
             self.failures -= 1
             raise StoreError("database is locked")
@@ -386,7 +404,7 @@ def test_run_retries_after_a_retryable_store_error(caplog: pytest.LogCaptureFixt
 
 def test_run_stops_on_errors_that_retrying_cannot_fix() -> None:
     class Broken(FlakyStore):
-        def apply(self, update: ProfileUpdate) -> None:
+        def apply(self, update: ProfileUpdate, *, background: bool = False) -> None:
             raise ValueError("bug")
 
     log = ListLog()
@@ -394,6 +412,105 @@ def test_run_stops_on_errors_that_retrying_cannot_fix() -> None:
     processor = ProfileProcessor(log, Broken(MemoryProfileStore()), IdentitySettings(), FakeClock())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="bug"):
         processor.run(threading.Event(), idle_wait=0.01)
+
+
+def test_a_failed_background_apply_is_raised_and_processing_starts_again_from_the_store() -> None:
+    store = MemoryProfileStore()
+    log = ListLog()
+    log.append([ev(user="u1", ts=1), ev(anon="a1", ts=2), ev(user="u1", anon="a1", ts=3)])
+    processor = ProfileProcessor(
+        log,
+        FlakyStore(store),
+        IdentitySettings(),
+        FakeClock(),
+        pipelined=True,  # type: ignore[arg-type]
+    )
+    assert processor.run_once(1) == 1  # its apply fails, in the background
+    with pytest.raises(StoreError, match="locked"):
+        processor.run_once(1)
+    assert store.processed_seq() == 0
+    while processor.run_once(1):
+        pass
+    assert store.processed_seq() == 3
+    assert store.find(A1) == store.find(U1) is not None
+    assert {p.id for p in (store.find(A1), store.find(U1))} == {store.find(U1).id}  # type: ignore[union-attr]
+
+
+class GatedStore(FlakyStore):
+    """Holds back the apply of the update up to ``held`` until the processor settles (or reads
+    a cluster anyway), and records how far the store had got at each read."""
+
+    def __init__(self, store: ProfileStore, held: int) -> None:
+        super().__init__(store)
+        self.held = held
+        self.allow = threading.Event()
+        self.read_at: list[tuple[str, int]] = []
+
+    def apply(self, update: ProfileUpdate, *, background: bool = False) -> None:
+        if update.processed_seq == self.held:
+            self.allow.wait(timeout=10)
+        self.store.apply(update)
+
+    def load(self, *args: Any) -> Any:
+        self.read_at.append(("load", self.store.processed_seq()))
+        return self.store.load(*args)
+
+    def load_clusters(self, *args: Any) -> Any:
+        self.read_at.append(("load_clusters", self.store.processed_seq()))
+        self.allow.set()  # so that a processor that did not settle goes on, and fails below
+        return self.store.load_clusters(*args)
+
+    def trait_writes(self, *args: Any) -> Any:
+        self.read_at.append(("trait_writes", self.store.processed_seq()))
+        self.allow.set()
+        return self.store.trait_writes(*args)
+
+
+def gated_processor(log: ListLog, gated: GatedStore) -> ProfileProcessor:
+    """A pipelined processor over ``gated`` whose :meth:`settle` lets the held apply go."""
+    processor = ProfileProcessor(
+        log, cast(ProfileStore, gated), IdentitySettings(), FakeClock(), pipelined=True
+    )
+    settle = processor.settle
+
+    def settle_and_allow() -> None:
+        gated.allow.set()
+        settle()
+
+    processor.settle = settle_and_allow  # type: ignore[method-assign]
+    return processor
+
+
+def test_a_pipelined_batch_that_merges_reads_clusters_once_the_batch_before_is_in() -> None:
+    store = MemoryProfileStore()
+    gated = GatedStore(store, held=2)
+    log = ListLog()
+    log.append([ev(user="u1", ts=1), ev(anon="a1", ts=2), ev(user="u1", anon="a1", ts=3)])
+    processor = gated_processor(log, gated)
+    for _ in range(3):
+        gated.read_at.clear()  # only the last batch's reads
+        assert processor.run_once(1) == 1
+    # Its new edge is looked up at once (the batch before did not write it); its clusters
+    # only once that batch is in.
+    assert gated.read_at == [("load", 1), ("load_clusters", 2)]
+    processor.settle()
+    assert store.find(A1) == store.find(U1) is not None
+
+
+def test_a_pipelined_processor_that_forgot_its_memory_reads_once_the_batch_before_is_in() -> None:
+    store = MemoryProfileStore()
+    gated = GatedStore(store, held=2)
+    log = ListLog()
+    log.append([ev(user="u1", ts=1), ev(anon="a1", ts=2), ev(user="u2", ts=3)])
+    processor = gated_processor(log, gated)
+    processor.run_once(1)
+    processor._known.limit = 0  # it forgets all it remembers after each batch from now on
+    processor.run_once(1)
+    gated.read_at.clear()
+    processor.run_once(1)
+    assert gated.read_at == [("load", 2)]
+    processor.settle()
+    assert store.processed_seq() == 3
 
 
 def test_default_profile_ids_sort_by_creation_time() -> None:
@@ -508,11 +625,15 @@ def observed(store: ProfileStore, events: list[Event]) -> Outcome:
     return outcome
 
 
-def process(store: ProfileStore, events: list[Event], batches: list[int]) -> None:
+def process(
+    store: ProfileStore, events: list[Event], batches: list[int], pipelined: bool = False
+) -> None:
     """Process ``events`` in batches of the sizes given, repeated (all at once if none)."""
     log = ListLog()
     log.append(events)
-    processor = ProfileProcessor(log, store, IDENTITY, FakeClock(), new_id=counter_ids())
+    processor = ProfileProcessor(
+        log, store, IDENTITY, FakeClock(), new_id=counter_ids(), pipelined=pipelined
+    )
     sizes = itertools.cycle(batches or [len(events)])
     while processor.run_once(next(sizes)):
         pass
@@ -536,11 +657,12 @@ def test_any_order_and_batching_gives_the_same_profiles(
         assert observed(store, events) == want
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize(("kind", "pipelined"), KINDS)
 @settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(drawn=scenario, data=st.data())
 def test_any_order_gives_the_same_profiles_in_every_store(
     kind: str,
+    pipelined: bool,
     drawn: list[tuple[str, str | None, str | None, dict[str, Any], int]],
     data: st.DataObject,
 ) -> None:
@@ -548,5 +670,5 @@ def test_any_order_gives_the_same_profiles_in_every_store(
     order = data.draw(st.permutations(events), label="order")
     batches = data.draw(st.lists(st.integers(1, 6), max_size=8), label="batches")
     with open_store(kind) as store:
-        process(store, order, batches)
+        process(store, order, batches, pipelined)
         assert observed(store, events) == expected(events)

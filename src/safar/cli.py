@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--repeat", type=int, default=1, help="with --only profiles: runs, each on a fresh store"
     )
+    ingest.add_argument(
+        "--pipeline",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="with --only profiles: apply each batch on a thread of its own while the next is"
+        " computed (ADR 16); auto: as a worker would on this machine",
+    )
     ingest.add_argument("--json", action="store_true", help="print the result as JSON")
     ingest.set_defaults(run=_bench_ingest)
     journeys = bench_sub.add_parser("journeys", parents=[common], help="journey engine benchmarks")
@@ -365,6 +372,7 @@ def _bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
             repeat=args.repeat,
             postgres=args.postgres,
             as_json=args.json,
+            pipelined={"auto": None, "on": True, "off": False}[args.pipeline],
         )
     return run_ingest_bench(
         settings,

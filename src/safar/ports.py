@@ -195,7 +195,14 @@ class ProfileStore(ProfileReader, Protocol):
       other, message_id, refused) already stored is skipped, so re-applying history is harmless.
     - Timelines and trait writes belong to identifiers: a profile's are those of the
       identifiers it holds now, so moving an identifier moves its history.
+
+    ``apply_off_thread`` says whether the processor should apply each update on a thread of
+    its own while it computes the next batch (ADR 16): true when ``apply`` spends its time in
+    a few calls that let go of the GIL. An adapter that says so, or is run so in tests, must
+    allow reads on other threads while an ``apply`` runs.
     """
+
+    apply_off_thread: bool
 
     def load(self, identifiers: Collection[Identifier], edge_keys: Collection[str]) -> IdentityView:
         """Where each known identifier is placed, and the stamps of the known edges among keys."""
@@ -215,8 +222,11 @@ class ProfileStore(ProfileReader, Protocol):
         """Every trait write filed under these identifiers, in no particular order."""
         ...
 
-    def apply(self, update: ProfileUpdate) -> None:
-        """Store one batch's changes and its ``processed_seq`` atomically (see the class)."""
+    def apply(self, update: ProfileUpdate, *, background: bool = False) -> None:
+        """Store one batch's changes and its ``processed_seq`` atomically (see the class).
+
+        ``background``: called on a thread of its own while another computes (ADR 16), so
+        better done in a few calls that let go of the GIL than in many that take it back."""
         ...
 
 

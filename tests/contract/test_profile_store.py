@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,27 @@ E1: Identifier = ("email", "e1@x.io")
 Opener = Callable[[], ProfileStore]
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+class InTheBackground:
+    """A store whose every ``apply`` is made as the pipelined processor makes it (ADR 16)."""
+
+    def __init__(self, store: ProfileStore) -> None:
+        self.store = store
+
+    def apply(self, update: ProfileUpdate, *, background: bool = False) -> None:
+        self.store.apply(update, background=True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        "sqlite, applied in the background",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     if request.param == "memory":
         store = MemoryProfileStore()
@@ -65,7 +86,10 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opene
     def open_sqlite() -> ProfileStore:
         db = Database(tmp_path / "safar.db")
         databases.append(db)
-        return SqliteProfileStore(db)
+        store = SqliteProfileStore(db)
+        if request.param == "sqlite":
+            return store
+        return InTheBackground(store)  # type: ignore[return-value]
 
     yield open_sqlite
     for db in databases:

@@ -72,9 +72,16 @@ def last_new_person(events: Sequence[Event]) -> int:
     return last
 
 
-def measure_profiles(settings: Settings, events: Sequence[Event], batch: int) -> dict[str, Any]:
+def measure_profiles(
+    settings: Settings, events: Sequence[Event], batch: int, pipelined: bool | None = None
+) -> dict[str, Any]:
     """One run: append ``events`` to the empty stores ``settings`` names, then time the profile
-    processor over them in batches of up to ``batch``."""
+    processor over them in batches of up to ``batch`` (``pipelined``: see
+    :class:`~safar.runtime.profiler.ProfileProcessor`).
+
+    ``store_s`` is the time spent in each store call; ``processor_s`` the rest of the
+    processor's thread. A pipelined processor's applies run on a thread of their own, beside
+    it: they are ``store_s["apply"]`` but not subtracted."""
     from safar.clock import SystemClock
     from safar.runtime.profiler import ProfileProcessor
     from safar.runtime.serve import server_gc
@@ -92,7 +99,9 @@ def measure_profiles(settings: Settings, events: Sequence[Event], batch: int) ->
         for name in _TIMED:
             setattr(stores.profiles, name, _timed(getattr(stores.profiles, name), spent, name))
         setattr(stores.events, "read", _timed(stores.events.read, spent, "events.read"))  # noqa: B010
-        processor = ProfileProcessor(stores.events, stores.profiles, settings.identity, clock)
+        processor = ProfileProcessor(
+            stores.events, stores.profiles, settings.identity, clock, pipelined=pipelined
+        )
         with server_gc():
             known_s, known_events, position = 0.0, 0, 0
             started = time.perf_counter()
@@ -108,6 +117,7 @@ def measure_profiles(settings: Settings, events: Sequence[Event], batch: int) ->
                 position += done
             elapsed = time.perf_counter() - started
         processed = stores.profiles.processed_seq()
+        beside = processor.pipelined
     if processed != len(events):
         raise RuntimeError(f"the processor stopped at seq {processed} of {len(events)}")
     return {
@@ -116,8 +126,9 @@ def measure_profiles(settings: Settings, events: Sequence[Event], batch: int) ->
         "events_per_s": round(len(events) / elapsed),
         "known_events": known_events,
         "known_events_per_s": round(known_events / known_s) if known_s else None,
+        "pipelined": beside,
         "store_s": {name: round(seconds, 3) for name, seconds in spent.items()},
-        "processor_s": round(elapsed - sum(spent.values()), 3),
+        "processor_s": round(elapsed - sum(spent.values()) + (spent["apply"] if beside else 0), 3),
     }
 
 
@@ -130,6 +141,7 @@ def run_profiles_bench(
     repeat: int = 1,
     postgres: str | None = None,
     as_json: bool = False,
+    pipelined: bool | None = None,
 ) -> int:
     """Run the benchmark ``repeat`` times, each on a fresh store, and print the report.
     Returns a process exit code."""
@@ -146,7 +158,7 @@ def run_profiles_bench(
     runs: list[dict[str, Any]] = []
     for run in range(repeat):
         with _fresh_store(settings, postgres, f"profiles{run}") as fresh:
-            runs.append(measure_profiles(fresh, generated, batch))
+            runs.append(measure_profiles(fresh, generated, batch, pipelined))
         if not as_json:
             print(f"run {run + 1}: {runs[-1]['events_per_s']:,} events/s", file=sys.stderr)
     report = {

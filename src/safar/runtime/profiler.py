@@ -16,7 +16,8 @@ Per batch, and whatever its size:
    traits;
 5. only if identifiers moved between profiles, one
    :meth:`~safar.ports.ProfileStore.trait_writes` to replay the affected profiles' traits;
-6. one atomic :meth:`~safar.ports.ProfileStore.apply` with the new ``processed_seq``.
+6. one atomic :meth:`~safar.ports.ProfileStore.apply` with the new ``processed_seq``; where a
+   core is free, on a thread of its own while the next batch is computed (ADR 16).
 
 The common event (a known person, identifiers already together, no new edge) costs a timeline
 row, a widening of its identifiers' first/last seen times and, for identify calls, trait writes.
@@ -35,6 +36,7 @@ import random
 import secrets
 import threading
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
 from safar.config import IdentitySettings
@@ -99,6 +101,19 @@ def time_ordered_id(clock: Clock) -> Callable[[], str]:
 _ID_RANDOM: Final = random.Random(secrets.randbits(128))
 os.register_at_fork(after_in_child=lambda: _ID_RANDOM.seed(secrets.randbits(128)))
 
+#: Cores from which the processor applies in the background by default (ADR 16). With two,
+#: the other processes of ``safar serve`` keep the second busy while events arrive: the
+#: apply's thread then only took time from them (events reached profiles later, not sooner).
+PIPELINE_CORES: Final = 4
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
 
 def read_applied(events: EventLog, profiles: ProfileReader, after: int, limit: int) -> list[Event]:
     """Up to ``limit`` events after ``after`` that the profile processor has already applied:
@@ -123,6 +138,8 @@ class ProfileProcessor:
         settings: IdentitySettings,
         clock: Clock,
         new_id: Callable[[], str] | None = None,
+        *,
+        pipelined: bool | None = None,
     ) -> None:
         self._log = event_log
         self._store = store
@@ -140,24 +157,61 @@ class ProfileProcessor:
         #: The lease this processor works under, sent with every update (see
         #: :class:`~safar.model.leases.Fence`); None when it runs alone.
         self.fence: Fence | None = None
+        #: Applies each update on a thread of its own while the next batch is computed (ADR
+        #: 16): as ``pipelined`` says, else when the store gains from it and a core is free.
+        if pipelined is None:
+            pipelined = store.apply_off_thread and available_cores() >= PIPELINE_CORES
+        self._applier = _Applier(store) if pipelined else None
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether updates are applied on a thread of their own (ADR 16)."""
+        return self._applier is not None
 
     def run_once(self, max_events: int = DEFAULT_BATCH) -> int:
-        """Process the next batch of up to ``max_events``; returns how many events it held."""
-        after = self._store.processed_seq()
+        """Process the next batch of up to ``max_events``; returns how many events it held.
+
+        Pipelined, the batch is applied in the background: it is in the store once the next
+        call returns, or :meth:`settle` does. A failed apply is raised by the call after it."""
+        applier = self._applier
+        after = self._store.processed_seq() if applier is None else self._position(applier)
         events = self._log.read(after, max_events)
         if not events:
+            self.settle()
             return 0
         try:
             update, scanned = self._update(after, events)
             update.fence = self.fence
-            self._store.apply(update)
+            if applier is None:
+                self._store.apply(update)
+            else:
+                # One update in flight at a time: this one goes once the one before is in.
+                applier.wait()
+                applier.start(update)
         except BaseException:
             self._known.forget()
             raise
+        # Before the store has it, when pipelined: the next batch is computed as if it had
+        # (it is, or the next call raises and starts again from the store).
         self._known.applied(update)
         if self.routes is not None:
             self._route(self.routes, update, scanned)
         return len(events)
+
+    def settle(self) -> None:
+        """Wait until the update in flight (pipelined) is in the store; raises if it failed."""
+        if self._applier is not None:
+            self._applier.wait()
+
+    def _position(self, applier: _Applier) -> int:
+        """Where the next batch starts: after the update in flight, else at the store's
+        ``processed_seq``. Reading the store means the batch must see all it holds: what the
+        processor remembers is valid only at its own position (:class:`KnownState`)."""
+        flying = applier.flying
+        if flying is not None and self._known.seq == flying:
+            return flying
+        self.settle()
+        return self._store.processed_seq()
 
     def keep_routes(self) -> dict[int, Route]:
         """Remember from now on the profile of each event processed (:attr:`routes`), for a
@@ -195,6 +249,7 @@ class ProfileProcessor:
                 done = 0
             if done == 0:
                 stop.wait(idle_wait)
+        self.settle()
 
     def _update(self, after: int, events: Sequence[Event]) -> tuple[ProfileUpdate, Scanned]:
         scanned = scan(events, self._rules, self._known.edge_keys, self._known.pairs)
@@ -210,6 +265,7 @@ class ProfileProcessor:
             )
             step = _Step(
                 self._store,
+                self.settle,
                 self._rules,
                 self._new_id,
                 self._clock,
@@ -228,6 +284,7 @@ class _Step:
     def __init__(
         self,
         store: ProfileStore,
+        settle: Callable[[], None],
         rules: IdentityRules,
         new_id: Callable[[], str],
         clock: Clock,
@@ -238,6 +295,10 @@ class _Step:
     ) -> None:
         self.known_states = known_states
         self.store = store
+        #: Called before reading clusters (and so before trait writes, read only after
+        #: regrouping them), which the update in flight may change; the placements and edges it
+        #: writes are remembered (KnownState), so ``load`` needs no wait.
+        self.settle = settle
         self.rules = rules
         self.new_id = new_id
         self.clock = clock
@@ -272,6 +333,7 @@ class _Step:
         if known is not None:
             loaded = ClusterView(clusters={}, profiles=known)
         else:
+            self.settle()
             loaded = self.store.load_clusters(touched, wanted)
         self.states.update(loaded.profiles)
         now = self.clock.now_ms()
@@ -339,3 +401,26 @@ class _Step:
                 )
                 if trait_rules.write(state.traits, key, StampedValue(value, ts, mid)):
                     self.changed.add(pid)
+
+
+class _Applier:
+    """Applies one update at a time on a thread of its own (ADR 16)."""
+
+    def __init__(self, store: ProfileStore) -> None:
+        self._store = store
+        self._pool: ThreadPoolExecutor | None = None
+        self._future: Future[None] | None = None
+        #: The ``processed_seq`` of the update in flight, if any.
+        self.flying: int | None = None
+
+    def start(self, update: ProfileUpdate) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="safar-profile-apply")
+        self._future = self._pool.submit(self._store.apply, update, background=True)
+        self.flying = update.processed_seq
+
+    def wait(self) -> None:
+        """Wait for the update in flight; raises what its apply raised."""
+        future, self._future, self.flying = self._future, None, None
+        if future is not None:
+            future.result()

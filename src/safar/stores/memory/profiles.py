@@ -37,6 +37,9 @@ _TraitKey = tuple[int, str, str]  # timestamp, message_id, key
 class MemoryProfileStore:
     """Profiles in dictionaries; not durable. For tests and simulations."""
 
+    #: Nothing to gain: applying holds the GIL throughout (tests still run it pipelined).
+    apply_off_thread = False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._processed = 0
@@ -186,7 +189,7 @@ class MemoryProfileStore:
         with self._lock:
             return [w for i in identifiers for w in self._traits.get(i, {}).values()]
 
-    def apply(self, update: ProfileUpdate) -> None:
+    def apply(self, update: ProfileUpdate, *, background: bool = False) -> None:
         with self._lock:
             if update.after_seq != self._processed:
                 raise StoreError(

@@ -265,6 +265,9 @@ _Member = tuple[str, str, int | None, int | None]
 class PgProfileStore:
     """Profiles in the shared PostgreSQL database; see the module docstring for the layout."""
 
+    #: Not measured beside a computing thread yet (ADR 16).
+    apply_off_thread = False
+
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
         # Identifier -> row id. Rows are never deleted or re-keyed, so an id once committed stays
@@ -392,7 +395,7 @@ class PgProfileStore:
                 )
             ]
 
-    def apply(self, update: ProfileUpdate) -> None:
+    def apply(self, update: ProfileUpdate, *, background: bool = False) -> None:
         learned: list[Identifier] = []
         try:
             with self._db.write() as conn:

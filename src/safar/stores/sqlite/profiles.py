@@ -26,13 +26,12 @@ committed state, are remembered, so writing a batch rarely needs to look them up
 
 from __future__ import annotations
 
-import functools
 import heapq
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -161,6 +160,9 @@ _decode_value = msgspec.json.Decoder().decode
 
 class SqliteProfileStore:
     """Profiles in the shared SQLite database; see the module docstring for the layout."""
+
+    #: Each table's rows go in one statement (:func:`_bulk`), which SQLite runs without the GIL.
+    apply_off_thread = True
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -317,8 +319,6 @@ class SqliteProfileStore:
     def load(self, identifiers: Collection[Identifier], edge_keys: Collection[str]) -> IdentityView:
         placements: dict[Identifier, Placement] = {}
         edges: dict[str, tuple[int, str]] = {}
-        if len(self._ids) > _ID_MEMORY:
-            self._ids = {}
         with self._read() as conn:
             for kind, chunk in _by_kind(identifiers):
                 for value, identity, pid, cid in conn.execute(
@@ -401,11 +401,15 @@ class SqliteProfileStore:
                     )
         return writes
 
-    def apply(self, update: ProfileUpdate) -> None:
+    def apply(self, update: ProfileUpdate, *, background: bool = False) -> None:
         resolved: list[Identifier] = []
+        # Here, not in ``load``: that may run on another thread meanwhile (ADR 16), and a
+        # memory replaced under the ids looked up in ``_apply`` would lose them.
+        if len(self._ids) > _ID_MEMORY:
+            self._ids = {}
         try:
             with self._db.write() as conn:
-                self._apply(conn, update, resolved)
+                self._apply(conn, update, resolved, background)
         except BaseException as exc:
             # A rolled-back insert's row id may be reused: forget the ids read in this update.
             for identifier in resolved:
@@ -415,9 +419,18 @@ class SqliteProfileStore:
             raise
 
     def _apply(
-        self, conn: sqlite3.Connection, update: ProfileUpdate, resolved: list[Identifier]
+        self,
+        conn: sqlite3.Connection,
+        update: ProfileUpdate,
+        resolved: list[Identifier],
+        background: bool,
     ) -> None:
-        """Write ``update``, remembering the row ids it looks up (listed in ``resolved``)."""
+        """Write ``update``, remembering the row ids it looks up (listed in ``resolved``).
+
+        Each table's rows go in one statement over a JSON array (:func:`_bulk`), which SQLite
+        runs without the GIL. The two tables of most rows, ``profile_seen`` and the timeline,
+        take an ``executemany`` instead unless in the ``background``: it costs less time, but
+        takes the GIL back after every row (:class:`_Rows`)."""
         (current,) = conn.execute("SELECT processed_seq FROM profile_progress").fetchone()
         if current != update.after_seq:
             raise StoreError(
@@ -428,6 +441,7 @@ class SqliteProfileStore:
             check_fence(conn, update.fence)
         if update.placements:
             self._place(conn, update.placements, resolved)
+        blob = _Rows.blob(background)
         ids = self._ids
         try:
             seen = [(ids[i], first, last) for i, (first, last) in update.seen.items()]
@@ -437,35 +451,18 @@ class SqliteProfileStore:
         # In row id order, for the B-tree's sake; by the id alone, which is unique (comparing
         # whole tuples took half as long again).
         seen.sort(key=_FIRST)
-        conn.executemany(
-            "INSERT INTO profile_seen(identity, first_seen, last_seen) VALUES (?, ?, ?)"
-            " ON CONFLICT(identity) DO UPDATE SET"
-            " first_seen = min(first_seen, excluded.first_seen),"
-            " last_seen = max(last_seen, excluded.last_seen)",
-            seen,
-        )
+        _UPSERT_SEEN.write(conn, seen, background)
         if update.edges:
-            conn.executemany(
-                "INSERT INTO profile_edges(key, cluster_id, identifiers, timestamp, message_id)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE"
-                " SET cluster_id = excluded.cluster_id, timestamp = excluded.timestamp,"
-                " message_id = excluded.message_id",
-                [
-                    (e.key, cid, _encode(e.identifiers), e.timestamp, e.message_id)
-                    for cid, e in update.edges
-                ],
-            )
+            edges = [
+                (e.key, cid, blob(e.identifiers), e.timestamp, e.message_id)
+                for cid, e in update.edges
+            ]
+            _UPSERT_EDGES.write(conn, edges, background)
         if update.deleted_profiles:
-            conn.executemany(
-                "DELETE FROM profiles WHERE id = ?", [(pid,) for pid in update.deleted_profiles]
-            )
+            _bulk(conn, _DELETE_PROFILES, update.deleted_profiles)
         if update.profiles:
-            conn.executemany(
-                "INSERT INTO profiles(id, traits, merged_from) VALUES (?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE"
-                " SET traits = excluded.traits, merged_from = excluded.merged_from",
-                [(s.id, _encode(s.traits), _encode(s.merged_from)) for s in update.profiles],
-            )
+            states = [(s.id, blob(s.traits), blob(s.merged_from)) for s in update.profiles]
+            _UPSERT_PROFILES.write(conn, states, background)
         try:
             timeline = [(ids[i], seq) for i, seq in update.timeline]
             writes = [(ids[w.identifier], w) for w in update.trait_writes]
@@ -475,36 +472,28 @@ class SqliteProfileStore:
             self._resolve(conn, named, resolved)
             timeline = [(ids[i], seq) for i, seq in update.timeline]
             writes = [(ids[w.identifier], w) for w in update.trait_writes]
-        conn.executemany(
-            "INSERT OR IGNORE INTO profile_timeline(identity, seq) VALUES (?, ?)", sorted(timeline)
-        )
+        timeline.sort()
+        _INSERT_TIMELINE.write(conn, timeline, background)
         if writes:
-            conn.executemany(
-                "INSERT OR IGNORE INTO profile_trait_writes"
-                "(identity, timestamp, message_id, key, value, seq) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (identity, w.timestamp, w.message_id, w.key, _encode(w.value), w.seq)
-                    for identity, w in writes
-                ],
-            )
+            rows = [
+                (identity, w.timestamp, w.message_id, w.key, blob(w.value), w.seq)
+                for identity, w in writes
+            ]
+            _INSERT_TRAIT_WRITES.write(conn, rows, background)
         if update.merges:
-            conn.executemany(
-                "INSERT OR IGNORE INTO profile_merges"
-                "(into_id, other_id, reason, refused, message_id, at, seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        m.into,
-                        m.other,
-                        m.reason,
-                        int(m.refused),
-                        m.message_id,
-                        m.at,
-                        update.processed_seq,
-                    )
-                    for m in update.merges
-                ],
-            )
+            merges = [
+                (
+                    m.into,
+                    m.other,
+                    m.reason,
+                    int(m.refused),
+                    m.message_id,
+                    m.at,
+                    update.processed_seq,
+                )
+                for m in update.merges
+            ]
+            _INSERT_MERGES.write(conn, merges, background)
         conn.execute("UPDATE profile_progress SET processed_seq = ?", (update.processed_seq,))
 
     def _resolve(
@@ -536,18 +525,13 @@ class SqliteProfileStore:
         placements: Mapping[Identifier, Placement],
         resolved: list[Identifier],
     ) -> None:
-        """Upsert ``placements`` and remember each identifier's row id as the upsert returns it
-        (looking up the ids of new identifiers afterwards was a tenth of the time of a batch of
-        new people), listing them in ``resolved``."""
-        items = list(placements.items())
-        returned: dict[Identifier, int] = {}
-        for start in range(0, len(items), _PLACE_ROWS):
-            chunk = items[start : start + _PLACE_ROWS]
-            args: list[str] = []
-            for (kind, value), placement in chunk:
-                args += (kind, value, placement.profile_id, placement.cluster_id)
-            for identity, kind, value in conn.execute(_place_sql(len(chunk)), args):
-                returned[(kind, value)] = identity
+        """Upsert ``placements`` and remember each identifier's row id, listing them in
+        ``resolved``."""
+        rows = [
+            (kind, value, p.profile_id, p.cluster_id) for (kind, value), p in placements.items()
+        ]
+        _bulk(conn, _UPSERT_PLACEMENTS, rows)
+        returned = _ids(conn, placements)
         # Keyed by the caller's tuples (see _resolve).
         ids = self._ids
         for identifier in placements:
@@ -598,32 +582,103 @@ def _identities_of(conn: sqlite3.Connection, profile_id: str) -> list[int]:
     ]
 
 
-#: Placements upserted per statement: four parameters each, under SQLite's 32,766.
-_PLACE_ROWS: Final = 2000
+def _bulk(conn: sqlite3.Connection, sql: str, rows: Sequence[Any]) -> None:
+    """Run ``sql`` over ``rows``, bound as one JSON array (``json_each(?)``).
+
+    One statement is one step of SQLite's, which Python's driver runs without holding the GIL:
+    an ``executemany`` takes the GIL back after every row, and while another thread computes
+    (the profile processor's next batch, ADR 16) each of those waits its turn, up to 5 ms."""
+    conn.execute(sql, (_encode(rows),))
 
 
-@functools.lru_cache(maxsize=8)
-def _place_sql(rows: int) -> str:
-    """The upsert of ``rows`` placements, returning each one's row id."""
-    values = ", ".join(["(?, ?, ?, ?)"] * rows)
-    return (
-        f"INSERT INTO profile_identities(type, value, profile_id, cluster_id) VALUES {values}"
-        " ON CONFLICT(type, value) DO UPDATE"
-        " SET profile_id = excluded.profile_id, cluster_id = excluded.cluster_id"
-        " RETURNING id, type, value"
-    )
+def _text(value: Any) -> str:
+    """``value`` as JSON text, for a BLOB column written by :func:`_bulk`
+    (``CAST(value->>n AS BLOB)`` stores the very bytes ``_encode`` would)."""
+    return _encode(value).decode()
+
+
+class _Rows(NamedTuple):
+    """A statement writing rows of ``columns`` values, in either of two forms: an
+    ``executemany``, or with ``bulk`` one statement over the rows as one JSON array
+    (:func:`_bulk`). 72,000 rows took 78–110 ms the one way and 119–147 ms the other; but an
+    ``executemany`` beside a thread that computes took 38–47 s, as each row waited up to 5 ms
+    for the GIL. Columns listed in ``blobs`` hold JSON documents: bytes for an
+    ``executemany``, text in bulk (see :meth:`blob`)."""
+
+    into: str
+    columns: int
+    tail: str = ""
+    blobs: tuple[int, ...] = ()
+
+    @staticmethod
+    def blob(bulk: bool) -> Callable[[Any], bytes | str]:
+        """How to encode a JSON column's values for a write in that form: as bytes, or as
+        text that ``CAST(… AS BLOB)`` stores as the very same bytes."""
+        return _text if bulk else _encode
+
+    def write(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], bulk: bool) -> None:
+        if bulk:
+            picks = ", ".join(
+                f"CAST(value->>{n} AS BLOB)" if n in self.blobs else f"value->>{n}"
+                for n in range(self.columns)
+            )
+            _bulk(conn, f"{self.into} SELECT {picks} FROM json_each(?) WHERE true{self.tail}", rows)
+        else:
+            marks = ", ".join("?" * self.columns)
+            conn.executemany(f"{self.into} VALUES ({marks}){self.tail}", rows)
+
+
+_UPSERT_PLACEMENTS: Final = (
+    "INSERT INTO profile_identities(type, value, profile_id, cluster_id)"
+    " SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?) WHERE true"
+    " ON CONFLICT(type, value) DO UPDATE"
+    " SET profile_id = excluded.profile_id, cluster_id = excluded.cluster_id"
+)
+_UPSERT_SEEN: Final = _Rows(
+    "INSERT INTO profile_seen(identity, first_seen, last_seen)",
+    3,
+    " ON CONFLICT(identity) DO UPDATE SET"
+    " first_seen = min(first_seen, excluded.first_seen),"
+    " last_seen = max(last_seen, excluded.last_seen)",
+)
+_UPSERT_EDGES: Final = _Rows(
+    "INSERT INTO profile_edges(key, cluster_id, identifiers, timestamp, message_id)",
+    5,
+    " ON CONFLICT(key) DO UPDATE SET cluster_id = excluded.cluster_id,"
+    " timestamp = excluded.timestamp, message_id = excluded.message_id",
+    blobs=(2,),
+)
+_DELETE_PROFILES: Final = f"DELETE FROM profiles WHERE id {_IN_JSON}"
+_UPSERT_PROFILES: Final = _Rows(
+    "INSERT INTO profiles(id, traits, merged_from)",
+    3,
+    " ON CONFLICT(id) DO UPDATE SET traits = excluded.traits, merged_from = excluded.merged_from",
+    blobs=(1, 2),
+)
+_INSERT_TIMELINE: Final = _Rows("INSERT OR IGNORE INTO profile_timeline(identity, seq)", 2)
+_INSERT_TRAIT_WRITES: Final = _Rows(
+    "INSERT OR IGNORE INTO profile_trait_writes(identity, timestamp, message_id, key, value, seq)",
+    6,
+    blobs=(4,),
+)
+_INSERT_MERGES: Final = _Rows(
+    "INSERT OR IGNORE INTO profile_merges(into_id, other_id, reason, refused, message_id, at, seq)",
+    7,
+)
+#: The row ids of the identifiers in a JSON array of [type, value], as one JSON array of
+#: [type, value, id]: one row, so one step (see :func:`_bulk`).
+_IDS_OF: Final = (
+    "SELECT json_group_array(json_array(i.type, i.value, i.id))"
+    " FROM json_each(?) AS j JOIN profile_identities AS i"
+    " ON i.type = j.value->>0 AND i.value = j.value->>1"
+)
+_decode_ids_of = msgspec.json.Decoder(list[tuple[str, str, int]]).decode
 
 
 def _ids(conn: sqlite3.Connection, identifiers: Iterable[Identifier]) -> dict[Identifier, int]:
     """The row ids of these identifiers (those that have a row)."""
-    ids: dict[Identifier, int] = {}
-    for kind, chunk in _by_kind(identifiers):
-        for value, identity in conn.execute(
-            f"SELECT value, id FROM profile_identities WHERE type = ? AND value {_IN_JSON}",
-            (kind, _encode(chunk)),
-        ):
-            ids[(kind, value)] = identity
-    return ids
+    (found,) = conn.execute(_IDS_OF, (_encode(list(identifiers)),)).fetchone()
+    return {(kind, value): identity for kind, value, identity in _decode_ids_of(found)}
 
 
 def _by_kind(identifiers: Iterable[Identifier]) -> Iterator[tuple[str, list[str]]]:
