@@ -196,13 +196,14 @@ class ProfileStore(ProfileReader, Protocol):
     - Timelines and trait writes belong to identifiers: a profile's are those of the
       identifiers it holds now, so moving an identifier moves its history.
 
-    ``apply_off_thread`` says whether the processor should apply each update on a thread of
-    its own while it computes the next batch (ADR 16): true when ``apply`` spends its time in
-    a few calls that let go of the GIL. An adapter that says so, or is run so in tests, must
-    allow reads on other threads while an ``apply`` runs.
+    ``pipeline_cores`` is the fewest cores on which the processor should apply each update on
+    a thread of its own while it computes the next batch (ADR 16), or None for never: it pays
+    when ``apply`` spends its time in a few calls that let go of the GIL, and then only if that
+    time does not come out of another process's. An adapter that names a number, or is run
+    pipelined in tests, must allow reads on other threads while an ``apply`` runs.
     """
 
-    apply_off_thread: bool
+    pipeline_cores: int | None
 
     def load(self, identifiers: Collection[Identifier], edge_keys: Collection[str]) -> IdentityView:
         """Where each known identifier is placed, and the stamps of the known edges among keys."""

@@ -101,11 +101,6 @@ def time_ordered_id(clock: Clock) -> Callable[[], str]:
 _ID_RANDOM: Final = random.Random(secrets.randbits(128))
 os.register_at_fork(after_in_child=lambda: _ID_RANDOM.seed(secrets.randbits(128)))
 
-#: Cores from which the processor applies in the background by default (ADR 16). With two,
-#: the other processes of ``safar serve`` keep the second busy while events arrive: the
-#: apply's thread then only took time from them (events reached profiles later, not sooner).
-PIPELINE_CORES: Final = 4
-
 
 def available_cores() -> int:
     """The cores this process may run on."""
@@ -158,9 +153,10 @@ class ProfileProcessor:
         #: :class:`~safar.model.leases.Fence`); None when it runs alone.
         self.fence: Fence | None = None
         #: Applies each update on a thread of its own while the next batch is computed (ADR
-        #: 16): as ``pipelined`` says, else when the store gains from it and a core is free.
+        #: 16): as ``pipelined`` says, else on as many cores as the store's ``pipeline_cores``.
         if pipelined is None:
-            pipelined = store.apply_off_thread and available_cores() >= PIPELINE_CORES
+            cores = store.pipeline_cores
+            pipelined = cores is not None and available_cores() >= cores
         self._applier = _Applier(store) if pipelined else None
 
     @property

@@ -38,7 +38,7 @@ class MemoryProfileStore:
     """Profiles in dictionaries; not durable. For tests and simulations."""
 
     #: Nothing to gain: applying holds the GIL throughout (tests still run it pipelined).
-    apply_off_thread = False
+    pipeline_cores: int | None = None
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -161,8 +161,11 @@ _decode_value = msgspec.json.Decoder().decode
 class SqliteProfileStore:
     """Profiles in the shared SQLite database; see the module docstring for the layout."""
 
-    #: Each table's rows go in one statement (:func:`_bulk`), which SQLite runs without the GIL.
-    apply_off_thread = True
+    #: In the background, each table's rows go in one statement (:func:`_bulk`), which SQLite
+    #: runs without the GIL, but on this process's CPU: with two cores, the other processes of
+    #: ``safar serve`` keep the second busy while events arrive, and the apply's thread only
+    #: took time from them (events reached profiles later, not sooner; ADR 16).
+    pipeline_cores: int | None = 4
 
     def __init__(self, db: Database) -> None:
         self._db = db
