@@ -315,6 +315,11 @@ def test_blocked_values_never_link_people(harness: Harness) -> None:
     assert harness.store.find(("anonymous_id", "undefined")) is None
 
 
+def test_a_trait_name_holding_nul_is_left_out(harness: Harness) -> None:
+    harness.send(ev("identify", user="u1", ts=1, traits={"a\x00b": 1, "plan": "pro"}))
+    assert harness.find(U1).traits == {"plan": "pro"}
+
+
 def test_events_naming_nobody_are_counted_and_skipped(harness: Harness) -> None:
     harness.log.append([ev(user=" ", ts=1), ev(anon="null", ts=2), ev(user="u1", ts=3)])
     assert harness.processor.run_once() == 3

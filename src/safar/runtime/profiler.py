@@ -385,6 +385,10 @@ class _Step:
                 state = self.states[pid] = ProfileState(id=pid)
             ts, mid = event.timestamp, event.message_id
             for key, value in traits.items():
+                if "\x00" in key:
+                    # Names no trait any store can keep (PostgreSQL text refuses NUL, SQLite's
+                    # JSON functions cut it short): left out, as blocked identifiers are.
+                    continue
                 writes.append(
                     TraitWrite(
                         identifier=head,

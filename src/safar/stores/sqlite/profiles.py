@@ -430,10 +430,10 @@ class SqliteProfileStore:
     ) -> None:
         """Write ``update``, remembering the row ids it looks up (listed in ``resolved``).
 
-        Each table's rows go in one statement over a JSON array (:func:`_bulk`), which SQLite
-        runs without the GIL. The two tables of most rows, ``profile_seen`` and the timeline,
-        take an ``executemany`` instead unless in the ``background``: it costs less time, but
-        takes the GIL back after every row (:class:`_Rows`)."""
+        In the ``background`` (ADR 16) each table's rows go in one statement over a JSON array,
+        which SQLite runs without the GIL; otherwise in an ``executemany``, which costs less
+        time but takes the GIL back after every row (:class:`_Rows`). Placements and row-id
+        lookups take one statement either way."""
         (current,) = conn.execute("SELECT processed_seq FROM profile_progress").fetchone()
         if current != update.after_seq:
             raise StoreError(
