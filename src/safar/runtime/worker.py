@@ -221,6 +221,10 @@ class Worker:
         queued = self.runtime.queued
         done = self.profiler.run_once(RUN_BATCH)
         done += self.audiences.step()
+        # A pipelined processor (ADR 16) applies its batch beside the audiences' turn; journeys
+        # and the publisher go on once it is in, so that a turn still carries an event through
+        # (and a failed apply is raised in the turn that made it).
+        self.profiler.settle()
         if self._feed is None:
             done += self.runtime.run_events()
             done += self.runtime.run_timers()
