@@ -220,11 +220,10 @@ class Worker:
         append entry requests."""
         queued = self.runtime.queued
         done = self.profiler.run_once(RUN_BATCH)
+        # Pipelined (ADR 16), the processor's batch is applied beside the rest of this turn and
+        # the next batch's computing: audiences, journeys and the publisher, which read only
+        # what is committed, take it up at the next turn.
         done += self.audiences.step()
-        # A pipelined processor (ADR 16) applies its batch beside the audiences' turn; journeys
-        # and the publisher go on once it is in, so that a turn still carries an event through
-        # (and a failed apply is raised in the turn that made it).
-        self.profiler.settle()
         if self._feed is None:
             done += self.runtime.run_events()
             done += self.runtime.run_timers()
