@@ -272,7 +272,11 @@ def _identifier(value: Any, location: str, field: str) -> str | None:
         return None
     kind = type(value)
     if kind is str:
-        _no_nul(value, f"{location}.{field}")
+        if "\x00" in value:
+            # No store can key on it (PostgreSQL text refuses NUL), and no SDK sends it.
+            raise ValidationError(
+                "must not contain the NUL character (\\u0000)", f"{location}.{field}"
+            )
         return None if not value or value.isspace() else value
     if kind is int:
         return str(value)
@@ -290,21 +294,13 @@ def _name(kind: str, fields: EventFields, location: str) -> str | None:
         if type(event) is not str or not event or event.isspace():
             what = "missing" if event is None else f"must be a non-empty string, not {_show(event)}"
             raise ValidationError(f"{what}; track events need an event name", f"{location}.event")
-        return _no_nul(event, f"{location}.event")
+        return str(event)
     if kind == "page" or kind == "screen":
         name = fields.name
         if name is not None and type(name) is not str:
             raise ValidationError(f"must be a string, not {_show(name)}", f"{location}.name")
-        return None if name is None else _no_nul(name, f"{location}.name")
+        return name
     return None
-
-
-def _no_nul(text: str, location: str) -> str:
-    """``text``, unless it holds NUL: ids and names are kept as text, which PostgreSQL refuses
-    with NUL in it (and no SDK sends it)."""
-    if "\x00" in text:
-        raise ValidationError("must not contain the NUL character (\\u0000)", location)
-    return text
 
 
 def _event_time(fields: EventFields, received_at: int, sent_at: int | None, location: str) -> int:
