@@ -512,6 +512,38 @@ def test_a_pipelined_processor_that_forgot_its_memory_reads_once_the_batch_befor
     assert store.processed_seq() == 3
 
 
+def test_a_pipelined_run_returns_once_its_last_batch_is_in() -> None:
+    stop = threading.Event()
+
+    class StoppingLog(ListLog):
+        """Stop is asked for while the first batch is read: it is still being applied when
+        the run loop sees it."""
+
+        def read(self, after_seq: int, limit: int) -> list[Event]:
+            stop.set()
+            return super().read(after_seq, limit)
+
+    store = MemoryProfileStore()
+    gated = GatedStore(store, held=1)
+    log = StoppingLog()
+    log.append([ev(user="u1", ts=1)])
+    processor = ProfileProcessor(
+        log, cast(ProfileStore, gated), IdentitySettings(), FakeClock(), pipelined=True
+    )
+    settle = processor.settle
+
+    def settle_once_stopping() -> None:
+        if stop.is_set():  # not the settle before the first read: nothing is in flight then
+            gated.allow.set()
+        settle()
+
+    processor.settle = settle_once_stopping  # type: ignore[method-assign]
+    processor.run(stop, idle_wait=0.01)
+    processed = store.processed_seq()
+    gated.allow.set()  # lets a run that did not settle finish in the background
+    assert processed == 1
+
+
 def test_default_profile_ids_sort_by_creation_time() -> None:
     clock = FakeClock()
     new_id = time_ordered_id(clock)

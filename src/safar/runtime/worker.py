@@ -331,4 +331,11 @@ class Worker:
                 refreshed = time.monotonic()
             return self.step_once()
 
-        run_turns(turn, stop, "processing", idle_wait, finally_=lease.release)
+        def stopped() -> None:
+            try:
+                # A profile batch still being applied (ADR 16) goes in before the stores close.
+                self.profiler.settle()
+            finally:
+                lease.release()
+
+        run_turns(turn, stop, "processing", idle_wait, finally_=stopped)
