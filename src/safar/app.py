@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from safar.api.errors import EXCEPTION_HANDLERS
+from safar.api.guard import RefuseNul
 from safar.api.routes import management_routes
 from safar.config import Settings
 from safar.ingest.http import ingest_routes
@@ -52,4 +54,9 @@ def create_app(*, stores: Stores, settings: Settings, clock: Clock) -> Starlette
             partitions=settings.bus.partitions if settings.bus.url else 0,
         ),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        middleware=[Middleware(RefuseNul)],
+    )

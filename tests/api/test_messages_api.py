@@ -170,6 +170,7 @@ def test_consent_set_and_visible(
         ({"channel": "pigeon", "category": "marketing", "subscribed": False}, "channel"),
         ({"channel": "email", "category": " ", "subscribed": False}, "category"),
         ({"channel": "email", "category": "x" * 101, "subscribed": False}, "category"),
+        ({"channel": "email", "category": "a\u0000b", "subscribed": False}, "category"),
         ({"channel": "email", "category": "marketing"}, "subscribed"),
         ({"channel": "email", "category": "marketing", "subscribed": "no"}, "subscribed"),
         ({"channel": "email", "category": "marketing", "subscribed": True, "x": 1}, "x"),

@@ -212,6 +212,10 @@ HEADER = "id: j\nname: J\nentry: {event: A}\nsteps:\n"  # steps start on line 5
             HEADER.replace("name: J", "name: ' '") + "  - {id: a, exit: true}\n",
             [(2, "name", "must not be empty")],
         ),
+        (
+            HEADER.replace("name: J", 'name: "J\\0"') + "  - {id: a, exit: true}\n",
+            [(2, "name", "must not hold the NUL character")],
+        ),
         (HEADER + "  {id: a}\n", [(4, "steps", "expected a list, got a mapping")]),
         (
             HEADER + "  - {id: a, exit: true}\ndescripton: x\n",

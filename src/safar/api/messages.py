@@ -90,9 +90,9 @@ class MessageEndpoints:
                 f"unknown channel {wanted.channel!r}; use one of {', '.join(CHANNELS)}", "channel"
             )
         category = wanted.category.strip()
-        if not 0 < len(category) <= _MAX_CATEGORY:
+        if not 0 < len(category) <= _MAX_CATEGORY or "\x00" in category:
             raise ValidationError(
-                f"must be a category name (1 to {_MAX_CATEGORY} characters) or '*' for all",
+                f"must be a category name (1 to {_MAX_CATEGORY} characters, no NUL) or '*' for all",
                 "category",
             )
         chosen = msgspec.structs.replace(wanted, category=category)

@@ -140,6 +140,10 @@ class Fields:
         if not node.value.strip():
             self.problem(key, "must not be empty")
             return None
+        if "\x00" in node.value:
+            # Names and labels end up in text columns, and PostgreSQL refuses NUL in text.
+            self.problem(key, "must not hold the NUL character")
+            return None
         return node.value
 
     def integer(self, key: str, default: int) -> int:

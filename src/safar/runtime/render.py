@@ -22,7 +22,9 @@ def address_for(channel: str, profile: Profile | None) -> str | None:
     if values:
         return values[0]
     trait = profile.traits.get(kind)
-    return trait if isinstance(trait, str) and trait else None
+    # Blank is no address, as for the identifier (normalised away when blank).
+    address = trait.strip() if isinstance(trait, str) else ""
+    return address or None
 
 
 def profile_view(profile: Profile) -> dict[str, Any]:
