@@ -370,6 +370,12 @@ class Settlement(msgspec.Struct, kw_only=True):
     decision: Decision | None = None
     sent: SentRecord | None = None
 
+    def __post_init__(self) -> None:
+        # The error is a provider's words (a webhook target's reply body, say), which may hold
+        # NUL; PostgreSQL refuses it in text, and the settlement would fail every time.
+        if self.error is not None and "\x00" in self.error:
+            self.error = self.error.replace("\x00", "\ufffd")
+
 
 class Outbox(Protocol):
     """Commands waiting for delivery (written by :meth:`RunStore.commit`), claimed with leases.

@@ -130,6 +130,23 @@ def test_retry_counts_an_attempt_and_waits_for_its_due_time(
     assert (entry.attempts, entry.last_error) == (2, "503")
 
 
+def test_an_error_holding_nul_is_stored_with_a_replacement_character(
+    stores: JourneyStores, clock: FakeClock
+) -> None:
+    now = clock.now_ms()
+    put(stores, outbox_entry("k1", due=now), outbox_entry("k2", due=now))
+    stores.outbox.claim(now, 10, "d1", LEASE_MS)
+    stores.outbox.settle(
+        [
+            Settlement(key="k1", status="retry", due=now, error="HTTP 500: \x00\x01garbage"),
+            Settlement(key="k2", status="dead", error="\x00"),
+        ]
+    )
+    (entry,) = stores.outbox.claim(now, 10, "d1", LEASE_MS)
+    assert entry.last_error == "HTTP 500: \ufffd\x01garbage"
+    assert [e.last_error for e in stores.outbox.dead(10)] == ["\ufffd"]
+
+
 def test_done_entries_are_never_claimed_again(stores: JourneyStores, clock: FakeClock) -> None:
     now = clock.now_ms()
     put(stores, outbox_entry("k1", due=now), outbox_entry("k2", due=now))
