@@ -486,6 +486,7 @@ def test_entries_need_a_known_profile(
         ({"profile": "no-colon"}, "profile"),
         ({"profile": "user_id:42", "request_id": "  "}, "request_id"),
         ({"profile": "user_id:42", "request_id": "x" * 201}, "request_id"),
+        ({"profile": "user_id:42", "request_id": "r\u0000"}, "request_id"),
         ({"profile": "user_id:42", "context": []}, "context"),
     ],
 )

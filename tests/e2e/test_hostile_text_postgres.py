@@ -150,7 +150,8 @@ def test_odd_text_is_answered_and_stops_nothing(server: LiveServer, tmp_path: Pa
             (
                 "POST",
                 "/v1/journeys/poke/entries",
-                f'{{"profile": "user_id:hostile", "context": {{"note": {odd}, {odd}: 1}}}}',
+                f'{{"profile": "user_id:hostile", "request_id": {odd},'
+                f' "context": {{"note": {odd}, {odd}: 1}}}}',
             ),
         ):
             status, answer = server.request(

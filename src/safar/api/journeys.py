@@ -201,8 +201,13 @@ class JourneyEndpoints:
         """``POST /v1/journeys/{id}/entries``: ask for a customer to enter (202)."""
         wanted = decode_body(await read_body(request), _EntryRequest)
         request_id = wanted.request_id
-        if request_id is not None and not 0 < len(request_id.strip()) <= _MAX_REQUEST_ID:
-            raise ValidationError(f"must be 1 to {_MAX_REQUEST_ID} characters", "request_id")
+        if request_id is not None and (
+            not 0 < len(request_id.strip()) <= _MAX_REQUEST_ID or "\x00" in request_id
+        ):
+            # It becomes the entry event's messageId, which holds no NUL either.
+            raise ValidationError(
+                f"must be 1 to {_MAX_REQUEST_ID} characters, without NUL", "request_id"
+            )
         return await run_in_threadpool(self._enter, request.path_params["id"], wanted)
 
     def _enter(self, journey_id: str, wanted: _EntryRequest) -> JSONResponse:

@@ -245,6 +245,9 @@ def _id_value(value: Any, rules: IdentityRules, location: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValidationError("must be a string or a whole number", location)
     text = str(value).strip()
+    if "\x00" in text:
+        # As the tracking API refuses it (ingest.validate): no store can key on it.
+        raise ValidationError("must not contain the NUL character (\\u0000)", location)
     return None if not text or rules.is_blocked(text) else text
 
 
