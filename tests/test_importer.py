@@ -44,6 +44,10 @@ def test_jsonl_stores_valid_lines_and_reports_bad_ones(tmp_path: Path, clock: Fa
                 "",
                 '{"type": "identify", "anonymousId": "a1", "traits": {"name": "王芳"}}',
                 "[1, 2]",
+                '{"type": "track", "userId": "u1", "event": "Deep", "properties": {"x": '
+                + "[" * 5_000
+                + "]" * 5_000
+                + "}}",
             ]
         )
         + "\n",
@@ -53,8 +57,9 @@ def test_jsonl_stores_valid_lines_and_reports_bad_ones(tmp_path: Path, clock: Fa
     report = _import(path, log, clock)
 
     assert report.accepted == 2
-    assert [line for line, _ in report.rejected] == [2, 3, 6]
+    assert [line for line, _ in report.rejected] == [2, 3, 6, 7]
     reasons = dict(report.rejected)
+    assert reasons[7] == "line 7: nests objects and arrays more than 64 levels deep"
     assert "JSON" in reasons[2]
     assert "userId" in reasons[3] or "anonymousId" in reasons[3]
     assert "object" in reasons[6]

@@ -286,6 +286,21 @@ def test_an_oversized_body_is_refused(client: httpx.Client, write_headers: dict[
     assert response.json()["location"] == "body"
 
 
+@pytest.mark.parametrize("levels", [65, 5_000])
+def test_a_body_nested_too_deep_is_refused(
+    client: httpx.Client, write_headers: dict[str, str], levels: int
+) -> None:
+    # 5,000 levels made the decoder raise RecursionError: a 500, which clients retry.
+    deep = b"[" * levels + b"]" * levels
+    body = b'{"profile": "user_id:42", "context": {"x": ' + deep + b"}}"
+    response = client.post("/v1/journeys/any/entries", content=body, headers=write_headers)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "body: nests objects and arrays more than 64 levels deep",
+        "location": "body",
+    }
+
+
 # -- lifecycle -----------------------------------------------------------------------------------
 
 

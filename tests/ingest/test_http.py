@@ -47,6 +47,14 @@ def item(index: int = 0, **fields: Any) -> dict[str, Any]:
     } | fields
 
 
+def nested(levels: int) -> list[Any]:
+    """Lists ``levels`` deep: ``[[…]]``."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 def batch_of(*items: dict[str, Any], **envelope: Any) -> bytes:
     return msgspec.json.encode({"batch": list(items), **envelope})
 
@@ -502,6 +510,20 @@ BAD_BATCHES: list[tuple[str, bytes, str]] = [
         batch_of(*(item(i) for i in range(2501))),
         "batch: has 2501 events, over the limit of 2500",
     ),
+    (
+        "an event nested 65 levels deep",
+        batch_of(item(0), item(1), item(2), item(3, properties={"x": nested(63)})),
+        "batch[3]: nests objects and arrays more than 64 levels deep",
+    ),
+    (
+        # Too deep even to skip over: the batch as a whole is refused (it was a 500).
+        "an event nested 5,000 levels deep",
+        b'{"batch": [{"userId": "u", "event": "e", "properties": {"x": '
+        + b"[" * 5_000
+        + b"]" * 5_000
+        + b"}}]}",
+        "body: nests objects and arrays more than 64 levels deep",
+    ),
 ]
 
 
@@ -528,6 +550,14 @@ def test_invalid_batches_are_refused_whole(
             "event.type: is 'identify', but this path takes track",
         ),
         ("/v1/t", b'{"type": "click", "userId": "u1"}', "event.type: 'click' is not an event type"),
+        (
+            "/v1/track",
+            b'{"userId": "u1", "event": "e", "properties": {"x": '
+            + b"[" * 2000
+            + b"]" * 2000
+            + b"}}",
+            "event: nests objects and arrays more than 64 levels deep",
+        ),
         (
             "/v1/track",
             msgspec.json.encode({"userId": "u1", "event": "e", "properties": {"x": "y" * 40_000}}),

@@ -17,6 +17,7 @@ from safar.core.identity import IdentityRules
 from safar.definitions import Problem
 from safar.errors import NotFound, PayloadTooLarge, ValidationError
 from safar.model.events import iso
+from safar.model.nesting import check_nesting
 from safar.model.profiles import Identifier, Profile
 from safar.model.profiles import ref as ref_text
 from safar.ports import ProfileReader
@@ -54,6 +55,7 @@ def decode_body(body: bytes, kind: type[T]) -> T:
     """A JSON body as ``kind``; ValidationError naming the field that is wrong."""
     if not body.strip():
         raise ValidationError("send a JSON object", "body")
+    check_nesting(body, "body")
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:

@@ -25,6 +25,7 @@ from safar.config import IdentitySettings, IngestSettings
 from safar.core.identity import IdentityRules, normalize_email, normalize_phone
 from safar.errors import ValidationError
 from safar.model.events import Event
+from safar.model.nesting import check_nesting
 from safar.ports import Clock, EventLog
 
 _BATCH = 1000
@@ -133,7 +134,11 @@ def _json_lines(path: Path) -> Iterator[tuple[int, bytes, dict[str, Any] | Valid
             if not text:
                 continue
             try:
+                check_nesting(text, f"line {line_no}")
                 obj = msgspec.json.decode(text)
+            except ValidationError as exc:
+                yield line_no, text, exc
+                continue
             except msgspec.DecodeError as exc:
                 yield line_no, text, ValidationError(f"not valid JSON ({exc})", f"line {line_no}")
                 continue

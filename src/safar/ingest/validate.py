@@ -33,6 +33,7 @@ import msgspec
 from safar.config import IngestSettings
 from safar.errors import PayloadTooLarge, ValidationError
 from safar.model.events import EVENT_TYPES, Event, parse_time
+from safar.model.nesting import check_nesting, too_deep
 
 MAX_MESSAGE_ID_CHARS: Final = 100
 
@@ -130,6 +131,7 @@ def decode_event(raw: bytes, *, location: str, limits: IngestSettings) -> EventF
         raise PayloadTooLarge(
             f"event is {len(raw)} bytes, over the {limits.max_event_bytes}-byte limit", location
         )
+    check_nesting(raw, location)
     try:
         return _FIELDS_DECODER.decode(raw)
     except msgspec.ValidationError as exc:
@@ -210,6 +212,9 @@ def split_request(body: bytes, *, batch: bool, limits: IngestSettings) -> SplitR
         raise _translate(exc, "") from None
     except msgspec.DecodeError as exc:
         raise ValidationError(f"malformed JSON: {exc}", "body") from None
+    except RecursionError:
+        # Skipping over an event nested hundreds of levels deep recurses too.
+        raise too_deep("body") from None
     items = envelope.batch
     if items is None:
         raise ValidationError("missing; expected an array of events", "batch")
