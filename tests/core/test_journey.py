@@ -55,6 +55,9 @@ CONDITIONS: dict[str, Predicate] = {
     "profile.traits.vip == true": lambda a: a["profile"]["traits"].get("vip") is True,
     "event.properties.total > 100": lambda a: a["event"]["properties"]["total"] > 100,
     "journey.score >= 5": lambda a: a["journey"].get("score", 0) >= 5,
+    "counted": lambda a: (
+        a["profile"]["traits"].get("visits") == 6 and a["profile"]["traits"]["churn_risk"] is None
+    ),
 }
 
 
@@ -354,6 +357,37 @@ def test_update_webhook_reply_and_emit() -> None:
     )
     assert failed.instance.context["score_error"] == "503"
     assert failed.commands == []  # no score, so not hot
+
+
+def test_steps_after_an_update_read_what_it_wrote() -> None:
+    journey = Journey(
+        id="count",
+        name="Count",
+        entry=Entry(api=True),
+        steps=(
+            UpdateProfile(id="bump", increment={"visits": 1}, unset=("churn_risk",)),
+            UpdateProfile(id="again", increment={"visits": 1}),
+            Branch(
+                id="check",
+                cases=(Case(condition="counted", next="tell"),),
+            ),
+            Emit(id="tell", event="Counted"),
+        ),
+    )
+    from safar.model.runs import ApiEntry
+
+    t, _ = core.enter(
+        plan_of(journey),
+        profile(visits=4, churn_risk="high"),
+        ("user_id", "u"),
+        ApiEntry(request_id="r1"),
+        None,
+        T0,
+    )
+    first, second, tell = t.commands
+    assert isinstance(first, EventCommand) and first.traits == {"visits": 5, "churn_risk": None}
+    assert isinstance(second, EventCommand) and second.traits == {"visits": 6}
+    assert isinstance(tell, EventCommand) and tell.name == "Counted"
 
 
 def test_wait_until_a_local_time_uses_the_profile_timezone() -> None:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JOURNEY = """\
 id: poke
 name: Answer every poke
-entry: {event: Poke, reentry: always, api: true}
+entry: {event: Poke, reentry: always, api: true, where: "event.properties.note != 'skip'"}
 policy: {category: onboarding, priority: 50}
 steps:
   - id: hello
@@ -56,11 +56,32 @@ compute:
   kind: last
   value: properties.note
 """
+SUMMED = """\
+id: notes_total
+name: The sum of the notes of pokes
+compute:
+  event: Poke
+  kind: sum
+  value: properties.note
+"""
 
 #: Strings as JSON text (so that a lone surrogate can be written at all).
 NUL = '"a\\u0000b"'
 SURROGATE = '"x\\ud800y"'
-ODD = [NUL, SURROGATE, '"\\u202eevil"', '"\\ufeff"', '""', '" "']
+ODD = [
+    NUL,
+    SURROGATE,
+    '"\\u202eevil"',
+    '"\\ufeff"',
+    '""',
+    '" "',
+    # Values where a string is usual: past 64 bits, near the float limits, containers.
+    "123456789012345678901234567890",
+    "1.7e308",
+    "-5e-324",
+    "[]",
+    '{"a": null}',
+]
 
 
 def hostile_events(odd: str) -> list[str]:
@@ -93,6 +114,7 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
     audiences.mkdir()
     (audiences / "pokers.yaml").write_text(SEGMENT, encoding="utf-8")
     (audiences / "last_note.yaml").write_text(COMPUTED, encoding="utf-8")
+    (audiences / "notes_total.yaml").write_text(SUMMED, encoding="utf-8")
     env = {
         "SAFAR_STORAGE_URL": postgres_schema_url(),
         "SAFAR_JOURNEYS_TEMPLATES_DIR": str(ROOT / "examples/templates"),
@@ -134,7 +156,8 @@ def test_odd_text_is_answered_and_stops_nothing(server: LiveServer, tmp_path: Pa
     bearer = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
     for odd in ODD:
         # In a URL, as UTF-8 bytes (a lone surrogate as the bytes it would have).
-        raw = quote(json.loads(odd), safe="", errors="surrogatepass")
+        value = json.loads(odd)
+        raw = quote(value if isinstance(value, str) else odd, safe="", errors="surrogatepass")
         for method, path, body in (
             ("GET", f"/v1/profiles/user_id:{raw}", None),
             ("GET", f"/v1/profiles/user_id:hostile/events?limit=5&cursor={raw}", None),

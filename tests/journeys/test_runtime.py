@@ -273,6 +273,31 @@ def test_webhook_reply_update_and_emitted_event_chain_journeys() -> None:
     assert instance.context["tier"] == "gold" and instance.status == "exited"
 
 
+def test_increments_in_one_batch_all_count() -> None:
+    # Each Poke enters anew and adds one twice; all three are stepped in one batch, before the
+    # profile processor has taken in the first increment, at one `now`.
+    journey = Journey(
+        id="poke",
+        name="poke",
+        entry=Entry(event="Poke", reentry="always"),
+        steps=(
+            UpdateProfile(id="bump", increment={"pokes": 1}),
+            UpdateProfile(id="again", increment={"pokes": 1}),
+        ),
+    )
+    h = JourneyHarness()
+    h.publish(journey)
+    customer(h, "u", pokes=10)
+    h.stores.events.append(
+        [
+            h.event({"type": "track", "userId": "u", "event": "Poke", "messageId": f"p{n}"})
+            for n in range(3)
+        ]
+    )
+    h.run()
+    assert h.profile("u").traits["pokes"] == 16
+
+
 def test_wait_for_event_with_timeout() -> None:
     journey = simple(
         "survey",

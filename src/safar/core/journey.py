@@ -192,6 +192,14 @@ def leave(plan: Plan, instance: Instance, profile: Profile, reason: str, now: in
     return run.transition()
 
 
+def with_traits(profile: Profile, traits: Mapping[str, Any]) -> Profile:
+    """``profile`` as it reads once an identify call with ``traits`` is in: how an update step
+    writes them (a trait set to None reads None, as the profile processor keeps it)."""
+    if not traits:
+        return profile
+    return msgspec.structs.replace(profile, traits={**profile.traits, **traits})
+
+
 def split_bucket(seed: str, profile_id: str) -> float:
     """A number in [0, 1) fixed by (seed, profile id): the same customer always lands alike."""
     digest = hashlib.sha256(f"{seed}\0{profile_id}".encode()).digest()
@@ -399,6 +407,8 @@ class _Run:
                 traits=traits,
             )
         )
+        # The steps after this one read what it wrote (an increment then counts from it).
+        self.profile = with_traits(self.profile, traits)
         self.visit(step.id, "updated")
 
     def webhook(self, step: Webhook) -> bool:

@@ -23,6 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -37,6 +38,7 @@ from safar.model.runs import (
     ApiEntry,
     Command,
     EntryRecord,
+    EventCommand,
     EventInput,
     Input,
     Instance,
@@ -86,6 +88,33 @@ class _Batch:
     changed_records: set[tuple[str, str]] = field(default_factory=set)
     #: The work-feed partition the batch steps (only instances filed under it), or None.
     partition: int | None = None
+    #: Traits the batch's update steps wrote, by the profile id of the instance: the profile
+    #: processor takes them in only after the batch is committed, so the batch's later steps
+    #: read its profiles through them (two increments in one batch count twice).
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The stamp of the last of those writes, per profile id (see :meth:`in_order`).
+    stamps: dict[str, int] = field(default_factory=dict)
+
+    def as_written(self, profile: Profile) -> Profile:
+        """``profile`` with the traits this batch wrote for it."""
+        for pid in (profile.id, *profile.merged_from):
+            traits = self.written.get(pid)
+            if traits is not None:
+                profile = core.with_traits(profile, traits)
+        return profile
+
+    def in_order(self, profile_id: str, command: Command) -> Command:
+        """``command``, noted in :attr:`written` when it writes traits, and stamped after the
+        batch's earlier writes for the same profile: traits are last write wins by stamp, and
+        equal stamps (one ``now`` for the whole batch) would be ordered by message id."""
+        if not isinstance(command, EventCommand) or not command.traits:
+            return command
+        last = self.stamps.get(profile_id)
+        if last is not None and command.timestamp <= last:
+            command = msgspec.structs.replace(command, timestamp=last + 1)
+        self.stamps[profile_id] = command.timestamp
+        self.written.setdefault(profile_id, {}).update(command.traits)
+        return command
 
 
 class JourneyRuntime:
@@ -400,6 +429,7 @@ class JourneyRuntime:
         now: int,
     ) -> core.Transition | str:
         """Enter the customer if the journey's rules allow; returns why not otherwise."""
+        profile = batch.as_written(profile)
         record_key = (plan.id, profile.id)
         record = batch.records.get(record_key)
         active = sum(
@@ -426,6 +456,7 @@ class JourneyRuntime:
         plan = self.plans.get(instance.journey_id, instance.version)
         if plan is None:
             return
+        profile = batch.as_written(profile)
         if self.plans.stopped(instance.journey_id, instance.version):
             self._keep(batch, core.leave(plan, instance, profile, "journey stopped", now), now)
             return
@@ -447,8 +478,9 @@ class JourneyRuntime:
         batch.instances[instance.id] = instance
         batch.changed.add(instance.id)
         batch.update.visits.extend(transition.visits)
+        pid = instance.profile_id
         batch.update.outbox.extend(
-            _outbox(command, instance.profile_id, now) for command in transition.commands
+            _outbox(batch.in_order(pid, command), pid, now) for command in transition.commands
         )
 
     def _commit(self, batch: _Batch) -> None:
