@@ -188,6 +188,19 @@ def test_call_for_journey_steps(sink: WebhookSink, local: WebhookClient, clock: 
         local(sink.url, "TRACE", None, {}, 2000, "k")
 
 
+@pytest.mark.parametrize("levels", [65, 5_000])
+def test_a_json_answer_nested_too_deep_is_kept_as_text(levels: int) -> None:
+    # 5,000 levels made decoding raise RecursionError out of the dispatcher's round.
+    deep = b"[" * levels + b"]" * levels
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=deep, headers={"Content-Type": "application/json"})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    webhook = WebhookClient(SECRET, client=client, resolve=lambda host, port: ["93.184.216.34"])
+    assert webhook.request("https://hooks.example.com/", key="k") == (200, deep.decode())
+
+
 def test_timeouts_and_unreachable_targets_are_retryable() -> None:
     def too_slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectTimeout("slow", request=request)

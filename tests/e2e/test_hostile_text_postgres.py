@@ -1,5 +1,6 @@
-"""Text no SDK sends, through a real server on PostgreSQL: NUL characters, lone surrogates and
-other odd strings in every field a customer or an API caller controls.
+"""Values no SDK sends, through a real server on PostgreSQL: NUL characters, lone surrogates,
+other odd strings, huge and tiny numbers and containers, in every field a customer or an API
+caller controls.
 
 PostgreSQL refuses NUL in text (and lone surrogates are not UTF-8). A value that reached a
 text column would fail its processor's commit with a retryable error, and that processor would
@@ -65,7 +66,7 @@ compute:
   value: properties.note
 """
 
-#: Strings as JSON text (so that a lone surrogate can be written at all).
+#: Values as JSON text (so that a lone surrogate can be written at all).
 NUL = '"a\\u0000b"'
 SURROGATE = '"x\\ud800y"'
 ODD = [
@@ -124,11 +125,9 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         "SAFAR_JOURNEYS_LINK_SECRET_FILE": str(tmp_path / "link-secret"),
     }
     live = LiveServer(tmp_path / "data", env=env)
-    for command in (("journeys", "publish", str(tmp_path / "poke.yaml")),):
-        done = live.cli(*command)
+    for command in (("journeys", tmp_path / "poke.yaml"), ("audiences", audiences)):
+        done = live.cli(command[0], "publish", str(command[1]))
         assert done.returncode == 0, done.stderr
-    done = live.cli("audiences", "publish", str(audiences))
-    assert done.returncode == 0, done.stderr
     live.start()
     try:
         yield live

@@ -19,8 +19,9 @@ from safar.channels.addresses import Resolver, check_target, system_resolver
 from safar.channels.retry import MAX_ATTEMPTS, backoff_ms, retryable_status
 from safar.channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from safar.clock import SystemClock
-from safar.errors import DeliveryError
+from safar.errors import DeliveryError, ValidationError
 from safar.model.messages import Receipt, RenderedMessage
+from safar.model.nesting import check_nesting
 from safar.ports import Clock
 
 __all__ = [
@@ -231,7 +232,10 @@ def _decode(raw: bytes, content_type: str | None) -> Any:
     text = raw.decode("utf-8", errors="replace")
     if content_type and "json" in content_type.lower() and raw.strip():
         try:
+            # An answer nested past the limit is kept as text, as if it were not JSON: a journey
+            # saves from it and the log keeps it, where decoding it again could fail.
+            check_nesting(raw, "response")
             return msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, ValidationError):
             return text
     return text
