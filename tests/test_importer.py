@@ -200,13 +200,15 @@ def test_bad_trait_records_are_reported_with_line_and_reason(
         {"email": "li@example.org", "updated_at": 1767225600},
         {"anonymous_id": "a1", "plan": "free"},
         {"user_id": "u\x005", "email": "u5@example.org"},
+        {"user_id": "u" * 513},
     )
     log = MemoryEventLog(clock)
     report = _import(path, log, clock, traits=True)
 
     assert report.accepted == 2
     reasons = dict(report.rejected)
-    assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 9, 10, 12]
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 9, 10, 12, 13]
+    assert reasons[13] == "line 13.user_id: is 513 characters, over the limit of 512"
     assert reasons[12] == "line 12.user_id: must not contain the NUL character (\\u0000)"
     assert reasons[2] == "line 2: must be a JSON object"
     assert reasons[3].startswith("line 3: no identifier")

@@ -320,6 +320,12 @@ def test_a_trait_name_holding_nul_is_left_out(harness: Harness) -> None:
     assert harness.find(U1).traits == {"plan": "pro"}
 
 
+def test_a_trait_name_over_256_characters_is_left_out(harness: Harness) -> None:
+    long = "k" * 257
+    harness.send(ev("identify", user="u1", ts=1, traits={long: 1, "k" * 256: 2, "plan": "pro"}))
+    assert harness.find(U1).traits == {"k" * 256: 2, "plan": "pro"}
+
+
 def test_events_naming_nobody_are_counted_and_skipped(harness: Harness) -> None:
     harness.log.append([ev(user=" ", ts=1), ev(anon="null", ts=2), ev(user="u1", ts=3)])
     assert harness.processor.run_once() == 3

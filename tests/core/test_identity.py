@@ -16,6 +16,7 @@ from safar.core.identity import (
     Memo,
     edge_key,
     extract,
+    ids_only,
     normalize_email,
     normalize_identifier,
     normalize_phone,
@@ -212,6 +213,26 @@ def test_identifiers_holding_nul_are_dropped() -> None:
         event("identify", anon="a1", traits={"email": "a\x00@b.io", "crm_id": "C\x00"}), RULES
     )
     assert got.identifiers == (A1,)
+
+
+def test_identifiers_over_512_characters_are_dropped() -> None:
+    # Events the log took before the API refused such ids, and traits and externalIds, which
+    # it does not check: no store can key on them (PostgreSQL's index takes 2,704 bytes).
+    long = "x" * 513
+    tracked = event(user=long, anon="a1")
+    assert extract(tracked, RULES).identifiers == (A1,)
+    assert ids_only(long, "a1", RULES) == (A1,)
+    got = extract(
+        event(
+            "identify",
+            anon="a1",
+            traits={"email": long + "@b.io", "crm_id": long, "phone": "+14155552671"},
+            context={"externalIds": [{"id": long, "type": "crm_id"}]},
+        ),
+        RULES,
+    )
+    assert set(got.identifiers) == {("phone", "+14155552671"), A1}
+    assert extract(event(user="u" * 512, anon="a1"), RULES).identifiers[0] == ("user_id", "u" * 512)
 
 
 def test_blocked_values_are_configurable() -> None:

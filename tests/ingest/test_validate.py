@@ -175,6 +175,27 @@ def test_ids_holding_nul_are_refused_by_name(field: str) -> None:
     assert f"batch[3].{field}" in message and "NUL" in message
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "limit"),
+    [
+        ("userId", "u" * 513, 512),
+        ("anonymousId", "a" * 513, 512),
+        ("userId", int("9" * 513), 512),
+        ("messageId", "m" * 101, 100),
+    ],
+)
+def test_ids_over_their_length_are_refused_by_name(field: str, value: object, limit: int) -> None:
+    # PostgreSQL's unique indexes take entries of at most 2,704 bytes: a longer id would
+    # fail every commit of its batch.
+    message = rejected(track(**{field: value}))
+    assert message == f"batch[3].{field}: is {limit + 1} characters, over the limit of {limit}"
+
+
+def test_ids_at_their_length_are_taken() -> None:
+    event = validate(track(userId="u" * 512, anonymousId="a" * 512, messageId="m" * 100))
+    assert (len(event.user_id or ""), len(event.anonymous_id or "")) == (512, 512)
+
+
 class TestTimestamps:
     def test_without_a_timestamp_the_receive_time_is_used(self) -> None:
         assert validate(track(), sent_at=NOW - 5000).timestamp == NOW

@@ -44,6 +44,12 @@ _SPACE: Final = re.compile(r"\s")
 # E.164: a country code and subscriber number of at most 15 digits; 7 is the shortest in use.
 _PHONE_MIN_DIGITS: Final = 7
 _PHONE_MAX_DIGITS: Final = 15
+#: The longest identifier value, in characters. PostgreSQL's unique index on identifiers takes
+#: entries of at most 2,704 bytes (a value of random characters is stored as it is), and a
+#: character takes up to 4 bytes: a longer value would fail every commit of its batch.
+MAX_IDENTIFIER_CHARS: Final = 512
+#: The longest trait name, in characters, for the same reason (trait history is keyed by it).
+MAX_TRAIT_NAME_CHARS: Final = 256
 
 
 class IdentityRules:
@@ -79,8 +85,14 @@ class IdentityRules:
         return self._rank.get(identifier[0], len(self._rank)), identifier[0], identifier[1]
 
     def is_blocked(self, value: str) -> bool:
-        # A value holding NUL identifies no one: PostgreSQL text cannot even store it.
-        return "\x00" in value or value.strip().lower() in self.blocked
+        """Whether ``value`` identifies no one: a blocked placeholder, or a value no store can
+        key on (holding NUL, which PostgreSQL text cannot even store, or over
+        :data:`MAX_IDENTIFIER_CHARS`)."""
+        return (
+            "\x00" in value
+            or len(value) > MAX_IDENTIFIER_CHARS
+            or value.strip().lower() in self.blocked
+        )
 
 
 class Extracted(NamedTuple):
@@ -195,11 +207,11 @@ def ids_only(
     blocked = rules.blocked
     if user is not None:
         user = user.strip()
-        if not user or user.lower() in blocked:
+        if not user or len(user) > MAX_IDENTIFIER_CHARS or user.lower() in blocked:
             user = None
     if anonymous is not None:
         anonymous = anonymous.strip()
-        if not anonymous or anonymous.lower() in blocked:
+        if not anonymous or len(anonymous) > MAX_IDENTIFIER_CHARS or anonymous.lower() in blocked:
             anonymous = None
     if user is None:
         return () if anonymous is None else ((ANONYMOUS_ID, anonymous),)

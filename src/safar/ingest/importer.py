@@ -22,7 +22,12 @@ from typing import Any
 import msgspec
 
 from safar.config import IdentitySettings, IngestSettings
-from safar.core.identity import IdentityRules, normalize_email, normalize_phone
+from safar.core.identity import (
+    MAX_IDENTIFIER_CHARS,
+    IdentityRules,
+    normalize_email,
+    normalize_phone,
+)
 from safar.errors import ValidationError
 from safar.model.events import Event
 from safar.model.nesting import check_nesting
@@ -253,6 +258,10 @@ def _id_value(value: Any, rules: IdentityRules, location: str) -> str | None:
     if "\x00" in text:
         # As the tracking API refuses it (ingest.validate): no store can key on it.
         raise ValidationError("must not contain the NUL character (\\u0000)", location)
+    if len(text) > MAX_IDENTIFIER_CHARS:
+        raise ValidationError(
+            f"is {len(text)} characters, over the limit of {MAX_IDENTIFIER_CHARS}", location
+        )
     return None if not text or rules.is_blocked(text) else text
 
 

@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple
 import msgspec
 
 from safar.config import IngestSettings
+from safar.core.identity import MAX_IDENTIFIER_CHARS
 from safar.errors import PayloadTooLarge, ValidationError
 from safar.model.events import EVENT_TYPES, Event, parse_time
 from safar.model.nesting import check_nesting, too_deep
@@ -167,14 +168,9 @@ def build_event(
         raise ValidationError(
             "missing; every event needs a userId or an anonymousId", f"{location}.userId"
         )
-    message_id = _identifier(fields.message_id, location, "messageId")
+    message_id = _identifier(fields.message_id, location, "messageId", MAX_MESSAGE_ID_CHARS)
     if message_id is None:
         message_id = str(uuid.uuid4())
-    elif len(message_id) > MAX_MESSAGE_ID_CHARS:
-        raise ValidationError(
-            f"is {len(message_id)} characters, over the limit of {MAX_MESSAGE_ID_CHARS}",
-            f"{location}.messageId",
-        )
     if kind == "alias" and _identifier(fields.previous_id, location, "previousId") is None:
         raise ValidationError("missing; alias events need a previousId", f"{location}.previousId")
     if kind == "group" and _identifier(fields.group_id, location, "groupId") is None:
@@ -271,8 +267,11 @@ def decode_body(body: bytes, content_encoding: str | None, limits: IngestSetting
     return b"".join(parts)
 
 
-def _identifier(value: Any, location: str, field: str) -> str | None:
-    """A string id, or None when absent or empty; integral and decimal numbers become strings."""
+def _identifier(
+    value: Any, location: str, field: str, limit: int = MAX_IDENTIFIER_CHARS
+) -> str | None:
+    """A string id of at most ``limit`` characters, or None when absent or empty; integral and
+    decimal numbers become strings."""
     if value is None:
         return None
     kind = type(value)
@@ -282,14 +281,21 @@ def _identifier(value: Any, location: str, field: str) -> str | None:
             raise ValidationError(
                 "must not contain the NUL character (\\u0000)", f"{location}.{field}"
             )
-        return None if not value or value.isspace() else value
-    if kind is int:
-        return str(value)
-    if kind is float and math.isfinite(value):
-        return str(int(value)) if value.is_integer() else repr(value)
-    raise ValidationError(
-        f"must be a string or a number, not {_show(value)}", f"{location}.{field}"
-    )
+        text = value
+    elif kind is int:
+        text = str(value)
+    elif kind is float and math.isfinite(value):
+        text = str(int(value)) if value.is_integer() else repr(value)
+    else:
+        raise ValidationError(
+            f"must be a string or a number, not {_show(value)}", f"{location}.{field}"
+        )
+    if len(text) > limit:
+        # Nor on a value this long (see MAX_IDENTIFIER_CHARS).
+        raise ValidationError(
+            f"is {len(text)} characters, over the limit of {limit}", f"{location}.{field}"
+        )
+    return None if not text or text.isspace() else text
 
 
 def _name(kind: str, fields: EventFields, location: str) -> str | None:

@@ -50,7 +50,7 @@ from safar.core.batch import (
     scan,
     within_profiles,
 )
-from safar.core.identity import IdentityRules
+from safar.core.identity import MAX_TRAIT_NAME_CHARS, IdentityRules
 from safar.core.regroup import regroup
 from safar.errors import SafarError
 from safar.model.events import Event
@@ -385,9 +385,10 @@ class _Step:
                 state = self.states[pid] = ProfileState(id=pid)
             ts, mid = event.timestamp, event.message_id
             for key, value in traits.items():
-                if "\x00" in key:
+                if "\x00" in key or len(key) > MAX_TRAIT_NAME_CHARS:
                     # Names no trait any store can keep (PostgreSQL text refuses NUL, SQLite's
-                    # JSON functions cut it short): left out, as blocked identifiers are.
+                    # JSON functions cut it short; PostgreSQL's index refuses a long one): left
+                    # out, as blocked identifiers are.
                     continue
                 writes.append(
                     TraitWrite(
