@@ -42,9 +42,13 @@ def nesting(value: Any) -> int:
 def check_nesting(raw: bytes, location: str) -> None:
     """Raise :class:`ValidationError` at ``location`` when the JSON text ``raw`` nests deeper
     than :data:`MAX_NESTING`. Text that is not JSON passes: its decoder reports it."""
-    # No more brackets than the limit cannot nest deeper: nearly every document ends here, at
-    # the speed of ``bytes.count``.
-    if raw.count(b"{") + raw.count(b"[") <= MAX_NESTING:
+    # No more brackets than the limit cannot nest deeper: nearly every document ends here.
+    # ``bytes.count`` takes about 0.7 ns a byte here and ``find`` half that, so the arrays most
+    # events lack are looked for before they are counted.
+    openers = raw.count(b"{")
+    if raw.find(b"[") >= 0:
+        openers += raw.count(b"[")
+    if openers <= MAX_NESTING:
         return
     try:
         value = msgspec.json.decode(raw)
