@@ -1,10 +1,11 @@
-"""Values no SDK sends, through a real server on PostgreSQL: NUL characters, lone surrogates,
-other odd strings, huge and tiny numbers and containers, in every field a customer or an API
-caller controls.
+"""Values no SDK sends, through a real server on PostgreSQL and on the embedded store: NUL
+characters, lone surrogates, other odd strings, huge and tiny numbers and containers, values
+thousands of characters long, in every field a customer or an API caller controls.
 
-PostgreSQL refuses NUL in text (and lone surrogates are not UTF-8). A value that reached a
-text column would fail its processor's commit with a retryable error, and that processor would
-retry the same batch for ever: one bad event would stop every customer's journeys. So each
+PostgreSQL refuses NUL in text (and lone surrogates are not UTF-8), and its unique indexes take
+entries of at most 2,704 bytes. A value that reached such a column would fail its processor's
+commit with a retryable error, and that processor would retry the same batch for ever: one bad
+event would stop every customer's journeys. So each
 request must be answered 200 or 4xx (never 5xx), and afterwards an ordinary customer's event,
 appended after all of them, must still go all the way through: profile, audiences, journey,
 message.
@@ -25,7 +26,7 @@ from safar.testing import wait_until
 from tests.e2e.live import LiveServer, last_line
 from tests.services import postgres_schema_url
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEY = """\
@@ -125,8 +126,8 @@ def hostile_events(odd: str) -> list[str]:
     ]
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     (tmp_path / "policy.yaml").write_text("quiet_hours: false\n", encoding="utf-8")
     (tmp_path / "poke.yaml").write_text(JOURNEY, encoding="utf-8")
     audiences = tmp_path / "audiences"
@@ -135,7 +136,7 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
     (audiences / "last_note.yaml").write_text(COMPUTED, encoding="utf-8")
     (audiences / "notes_total.yaml").write_text(SUMMED, encoding="utf-8")
     env = {
-        "SAFAR_STORAGE_URL": postgres_schema_url(),
+        "SAFAR_STORAGE_URL": postgres_schema_url() if request.param == "postgres" else "",
         "SAFAR_JOURNEYS_TEMPLATES_DIR": str(ROOT / "examples/templates"),
         "SAFAR_JOURNEYS_POLICY_FILE": str(tmp_path / "policy.yaml"),
         "SAFAR_CHANNELS_CONSOLE_FOR": "email",
