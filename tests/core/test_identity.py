@@ -261,6 +261,13 @@ def test_a_body_that_is_not_json_yields_ids_only() -> None:
     assert extract(odd, RULES).identifiers == (A1,)
 
 
+def test_a_body_nested_too_deep_to_read_yields_ids_only() -> None:
+    # Taken before ingestion limited nesting; reading it must not stop the processor.
+    deep = b'{"traits": {"email": "a@b.io", "x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}}"
+    nested = msgspec.structs.replace(event("identify", user="u1"), body=deep)
+    assert extract(nested, RULES).identifiers == (U1,)
+
+
 def test_edge_key_ignores_order() -> None:
     assert edge_key([U1, A1, E1]) == edge_key([E1, A1, U1])
     assert edge_key([U1, A1]) != edge_key([U1, A2])

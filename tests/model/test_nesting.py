@@ -70,3 +70,23 @@ def test_too_deep_to_decode_at_all_is_refused_not_raised() -> None:
 
 def test_text_that_is_not_json_is_left_to_its_decoder() -> None:
     check_nesting(b"[" * 100 + b"oops", "body")
+
+
+def test_an_event_too_deep_to_read_reads_as_its_normalized_fields() -> None:
+    # Taken before ingestion limited nesting: its readers (audiences, journeys) go on.
+    from safar.model.events import Event
+
+    event = Event(
+        source_id="s",
+        message_id="m1",
+        type="track",
+        name="Deep",
+        user_id="u1",
+        anonymous_id=None,
+        timestamp=0,
+        received_at=0,
+        body=b'{"properties": {"x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}}",
+    )
+    payload = event.payload(times=False)
+    assert payload["userId"] == "u1" and payload["event"] == "Deep"
+    assert "properties" not in payload

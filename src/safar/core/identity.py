@@ -229,7 +229,8 @@ def _fields(body: bytes) -> tuple[Any, Any, Any, Any]:
     except msgspec.ValidationError:
         # ``context`` is not an object; ingestion should have refused it, but never fail here.
         return _fields_loosely(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        # Not JSON, or nested too deep to read (taken before ingestion limited nesting).
         return None, None, None, None
     context = parsed.context
     if context is None:

@@ -35,7 +35,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
         """The event as a Segment-shaped JSON object, with Safar's normalized fields applied;
         without ``timestamp`` and ``receivedAt`` when not ``times`` (for a reader known not to
         look at them: formatting them was 3% of the audience processor's time)."""
-        data: dict[str, Any] = msgspec.json.decode(self.body)
+        try:
+            data: dict[str, Any] = msgspec.json.decode(self.body)
+        except RecursionError:
+            # Nested too deep to read, taken before ingestion limited nesting: read as carrying
+            # nothing beyond its name and the fields below, rather than stopping its readers.
+            named = "event" if self.type == "track" else "name"
+            data = {} if self.name is None else {named: self.name}
         data.pop("writeKey", None)
         data["type"] = self.type
         data["messageId"] = self.message_id
