@@ -204,14 +204,13 @@ def ids_only(
 ) -> tuple[Identifier, ...]:
     """What :func:`extract` returns for an event that does not :func:`reads_body`, given its
     ``user_id`` and ``anonymous_id``."""
-    blocked = rules.blocked
     if user is not None:
         user = user.strip()
-        if not user or len(user) > MAX_IDENTIFIER_CHARS or user.lower() in blocked:
+        if not user or rules.is_blocked(user):
             user = None
     if anonymous is not None:
         anonymous = anonymous.strip()
-        if not anonymous or len(anonymous) > MAX_IDENTIFIER_CHARS or anonymous.lower() in blocked:
+        if not anonymous or rules.is_blocked(anonymous):
             anonymous = None
     if user is None:
         return () if anonymous is None else ((ANONYMOUS_ID, anonymous),)

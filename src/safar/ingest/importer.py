@@ -22,13 +22,9 @@ from typing import Any
 import msgspec
 
 from safar.config import IdentitySettings, IngestSettings
-from safar.core.identity import (
-    MAX_IDENTIFIER_CHARS,
-    IdentityRules,
-    normalize_email,
-    normalize_phone,
-)
+from safar.core.identity import IdentityRules, normalize_email, normalize_phone
 from safar.errors import ValidationError
+from safar.ingest.validate import check_id_text
 from safar.model.events import Event
 from safar.model.nesting import check_nesting
 from safar.ports import Clock, EventLog
@@ -255,13 +251,7 @@ def _id_value(value: Any, rules: IdentityRules, location: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValidationError("must be a string or a whole number", location)
     text = str(value).strip()
-    if "\x00" in text:
-        # As the tracking API refuses it (ingest.validate): no store can key on it.
-        raise ValidationError("must not contain the NUL character (\\u0000)", location)
-    if len(text) > MAX_IDENTIFIER_CHARS:
-        raise ValidationError(
-            f"is {len(text)} characters, over the limit of {MAX_IDENTIFIER_CHARS}", location
-        )
+    check_id_text(text, location)  # as the tracking API does
     return None if not text or rules.is_blocked(text) else text
 
 

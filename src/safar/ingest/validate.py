@@ -276,11 +276,6 @@ def _identifier(
         return None
     kind = type(value)
     if kind is str:
-        if "\x00" in value:
-            # No store can key on it (PostgreSQL text refuses NUL), and no SDK sends it.
-            raise ValidationError(
-                "must not contain the NUL character (\\u0000)", f"{location}.{field}"
-            )
         text = value
     elif kind is int:
         text = str(value)
@@ -290,12 +285,18 @@ def _identifier(
         raise ValidationError(
             f"must be a string or a number, not {_show(value)}", f"{location}.{field}"
         )
-    if len(text) > limit:
-        # Nor on a value this long (see MAX_IDENTIFIER_CHARS).
-        raise ValidationError(
-            f"is {len(text)} characters, over the limit of {limit}", f"{location}.{field}"
-        )
+    check_id_text(text, f"{location}.{field}", limit)
     return None if not text or text.isspace() else text
+
+
+def check_id_text(text: str, location: str, limit: int = MAX_IDENTIFIER_CHARS) -> None:
+    """Raise :class:`ValidationError` at ``location`` unless some store can key on ``text``:
+    no NUL (PostgreSQL text refuses it, and no SDK sends it), at most ``limit`` characters
+    (see ``MAX_IDENTIFIER_CHARS``)."""
+    if "\x00" in text:
+        raise ValidationError("must not contain the NUL character (\\u0000)", location)
+    if len(text) > limit:
+        raise ValidationError(f"is {len(text)} characters, over the limit of {limit}", location)
 
 
 def _name(kind: str, fields: EventFields, location: str) -> str | None:
