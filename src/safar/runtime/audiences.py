@@ -93,6 +93,7 @@ from safar.runtime.audience_jobs import (
     is_history,
     pending_repairs,
 )
+from safar.runtime.collector import batch_work
 from safar.runtime.internal import track_event
 from safar.runtime.profiler import read_applied
 
@@ -400,6 +401,7 @@ class AudienceProcessor:
 
     # -- events -----------------------------------------------------------------------------
 
+    @batch_work
     def run_events(self, max_events: int = DEFAULT_BATCH) -> int:
         """Handle the next batch of events; returns how many were read (0: nothing to do)."""
         with self._guard():
@@ -792,6 +794,7 @@ class AudienceProcessor:
 
     # -- timers -----------------------------------------------------------------------------
 
+    @batch_work
     def run_timers(self, limit: int = TIMER_BATCH) -> int:
         """Re-evaluate customers whose windows changed something by now; returns how many."""
         with self._guard():
@@ -994,6 +997,7 @@ class AudienceProcessor:
         self._store.forwarded([e.message_id for e in pending])
         return len(pending)
 
+    @batch_work
     def step(self) -> int:
         """One turn: events, due timers, a page of background work, forwarding. A coordinator's:
         a page of background work and forwarding (partitions do the rest)."""

@@ -48,6 +48,7 @@ from safar.model.policy import Policy
 from safar.model.profiles import Profile
 from safar.model.runs import EventCommand, OutboxEntry, SendCommand, WebhookCommand
 from safar.ports import Channel, Clock, DeliveryStore, EventLog, Outbox, ProfileReader, Settlement
+from safar.runtime.collector import batch_work
 from safar.runtime.internal import SOURCE_ID, internal_event, track_event
 from safar.runtime.journeys import WEBHOOK_REPLY_EVENT
 from safar.runtime.links import Links
@@ -168,6 +169,7 @@ class Dispatcher:
         windows = [cap.window_ms for cap in policy.frequency_caps] + [policy.priority_window_ms]
         self._history_ms = max(windows, default=0)
 
+    @batch_work
     def run_once(self) -> int:
         """Deliver one batch of due entries; returns how many were claimed."""
         self._record()  # what an earlier round could not record, first

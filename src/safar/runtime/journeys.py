@@ -57,6 +57,7 @@ from safar.ports import (
     RunStore,
     WorkFeed,
 )
+from safar.runtime.collector import batch_work
 from safar.runtime.internal import track_event
 from safar.runtime.plans import PlanBook
 from safar.runtime.profiler import read_applied
@@ -167,6 +168,7 @@ class JourneyRuntime:
 
     # -- events -----------------------------------------------------------------------------
 
+    @batch_work
     def run_events(self, max_events: int = DEFAULT_BATCH) -> int:
         """Handle the next batch of events; returns how many were read (0: nothing to do)."""
         after = self._runs.processed_seq()
@@ -496,6 +498,7 @@ class JourneyRuntime:
 
     # -- timers -----------------------------------------------------------------------------
 
+    @batch_work
     def run_timers(self, limit: int = TIMER_BATCH, partition: int | None = None) -> int:
         """Step instances whose timer is due (those filed under ``partition`` of the work feed
         when given); returns how many."""
@@ -516,6 +519,7 @@ class JourneyRuntime:
 
     # -- scheduled entries ------------------------------------------------------------------
 
+    @batch_work
     def run_schedules(self) -> int:
         """Enter customers into journeys whose cron schedule came due; returns how many
         profiles were looked at. A schedule missed while Safar was down runs once, for its

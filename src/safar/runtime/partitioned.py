@@ -24,6 +24,7 @@ from safar.core.identity import IdentityRules
 from safar.model.leases import Fence
 from safar.ports import Clock, WorkFeed
 from safar.runtime.audiences import AudienceProcessor
+from safar.runtime.collector import batch_work
 from safar.runtime.feed_gaps import GapsHandled
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.partition_audiences import PartitionAudiences
@@ -104,6 +105,7 @@ class PartitionWorker:
             feed.partitions,
         )
 
+    @batch_work
     def step_once(self) -> int:
         """One round over the partitions held now: their next feed batches, in one turn, and
         the due timers of those that have some (looked for at most every

@@ -67,6 +67,7 @@ from safar.model.profiles import (
     TraitWrite,
 )
 from safar.ports import Clock, EventLog, ProfileReader, ProfileStore
+from safar.runtime.collector import batch_work
 from safar.runtime.known import KnownState
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class ProfileProcessor:
         """Whether updates are applied on a thread of their own (ADR 16)."""
         return self._applier is not None
 
+    @batch_work
     def run_once(self, max_events: int = DEFAULT_BATCH) -> int:
         """Process the next batch of up to ``max_events``; returns how many events it held.
 

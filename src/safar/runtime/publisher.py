@@ -36,6 +36,7 @@ from safar.model.events import Event
 from safar.model.profiles import Identifier
 from safar.model.work import WorkItem
 from safar.ports import EventLog, ProfileReader, WorkFeed
+from safar.runtime.collector import batch_work
 from safar.runtime.profiler import Route
 
 #: Events per published range: one message per partition per range, so bigger ranges cost
@@ -68,6 +69,7 @@ class FeedPublisher:
         self._behind = behind
         self._routes: MutableMapping[int, Route] = routes if routes is not None else {}
 
+    @batch_work
     def run_once(self, max_events: int = PUBLISH_BATCH) -> int:
         """Publish the next range; returns how many events it held (0: nothing to do)."""
         after = self._feed.published_seq()

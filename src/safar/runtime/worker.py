@@ -28,6 +28,7 @@ from safar.model.policy import Policy
 from safar.ports import Channel, Clock, WorkFeed
 from safar.runtime.audience_view import AudienceReader
 from safar.runtime.audiences import AudienceProcessor
+from safar.runtime.collector import batch_work
 from safar.runtime.dispatch import Dispatcher, WebhookCaller
 from safar.runtime.journeys import JourneyRuntime
 from safar.runtime.leases import SEGMENT_EXPORT, STEPPER, held_lease
@@ -213,6 +214,7 @@ class Worker:
         """Segment webhooks, delivered beside the dispatcher (built on first use likewise)."""
         return self._build_exporter()
 
+    @batch_work
     def step_once(self) -> int:
         """One turn of the stepper: profiles, audiences, then journeys over events, due timers
         and due schedules. With a work feed, journeys are the partition owners' work
