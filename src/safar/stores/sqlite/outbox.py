@@ -29,6 +29,10 @@ _DUE = (
     " WHERE status = 'pending' AND due <= ? AND (lease_until IS NULL OR lease_until <= ?)"
     " ORDER BY due LIMIT ?"
 )
+_ANY_DUE = (
+    "SELECT 1 FROM journey_outbox"
+    " WHERE status = 'pending' AND due <= ? AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1"
+)
 # One statement for every outcome, run in the settlements' order, so that a key settled twice in
 # one call ends as it would after two calls.
 _SETTLE = (
@@ -57,6 +61,12 @@ class SqliteOutbox:
     def claim(self, now: int, limit: int, owner: str, lease_ms: int) -> list[OutboxEntry]:
         if limit <= 0:
             return []
+        # A dispatcher polls this a hundred times a second. Asking first, under no lock, spares
+        # the idle one the write lock, which it waited for (in short sleeps, 15% of a core)
+        # while the profile processor held it, and then held up the processor's next batch.
+        with self._db.read() as conn:
+            if conn.execute(_ANY_DUE, (now, now)).fetchone() is None:
+                return []
         with transaction(self._db, "claiming outbox entries") as conn:
             rows = conn.execute(_DUE, (now, now, limit)).fetchall()
             conn.executemany(
