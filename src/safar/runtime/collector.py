@@ -6,7 +6,7 @@ made and walks every one still alive each time the count passes its threshold, t
 them is garbage yet; when the batch ends, reference counting frees nearly all of them anyway.
 Measured over the profile processor (1M events, the worker's thresholds, 2026-12-08): 225
 young collections took 1.5 s of about 22 s; with the collector held off for each batch, 48
-took 0.26 s (the processor's own Python time −12%).
+took 0.26 s (the processor's own Python time −11%, alternated runs).
 
 Cycles made during a batch are found by the next collection after it, and a batch is bounded,
 so memory grows by one batch's garbage at most.

