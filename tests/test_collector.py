@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from safar.model.events import Event
 from safar.runtime.collector import batch_work
 from safar.runtime.internal import internal_event
 from safar.runtime.worker import Worker
-from safar.stores.bundle import memory_stores
+from safar.stores.bundle import Stores, memory_stores
 from safar.testing import FakeClock
 from tests.journeys.test_sqlite_runtime import settings_in
 
@@ -72,26 +71,35 @@ def test_a_collector_turned_off_by_the_application_stays_off() -> None:
     assert not gc.isenabled()
 
 
-class WatchedLog:
-    """An event log noting whether the collector was on at each read."""
+class Watched:
+    """A store noting whether the collector was on at each call of one of its methods."""
 
-    def __init__(self, inner: object) -> None:
+    def __init__(self, inner: object, method: str) -> None:
         self._inner = inner
-        self.collector_on_at_read: list[bool] = []
-
-    def read(self, after: int, limit: int) -> Sequence[Event]:
-        self.collector_on_at_read.append(gc.isenabled())
-        return self._inner.read(after, limit)  # type: ignore[attr-defined,no-any-return]
+        self._method = method
+        self.collector_on: list[bool] = []
 
     def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
+        found = getattr(self._inner, name)
+        if name != self._method:
+            return found
+
+        def watched(*args: object, **kwargs: object) -> object:
+            self.collector_on.append(gc.isenabled())
+            return found(*args, **kwargs)
+
+        return watched
 
 
-def test_a_worker_turn_reads_its_batches_with_the_collector_off(tmp_path: Path) -> None:
+def watched_worker(tmp_path: Path) -> tuple[Worker, Stores, Watched, Watched]:
+    """A worker over memory stores whose log holds five page views; the log watched at each
+    ``read``, the profile store at each ``processed_seq`` (which every processor asks)."""
     clock = FakeClock()
     stores = memory_stores(clock)
-    watched = WatchedLog(stores.events)
-    stores.events = watched  # type: ignore[assignment]
+    log = Watched(stores.events, "read")
+    profiles = Watched(stores.profiles, "processed_seq")
+    stores.events = log  # type: ignore[assignment]
+    stores.profiles = profiles  # type: ignore[assignment]
     now = clock.now_ms()
     stores.events.append(
         [
@@ -106,10 +114,29 @@ def test_a_worker_turn_reads_its_batches_with_the_collector_off(tmp_path: Path) 
             for n in range(5)
         ]
     )
-    worker = Worker(stores, settings_in(tmp_path), clock)
+    return Worker(stores, settings_in(tmp_path), clock), stores, log, profiles
+
+
+def test_a_worker_turn_reads_its_batches_with_the_collector_off(tmp_path: Path) -> None:
+    worker, stores, log, _ = watched_worker(tmp_path)
     while worker.step_once():
         pass
-    assert watched.collector_on_at_read, "the worker read nothing"
-    assert not any(watched.collector_on_at_read)
+    assert log.collector_on, "the worker read nothing"
+    assert not any(log.collector_on)
     assert gc.isenabled()
     assert stores.profiles.processed_seq() == 5
+
+
+def test_each_processor_called_alone_works_with_the_collector_off(tmp_path: Path) -> None:
+    """As the benchmarks and tests call them, outside a worker turn."""
+    worker, _, _, profiles = watched_worker(tmp_path)
+    for name, call in [
+        ("profiles", worker.profiler.run_once),
+        ("audiences", worker.audiences.run_events),
+        ("journeys", worker.runtime.run_events),
+    ]:
+        profiles.collector_on.clear()
+        assert call() == 5, name
+        assert profiles.collector_on, f"{name} asked nothing"
+        assert not any(profiles.collector_on), name
+        assert gc.isenabled(), name

@@ -24,15 +24,13 @@ from safar.stores.sqlite.journeys import chunks, encode, marks, migrate, transac
 _decode_command = msgspec.json.Decoder(Command).decode
 
 _ENTRY_COLUMNS = "key, command, profile_id, due, attempts, last_error"
+#: Pending, due by ``now`` and not leased by then (bound twice: ``now, now``).
+_DUE_BY = " WHERE status = 'pending' AND due <= ? AND (lease_until IS NULL OR lease_until <= ?)"
 _DUE = (
-    f"SELECT rowid, {_ENTRY_COLUMNS}, lease_until IS NOT NULL FROM journey_outbox"
-    " WHERE status = 'pending' AND due <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+    f"SELECT rowid, {_ENTRY_COLUMNS}, lease_until IS NOT NULL FROM journey_outbox{_DUE_BY}"
     " ORDER BY due LIMIT ?"
 )
-_ANY_DUE = (
-    "SELECT 1 FROM journey_outbox"
-    " WHERE status = 'pending' AND due <= ? AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1"
-)
+_ANY_DUE = f"SELECT 1 FROM journey_outbox{_DUE_BY} LIMIT 1"
 # One statement for every outcome, run in the settlements' order, so that a key settled twice in
 # one call ends as it would after two calls.
 _SETTLE = (
